@@ -1,0 +1,74 @@
+"""anypool: one pool API over threads, processes, asyncio, Dask and Ray.
+
+The public API is what this module exports; everything in underscore modules
+is private. Process-flavoured names (``ProcessPoolExecutor``,
+``BrokenProcessPool``, ``WorkerCrashed``) are resolved on first use so that
+``import anypool`` does not import :mod:`multiprocessing`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import AnyPoolError as AnyPoolError
+from ._exceptions import BackendUnavailable as BackendUnavailable
+from ._exceptions import BrokenPool as BrokenPool
+from ._exceptions import BrokenThreadPool as BrokenThreadPool
+from ._exceptions import CapabilityError as CapabilityError
+from ._exceptions import PoolClosed as PoolClosed
+from ._exceptions import PoolFull as PoolFull
+from ._exceptions import RemoteError as RemoteError
+from ._exceptions import SerializationError as SerializationError
+from ._exceptions import TaskTimeout as TaskTimeout
+from ._map import MapIterator as MapIterator
+from ._pool import Pool as Pool
+from ._pool import map as map  # noqa: A004 - the module-level map is the point
+from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
+
+if TYPE_CHECKING:
+    from ._process_errors import BrokenProcessPool as BrokenProcessPool
+    from ._process_errors import WorkerCrashed as WorkerCrashed
+    from ._process_executor import ProcessPoolExecutor as ProcessPoolExecutor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnyPoolError",
+    "BackendUnavailable",
+    "BrokenPool",
+    "BrokenProcessPool",
+    "BrokenThreadPool",
+    "CapabilityError",
+    "MapIterator",
+    "Pool",
+    "PoolClosed",
+    "PoolFull",
+    "ProcessPoolExecutor",
+    "RemoteError",
+    "SerializationError",
+    "TaskTimeout",
+    "ThreadPoolExecutor",
+    "WorkerCrashed",
+    "map",
+]
+
+_LAZY = {
+    "BrokenProcessPool": "._process_errors",
+    "WorkerCrashed": "._process_errors",
+    "ProcessPoolExecutor": "._process_executor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anypool' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

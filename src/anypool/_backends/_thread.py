@@ -1,0 +1,220 @@
+"""Thread backend: worker threads in this process pull tasks from a shared queue.
+
+::
+
+    Pool.submit ─► TaskQueue (fifo/lifo/priority) ─► worker thread ─► task.run()
+                                                          │
+              future.result() ◄── task.settle / fail ◄────┘
+    Deadlines thread ── timeout ──► fail(TaskTimeout), abandon the stuck
+                                    thread, start a replacement
+
+Threads are started on demand, up to ``workers``. A thread cannot be killed in
+CPython: a timed-out task's thread is *abandoned* (it finishes on its own and
+its result is discarded) and a fresh thread keeps the pool at full strength.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+from .._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
+from .._task import Task
+from .._workers._deadlines import Deadlines
+from .._workers._queue import TaskQueue
+from .._workers._registry import register_for_exit
+from ..abc import Backend, BackendConfig, Capabilities
+
+__all__ = ["ThreadBackend", "backend_class"]
+
+_pool_ids = itertools.count()
+
+# An idle worker re-checks whether the pool shrank (resize) this often; waking
+# sooner costs CPU on idle pools, later delays giving threads back.
+_IDLE_POLL_S = 0.5
+
+
+class _Worker:
+    __slots__ = ("abandoned", "task", "thread")
+
+    def __init__(self) -> None:
+        self.task: Task | None = None
+        self.abandoned = False
+        self.thread: threading.Thread | None = None
+
+
+class ThreadBackend(Backend):
+    name = "thread"
+    capabilities = Capabilities(
+        kills_running_tasks=False,
+        shares_memory=True,
+        needs_pickling=False,
+        isolates_crashes=False,
+        parallel_cpu=False,  # the engine overrides this on free-threaded builds
+    )
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._queue = TaskQueue(config.order)
+        self._lock = threading.Lock()
+        self._workers: set[_Worker] = set()
+        self._idle = 0
+        self._target = config.workers
+        self._closed = False
+        self._deadlines: Deadlines | None = None
+        self._names = itertools.count()
+        self._prefix = config.thread_name_prefix or f"anypool-thread-{next(_pool_ids)}"
+        register_for_exit(self)
+
+    # -- submission -------------------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if self.broken is not None:
+                raise self.broken
+            if self._closed:
+                raise PoolClosed("cannot submit: the pool is shut down")
+            self._queue.put(task)
+            if self._idle < len(self._queue) and len(self._workers) < self._target:
+                self._spawn()
+
+    def _spawn(self) -> None:
+        """Start one worker thread; caller holds the lock."""
+        worker = _Worker()
+        name = f"{self._prefix}_{next(self._names)}"
+        worker.thread = threading.Thread(target=self._work, args=(worker,), name=name, daemon=True)
+        self._workers.add(worker)
+        worker.thread.start()
+
+    # -- the worker loop ----------------------------------------------------------------------
+    def _work(self, worker: _Worker) -> None:
+        if not self._initialize():
+            return
+        while (task := self._next_task(worker)) is not None:
+            if not task.mark_started(worker.thread.name if worker.thread else "?"):
+                continue
+            worker.task = task
+            handle = self._watch(task, worker) if task.timeout is not None else None
+            self._run(task)
+            if handle is not None:
+                handle.cancel()
+            with self._lock:
+                worker.task = None
+                if worker.abandoned:  # a replacement took this slot while we were stuck
+                    return
+        with self._lock:
+            self._workers.discard(worker)
+
+    def _initialize(self) -> bool:
+        if self.config.initializer is None:
+            return True
+        try:
+            self.config.initializer(*self.config.initargs)
+        except BaseException as exc:
+            self._break(BrokenThreadPool(f"a thread initializer failed: {exc!r}"), exc)
+            return False
+        return True
+
+    def _next_task(self, worker: _Worker) -> Task | None:
+        while True:
+            with self._lock:
+                if self.broken is not None or len(self._workers) > self._target:
+                    self._workers.discard(worker)  # pool broke or shrank: this thread retires
+                    return None
+                self._idle += 1
+            task = self._queue.get(timeout=_IDLE_POLL_S)
+            with self._lock:
+                self._idle -= 1
+            if task is not None or self._closed:
+                return task
+
+    @staticmethod
+    def _run(task: Task) -> None:
+        try:
+            value = task.run()
+        except BaseException as exc:
+            task.fail(exc)
+        else:
+            task.settle(value)
+
+    # -- timeouts ---------------------------------------------------------------------------
+    def _watch(self, task: Task, worker: _Worker) -> object:
+        with self._lock:
+            if self._deadlines is None:
+                self._deadlines = Deadlines(f"{self._prefix}-deadlines")
+        assert task.timeout is not None
+        return self._deadlines.schedule(
+            time.monotonic() + task.timeout, lambda: self._expire(task, worker)
+        )
+
+    def _expire(self, task: Task, worker: _Worker) -> None:
+        with self._lock:
+            if worker.task is not task:
+                return  # finished just in time
+            worker.abandoned = True
+            self._workers.discard(worker)
+            if not self._closed:
+                self._spawn()  # keep the pool at full strength
+        task.fail(
+            TaskTimeout(
+                f"task {task.fn!r} ran longer than its timeout of {task.timeout} s; "
+                "threads cannot be killed, so it was abandoned and keeps running in the background"
+            )
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _break(self, error: BaseException, cause: BaseException) -> None:
+        error.__cause__ = cause
+        with self._lock:
+            if self.broken is None:
+                self.broken = error
+            self._workers = {w for w in self._workers if w.thread is not threading.current_thread()}
+        for task in self._queue.drain():
+            task.fail(error)
+        self._queue.close()
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers)
+        if cancel_pending or kill_running:
+            for task in self._queue.drain():
+                task.cancel_pending()
+        self._queue.close()
+        if kill_running:
+            for worker in workers:
+                self._abandon(worker)
+        elif wait:
+            for worker in workers:
+                if worker.thread is not None and worker.thread is not threading.current_thread():
+                    worker.thread.join()
+        if self._deadlines is not None and (wait or kill_running):
+            self._deadlines.stop()
+
+    def _abandon(self, worker: _Worker) -> None:
+        task = worker.task
+        if task is not None:
+            worker.abandoned = True
+            task.fail(
+                PoolClosed(
+                    "the pool was shut down with kill_running=True while this task ran; "
+                    "a thread cannot be stopped, so it was abandoned"
+                )
+            )
+
+    def workers_alive(self) -> int:
+        with self._lock:
+            return sum(1 for w in self._workers if w.thread is not None and w.thread.is_alive())
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def resize(self, workers: int) -> None:
+        with self._lock:
+            self._target = workers
+            # grow only as far as queued work needs; idle threads above the target retire
+            for _ in range(min(workers - len(self._workers), len(self._queue) - self._idle)):
+                self._spawn()
+
+
+backend_class = ThreadBackend

@@ -1,0 +1,86 @@
+"""anypool's exceptions.
+
+Every class subclasses the stdlib exception that existing ``except`` clauses
+already catch, so code written for ``concurrent.futures`` keeps working::
+
+    Exception
+    └── AnyPoolError
+        ├── PoolClosed ..................... also RuntimeError (submit after shutdown)
+        ├── PoolFull ....................... also queue.Full (max_pending reached, block=False)
+        ├── CapabilityError ................ also ValueError (option the backend cannot honour)
+        ├── BackendUnavailable ............. also ImportError (engine not installed)
+        ├── TaskTimeout .................... also TimeoutError (per-task timeout; the task was stopped)
+        ├── SerializationError ............. also pickle.PicklingError (call/result does not pickle)
+        ├── RemoteError .................... a worker exception that could not be sent back as itself
+        └── BrokenPool ..................... also concurrent.futures.BrokenExecutor
+            ├── BrokenThreadPool ........... also concurrent.futures.thread.BrokenThreadPool
+            └── BrokenProcessPool .......... also concurrent.futures.process.BrokenProcessPool
+                └── WorkerCrashed .......... a worker died while running this task
+
+``BrokenProcessPool`` and ``WorkerCrashed`` live in :mod:`anypool._process_errors`
+because their stdlib base imports ``multiprocessing``; ``import anypool`` stays
+free of it and resolves them on first use.
+
+All classes keep ``__init__`` simple (message only) so they pickle across
+process boundaries unchanged.
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+from concurrent.futures import BrokenExecutor
+from concurrent.futures.thread import BrokenThreadPool as _StdBrokenThreadPool
+
+__all__ = [
+    "AnyPoolError",
+    "BackendUnavailable",
+    "BrokenPool",
+    "BrokenThreadPool",
+    "CapabilityError",
+    "PoolClosed",
+    "PoolFull",
+    "RemoteError",
+    "SerializationError",
+    "TaskTimeout",
+]
+
+
+class AnyPoolError(Exception):
+    """Base class of every exception anypool raises itself."""
+
+
+class PoolClosed(AnyPoolError, RuntimeError):
+    """Work was submitted to a pool that is shutting down or shut down."""
+
+
+class PoolFull(AnyPoolError, queue.Full):
+    """``max_pending`` tasks are already queued and the caller asked not to wait."""
+
+
+class CapabilityError(AnyPoolError, ValueError):
+    """An option was asked of a backend that cannot honour it (see ``Backend.capabilities``)."""
+
+
+class BackendUnavailable(AnyPoolError, ImportError):
+    """The engine behind a backend is not installed; the message names the extra to install."""
+
+
+class TaskTimeout(AnyPoolError, TimeoutError):
+    """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
+
+
+class SerializationError(AnyPoolError, pickle.PicklingError):
+    """A function, argument, result or exception could not cross a process boundary."""
+
+
+class RemoteError(AnyPoolError):
+    """A worker raised an exception that could not be pickled; this carries its text."""
+
+
+class BrokenPool(AnyPoolError, BrokenExecutor):
+    """The pool can no longer run work (an initializer failed, or it was torn down)."""
+
+
+class BrokenThreadPool(BrokenPool, _StdBrokenThreadPool):
+    """A thread pool's initializer failed."""

@@ -1,0 +1,318 @@
+"""The Pool engine: one front end over every backend.
+
+::
+
+    Pool.submit(fn, *args) ──► Task ──────────────► Backend.submit(task)
+    Pool.map(fn, iterable) ──► MapIterator ─chunks─► Backend.submit(task)
+                                   ▲                        │ runs it
+                                   └── items ◄── Future ◄───┘
+
+The engine validates input, builds tasks, checks options against the
+backend's :class:`~anypool.abc.Capabilities`, drives ``map``'s window and
+chunking, and keeps the books (statistics). Backends only run tasks.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any, Literal, TypeVar
+
+from ._backends import load_backend
+from ._chunking import make_chunker
+from ._exceptions import CapabilityError, PoolClosed
+from ._map import MapIterator
+from ._task import ChunkResult, Task
+from .abc import Backend, BackendConfig, Order
+
+__all__ = ["Pool", "map"]
+
+R = TypeVar("R")
+
+_ORDERS = ("fifo", "lifo", "priority")
+# Chunks in flight per worker in map(): 2 keeps every worker fed while the next chunk
+# is on its way; more only adds memory held in flight.
+_CHUNKS_PER_WORKER = 2
+
+
+def _check_positive(name: str, value: float | None, *, integer: bool = False) -> None:
+    if value is None:
+        return
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        wanted = "a positive int" if integer else "a positive number"
+        raise ValueError(f"{name} must be {wanted} or None, got {value!r}")
+
+
+def _check_retries(retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+
+
+def _check_callable(fn: object, what: str = "fn") -> None:
+    if not callable(fn):
+        raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
+
+
+class Pool:
+    """A pool of workers on one backend: ``"thread"``, ``"process"``, ``"inline"``, and more.
+
+    >>> with Pool(backend="thread", workers=2) as pool:
+    ...     pool.submit(pow, 2, 10).result()
+    1024
+    """
+
+    def __init__(
+        self,
+        backend: str = "thread",
+        workers: int | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        order: Order = "fifo",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        start_method: Literal["fork", "forkserver", "spawn"] | None = None,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | None = None,
+        thread_name_prefix: str = "",
+        **backend_options: Any,
+    ) -> None:
+        _check_positive("workers", workers, integer=True)
+        _check_positive("timeout", timeout)
+        _check_positive("max_tasks_per_worker", max_tasks_per_worker, integer=True)
+        _check_positive("max_worker_memory", max_worker_memory, integer=True)
+        _check_retries(retries)
+        if order not in _ORDERS:
+            raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
+        if initializer is not None:
+            _check_callable(initializer, "initializer")
+        backend_class = load_backend(backend)
+        self._check_capabilities(backend_class, timeout=timeout, retries=retries, order=order)
+        self._timeout = timeout
+        self._retries = retries
+        config = BackendConfig(
+            workers=workers or backend_class.default_workers(),
+            order=order,
+            initializer=initializer,
+            initargs=tuple(initargs),
+            start_method=start_method,
+            max_tasks_per_worker=max_tasks_per_worker,
+            max_worker_memory=max_worker_memory,
+            thread_name_prefix=thread_name_prefix,
+            options=backend_options,
+        )
+        self._backend: Backend = backend_class(config)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- introspection ----------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The backend's name."""
+        return self._backend.name
+
+    @property
+    def workers(self) -> int:
+        """The configured number of workers."""
+        return self._backend.config.workers
+
+    @property
+    def capabilities(self) -> Any:
+        """The backend's :class:`~anypool.abc.Capabilities`."""
+        return self._backend.capabilities
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<anypool.Pool backend={self.backend!r} workers={self.workers} {state}>"
+
+    @staticmethod
+    def _check_capabilities(
+        backend: type[Backend],
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        order: str = "fifo",
+        priority: float | None = None,
+    ) -> None:
+        caps = backend.capabilities
+        if timeout is not None and not caps.supports_timeouts:
+            raise CapabilityError(f"the {backend.name!r} backend cannot enforce timeout=")
+        if retries and not caps.supports_retries:
+            raise CapabilityError(f"the {backend.name!r} backend cannot retry tasks (retries=)")
+        if (order != "fifo" or priority is not None) and not caps.supports_priority:
+            raise CapabilityError(f"the {backend.name!r} backend cannot order tasks")
+
+    # -- submitting work --------------------------------------------------------------------
+    def _task(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], **opts: Any) -> Task:
+        timeout, retries, priority = opts["timeout"], opts["retries"], opts["priority"]
+        _check_positive("timeout", timeout)
+        if retries is not None:
+            _check_retries(retries)
+        self._check_capabilities(type(self._backend), timeout=timeout, priority=priority)
+        return Task(
+            fn,
+            args,
+            kwargs,
+            Future(),
+            chunk=opts.get("chunk", False),
+            star=opts.get("star", False),
+            timeout=self._timeout if timeout is None else timeout,
+            retries=self._retries if retries is None else retries,
+            priority=0.0 if priority is None else priority,
+        )
+
+    def _submit_task(self, task: Task) -> Future[Any]:
+        if self._closed:
+            raise PoolClosed("cannot submit: the pool is shut down")
+        # a weak back-reference lets Pool.kill(future) find the task without a cycle
+        task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
+        self._backend.submit(task)
+        return task.future
+
+    def submit(
+        self,
+        fn: Callable[..., R],
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        retries: int | None = None,
+        priority: float | None = None,
+        **kwargs: Any,
+    ) -> Future[R]:
+        """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
+
+        ``timeout``, ``retries`` and ``priority`` override the pool's defaults for this
+        task (and so cannot be passed through to ``fn`` as keyword arguments).
+        """
+        _check_callable(fn)
+        task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
+        return self._submit_task(task)
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        /,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | Literal["auto"] = "auto",
+        window: int | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        priority: float | None = None,
+        return_exceptions: bool = False,
+    ) -> MapIterator[R]:
+        """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
+
+        At most ``window`` chunks (default: 2 per worker) are in flight, so the input
+        may be endless. ``ordered=False`` yields in completion order. An item's
+        exception is raised when that item is reached, or yielded in its place with
+        ``return_exceptions=True``. ``timeout`` applies to each item.
+        """
+        _check_callable(fn)
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        _check_positive("window", window, integer=True)
+        star = len(iterables) > 1
+        items: Iterable[Any] = zip(*iterables) if star else iterables[0]
+        opts = {"timeout": timeout, "retries": retries, "priority": priority}
+        self._task(fn, (), {}, **opts)  # validate the options now, not at the first chunk
+        if chunksize == "auto" and (timeout or self._timeout):
+            chunksize = 1  # a per-item timeout needs per-item tasks to be exact
+
+        def submit_chunk(chunk: list[Any]) -> Future[ChunkResult]:
+            task = self._task(fn, chunk, {}, chunk=True, star=star, **opts)
+            if task.timeout is not None:
+                task.timeout *= len(chunk)
+            return self._submit_task(task)
+
+        total = len(iterables[0]) if not star and hasattr(iterables[0], "__len__") else None
+        return MapIterator(
+            submit_chunk,
+            items,
+            chunker=make_chunker(chunksize, self.workers, total),  # type: ignore[arg-type]
+            window=window or _CHUNKS_PER_WORKER * self.workers + 1,
+            ordered=ordered,
+            return_exceptions=return_exceptions,
+        )
+
+    # -- control ----------------------------------------------------------------------------
+    def kill(self, future: Future[Any]) -> bool:
+        """Stop the task behind ``future``: cancel it if queued, stop it if running.
+
+        Returns True if the task will not complete normally. Stopping a running task
+        needs a backend with ``capabilities.kills_running_tasks``.
+        """
+        if future.cancel():
+            return True
+        task_ref = getattr(future, "_anypool_task", None)
+        task = task_ref() if task_ref is not None else None
+        return task is not None and not future.done() and self._backend.kill(task)
+
+    def shutdown(
+        self, wait: bool = True, *, cancel_pending: bool = False, kill_running: bool = False
+    ) -> None:
+        """Stop accepting work. Safe to call more than once."""
+        with self._lock:
+            self._closed = True
+        self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: the user wants out now, not after the queue drains.
+            self.shutdown(wait=True, cancel_pending=True, kill_running=True)
+        else:
+            self.shutdown(wait=True)
+
+
+def map(  # noqa: A001 - mirrors builtins.map on purpose
+    fn: Callable[..., R],
+    /,
+    *iterables: Iterable[Any],
+    backend: str = "process",
+    workers: int | None = None,
+    ordered: bool = True,
+    chunksize: int | Literal["auto"] = "auto",
+    timeout: float | None = None,
+    return_exceptions: bool = False,
+    **pool_options: Any,
+) -> MapIterator[R]:
+    """One-shot lazy ``map`` on a fresh pool that shuts down when the iterator ends or closes."""
+    pool = Pool(backend, workers, timeout=timeout, **pool_options)
+    try:
+        inner = pool.map(
+            fn,
+            *iterables,
+            ordered=ordered,
+            chunksize=chunksize,
+            return_exceptions=return_exceptions,
+        )
+    except BaseException:
+        pool.shutdown(wait=True)
+        raise
+    return _OwningMapIterator(inner, pool)
+
+
+class _OwningMapIterator(MapIterator[R]):
+    """A MapIterator that owns its pool and shuts it down when iteration ends."""
+
+    def __init__(self, inner: MapIterator[R], pool: Pool) -> None:  # noqa: D107
+        self._inner = inner
+        self._pool = pool
+        self._gen = self._drive()
+
+    def _drive(self) -> Any:
+        interrupted = False
+        try:
+            yield from self._inner
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            self._inner.close()
+            self._pool.shutdown(wait=True, cancel_pending=True, kill_running=interrupted)

@@ -1,0 +1,74 @@
+"""Facts about the running interpreter and machine that pool sizing and ``auto`` read."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+__all__ = [
+    "default_start_method",
+    "engine_installed",
+    "gil_enabled",
+    "free_threaded_build",
+    "usable_cpus",
+]
+
+
+def gil_enabled() -> bool:
+    """True unless this is a free-threaded build running with the GIL disabled."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return True if probe is None else bool(probe())
+
+
+def free_threaded_build() -> bool:
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPU quota from cgroup v2 (``cpu.max``) or v1 (``cfs_quota_us``), or None if unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if quota_us <= 0 else quota_us / period_us
+
+
+@functools.cache
+def usable_cpus() -> int:
+    """CPUs this process may use: affinity mask, then cgroup quota (containers), at least 1."""
+    if hasattr(os, "process_cpu_count"):  # 3.13+: affinity-aware
+        count = os.process_cpu_count() or 1
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, max(1, int(limit + 0.5)))
+    return max(1, count)
+
+
+def default_start_method() -> str:
+    """anypool's default: forkserver on Linux (fork is unsafe once threads exist), else spawn."""
+    if sys.platform.startswith("linux"):
+        return "forkserver"
+    return "spawn"
+
+
+def engine_installed(module: str) -> bool:
+    """Whether an optional engine (``dask.distributed``, ``ray``...) can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

@@ -1,0 +1,106 @@
+"""The unit of work that the engine hands to a backend.
+
+A :class:`Task` is either one call (``fn(*args, **kwargs)``) or a *chunk*: ``fn``
+applied to a list of items, which is how ``map`` amortises per-task overhead.
+A chunk never raises as a whole: it returns a :class:`ChunkResult` that keeps
+each item's value or exception, so an item's exception surfaces when the
+consumer reaches that item and the other items still deliver.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ChunkResult", "Task", "run_chunk"]
+
+_sequence = itertools.count()
+
+
+@dataclass
+class ChunkResult:
+    """What a chunk returns: item values in order, with failed items' exceptions by index."""
+
+    values: list[Any]
+    errors: dict[int, BaseException]
+    duration: float  # seconds the chunk ran in the worker; drives adaptive chunking
+
+
+def run_chunk(fn: Callable[..., Any], items: Sequence[Any], star: bool) -> ChunkResult:
+    """Apply ``fn`` to every item, catching per item, and time the whole chunk."""
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    start = time.perf_counter()
+    for index, item in enumerate(items):
+        try:
+            values.append(fn(*item) if star else fn(item))
+        except Exception as exc:
+            values.append(None)
+            errors[index] = exc
+    return ChunkResult(values, errors, time.perf_counter() - start)
+
+
+@dataclass(eq=False)
+class Task:
+    """One call or one chunk of a ``map``, plus the options that govern how it runs.
+
+    Backends resolve :attr:`future` exactly once; :meth:`settle` and
+    :meth:`fail` make that idempotent, because a timeout and a late result can race.
+    """
+
+    fn: Callable[..., Any]
+    args: Sequence[Any]
+    kwargs: dict[str, Any]
+    future: Future[Any]
+    chunk: bool = False  # args is a list of items and fn is applied to each
+    star: bool = False  # chunk items are argument tuples (map over several iterables)
+    timeout: float | None = None
+    retries: int = 0
+    priority: float = 0.0
+    seq: int = field(default_factory=lambda: next(_sequence))
+    attempts: int = 0  # how many times a worker started it (retries count here)
+    started_at: float | None = None  # time.monotonic() when a worker took it
+    worker: str | None = None  # label of the worker that ran it last
+    payload: Any = None  # backend-private cache, e.g. the pickled call
+
+    @property
+    def n_items(self) -> int:
+        return len(self.args) if self.chunk else 1
+
+    def run(self) -> Any:
+        """Run in the current thread; a chunk returns a ChunkResult, a call its value."""
+        if self.chunk:
+            return run_chunk(self.fn, self.args, self.star)
+        return self.fn(*self.args, **self.kwargs)
+
+    def mark_started(self, worker: str) -> bool:
+        """Move the future to RUNNING; False means it was cancelled and must be skipped."""
+        if self.attempts == 0 and not self.future.set_running_or_notify_cancel():
+            return False
+        self.attempts += 1
+        self.worker = worker
+        self.started_at = time.monotonic()
+        return True
+
+    def settle(self, value: Any) -> None:
+        if not self.future.done():
+            try:
+                self.future.set_result(value)
+            except Exception:  # lost a race with fail(): the first outcome stands
+                pass
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            try:
+                self.future.set_exception(exc)
+            except Exception:  # lost a race with settle(): the first outcome stands
+                pass
+
+    def cancel_pending(self) -> None:
+        """Cancel a task that no worker has started (a started one is left alone)."""
+        if self.attempts == 0:
+            self.future.cancel()

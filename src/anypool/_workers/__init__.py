@@ -1,0 +1,1 @@
+"""Machinery shared by the local backends (threads and processes): queueing, deadlines."""

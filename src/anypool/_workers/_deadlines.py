@@ -1,0 +1,82 @@
+"""One daemon thread that fires callbacks at deadlines (task timeouts, timers).
+
+::
+
+    schedule(when, fn) ──► heap ──► watcher thread sleeps until the earliest
+                                    deadline, pops it and calls fn() there
+
+Callbacks run on the watcher thread, so they must be quick (set a flag,
+terminate a process, submit a task) and must not block.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["Deadlines", "Handle"]
+
+
+class Handle:
+    """Returned by :meth:`Deadlines.schedule`; ``cancel()`` stops the callback if not yet fired."""
+
+    __slots__ = ("cancelled",)
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Deadlines:
+    def __init__(self, name: str = "anypool-deadlines") -> None:
+        self._name = name
+        self._heap: list[tuple[float, int, Handle, Callable[[], object]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def schedule(self, when: float, fn: Callable[[], object]) -> Handle:
+        """Call ``fn()`` at ``time.monotonic() >= when``."""
+        handle = Handle()
+        with self._wake:
+            if self._stopped:
+                handle.cancel()
+                return handle
+            heapq.heappush(self._heap, (when, next(self._order), handle, fn))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return handle
+
+    def _next_due(self) -> Callable[[], object] | None:
+        """Wait for the earliest live deadline; None once stopped."""
+        with self._wake:
+            while not self._stopped:
+                if self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                    continue
+                delay = self._heap[0][0] - time.monotonic() if self._heap else None
+                if delay is not None and delay <= 0:
+                    return heapq.heappop(self._heap)[3]
+                self._wake.wait(delay)
+            return None
+
+    def _run(self) -> None:
+        while (fn := self._next_due()) is not None:
+            fn()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._heap.clear()
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()

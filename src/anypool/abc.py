@@ -1,0 +1,111 @@
+"""The backend abstraction: what every anypool backend implements and declares.
+
+A backend turns :class:`~anypool.abc.Task` objects into resolved futures. The
+:class:`~anypool.Pool` engine owns everything above that line — argument
+checking, chunking, the lazy ``map`` window, retries bookkeeping, statistics —
+so a backend only has to *run* tasks and say, through :class:`Capabilities`,
+what it can and cannot do. Callers (and ``backend="auto"``) read those flags,
+never backend names::
+
+    Pool.submit / Pool.map ──► Task ──► Backend.submit(task)
+                                              │ runs it somewhere
+    future.result() ◄── task.settle / task.fail ◄┘
+
+Backends are looked up by name in :mod:`anypool._backends` and imported only
+when first used, so ``import anypool`` never imports multiprocessing, Dask or Ray.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ._task import ChunkResult, Task
+
+__all__ = ["Backend", "BackendConfig", "Capabilities", "ChunkResult", "Order", "Task"]
+
+Order = Literal["fifo", "lifo", "priority"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the engine and ``backend="auto"`` decide from these flags."""
+
+    kills_running_tasks: bool
+    """A running task can be stopped (timeouts and ``Pool.kill`` really stop it)."""
+    shares_memory: bool
+    """Tasks run in the caller's process and see its objects (no copies)."""
+    needs_pickling: bool
+    """Functions, arguments and results cross a process boundary."""
+    isolates_crashes: bool
+    """A task that crashes its worker (segfault, ``os._exit``) fails only itself."""
+    parallel_cpu: bool
+    """Pure-Python CPU-bound tasks run in parallel (false for threads under the GIL)."""
+    remote: bool = False
+    """Workers may live on other machines."""
+    supports_priority: bool = True
+    """``priority=`` is honoured."""
+    supports_retries: bool = True
+    """``retries=`` re-runs a task whose worker died."""
+    supports_timeouts: bool = True
+    """``timeout=`` is honoured (stopping or abandoning the task, see kills_running_tasks)."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """The pool options a backend receives; backend-specific ones sit in ``options``."""
+
+    workers: int
+    order: Order = "fifo"
+    initializer: Callable[..., object] | None = None
+    initargs: tuple[Any, ...] = ()
+    start_method: str | None = None
+    max_tasks_per_worker: int | None = None
+    max_worker_memory: int | None = None
+    thread_name_prefix: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Runs tasks. One instance per pool; thread-safe ``submit``."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+        #: Set once the backend can no longer run work; submit raises it.
+        self.broken: BaseException | None = None
+
+    @classmethod
+    def default_workers(cls) -> int:
+        """How many workers a pool gets when ``workers=None``."""
+        from ._runtime import usable_cpus
+
+        return usable_cpus()
+
+    @abc.abstractmethod
+    def submit(self, task: Task) -> None:
+        """Schedule ``task``; it must eventually settle, fail or cancel ``task.future``."""
+
+    @abc.abstractmethod
+    def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
+        """Stop accepting work; optionally cancel queued tasks and stop running ones."""
+
+    @abc.abstractmethod
+    def workers_alive(self) -> int:
+        """Workers currently alive (started and not exited)."""
+
+    def pending(self) -> int:
+        """Tasks accepted but not yet started; 0 when the backend cannot tell."""
+        return 0
+
+    def kill(self, task: Task) -> bool:
+        """Stop ``task`` if it is running; True if it was stopped. Default: cannot."""
+        return False
+
+    def resize(self, workers: int) -> None:
+        """Change the number of workers at run time."""
+        raise NotImplementedError(f"the {self.name} backend cannot be resized")
