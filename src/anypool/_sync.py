@@ -3,16 +3,18 @@
 ::
 
     pool.Lock() ──► Primitives for the backend ──► thread / inline: threading.Lock()
-                                               └─► process: proxy ◄─ socket ─► manager process
-                                                     │ (pickles into task arguments;
-                                                     ▼  every call is a round trip)
-                                               worker process: proxy.acquire() ...
+                                               └─► process: named semaphore, or a proxy
+                                                     │ to a manager process (Queue, Barrier);
+                                                     ▼ both pickle into task arguments
+                                               worker process: lock.acquire() ...
 
 Threads share the parent's memory, so they get the ``threading`` and ``queue``
-objects themselves. Worker processes do not: they get proxies to objects that
-live in one manager process per pool (see :mod:`anypool._sync_process`, loaded
-only when a process pool first asks). A backend can bring its own set by
-defining ``primitives()`` (the Dask backend maps them onto ``distributed``'s).
+objects themselves. Worker processes do not: they get named semaphores that
+pickle into task arguments (locks, semaphores, conditions, events) and proxies
+to queues and barriers in one manager process per pool (see
+:mod:`anypool._sync_process`, loaded only when a process pool first asks). A
+backend can bring its own set by defining ``primitives()`` (the Dask backend
+can map them onto ``distributed``'s).
 
 The protocols below are the common surface of both kinds, with the method
 names and semantics of the ``threading`` and ``queue`` modules.
@@ -201,9 +203,9 @@ def primitives_for(backend: Backend) -> Primitives:
     if caps.shares_memory:
         return ThreadPrimitives()
     if caps.needs_pickling and not caps.remote:
-        from ._sync_process import ManagerPrimitives
+        from ._sync_process import ProcessPrimitives
 
-        return ManagerPrimitives(backend.config.start_method)
+        return ProcessPrimitives(backend.config.start_method)
     raise CapabilityError(f"the {backend.name!r} backend has no coordination primitives")
 
 

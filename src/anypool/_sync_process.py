@@ -1,42 +1,58 @@
-"""Cross-process coordination primitives: proxies to objects in one manager process per pool.
+"""Cross-process coordination primitives that pickle into task arguments at any time.
 
 ::
 
-    parent                            manager process (started on first use)
-    pool.Lock() ── create ──────────► threading.Lock()  ◄─┐
-      │ returns LockProxy(token)                           │ one server thread
-      ▼ pickled into a task's arguments                    │ per connection
-    worker process: LockProxy(token).acquire() ── call ───┘
+    parent                                    worker process
+    pool.Lock() ─► named POSIX semaphore ◄──── sem_open(name) when the task's
+      │ (multiprocessing.synchronize)           arguments are unpickled; then
+      ▼ pickled into a task's arguments         acquire/release are futex calls
+    pool.Queue() / Barrier() ─► proxy ─ socket ─► manager process (started on first
+                                                 use) holding queue.Queue / Barrier
 
-A proxy pickles to its token (the manager's address and the object's id), so
-it can ride in any task's arguments at any time, not only at worker start —
-which is what ``multiprocessing.Lock`` cannot do. Workers reconnect with the
-authentication key they inherit from the parent.
+``multiprocessing.Lock`` and friends refuse to pickle except while a child is
+being spawned, because on some platforms their handle cannot be reopened.
+Created under a spawn or forkserver context on POSIX they *are* named
+semaphores that any process can reopen by name while the creator holds them,
+so :class:`_Native` pickles the object the way a spawning child would (the
+same ``__getstate__``) at any time. That keeps locks as fast as
+``multiprocessing``'s own (microseconds, no server round trip).
 
-Our proxy classes turn a lost manager (the pool was shut down) into a
+Queues and barriers keep state beyond semaphores (a deque, a shared-memory
+counter), so they live in a manager process and are reached through proxies;
+a proxy pickles to the manager's address and the object's id, and workers
+reconnect with the authentication key they inherit from the parent. Our
+proxy classes turn a lost manager (the pool was shut down) into a
 :class:`~anypool.PoolClosed` that says so, instead of a bare socket error.
-This module imports :mod:`multiprocessing`: it is loaded only when a process
-pool first asks for a primitive.
+
+On Windows, where semaphores cannot be reopened by name, everything goes
+through the manager. This module imports :mod:`multiprocessing`: it is loaded
+only when a process pool first asks for a primitive.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import context as mp_context
 from multiprocessing import get_context
+from multiprocessing import synchronize as mp_sync
 from multiprocessing.managers import BaseProxy, SyncManager
-from typing import Any, cast
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, ClassVar, cast
 
 from ._exceptions import PoolClosed
 from ._runtime import default_start_method
 from ._sync import BarrierLike, ConditionLike, EventLike, LockLike, QueueLike, SemaphoreLike
 from .abc import Order
 
-__all__ = ["ManagerPrimitives"]
+__all__ = ["ProcessPrimitives"]
 
 # How often the manager checks that the pool's process is still alive; it exits
 # within this long of a parent killed with SIGKILL (no cleanup ran).
@@ -45,6 +61,118 @@ _PARENT_POLL_S = 0.5
 _MANAGER_STOP_S = 2.0
 
 _LOST = (ConnectionError, EOFError, FileNotFoundError)
+# Named semaphores can be reopened by name everywhere but on Windows.
+_NATIVE = sys.platform != "win32"
+
+
+# -- semaphore-based primitives ------------------------------------------------------------------
+class _Reducing:
+    """Stands in for a spawning Popen while a synchronize object is pickled (see docstring)."""
+
+
+@contextmanager
+def _as_if_spawning() -> Iterator[None]:
+    previous = mp_context.get_spawning_popen()
+    mp_context.set_spawning_popen(_Reducing())  # type: ignore[arg-type]  # a stand-in
+    try:
+        yield
+    finally:
+        mp_context.set_spawning_popen(previous)
+
+
+def _rebuild_native(cls: type[_Native], data: bytes) -> _Native:
+    return cls(pickle.loads(data))
+
+
+class _Native:
+    """Wraps a ``multiprocessing.synchronize`` object so that it pickles at any time."""
+
+    __slots__ = ("_obj",)
+    _kind: ClassVar[str] = "primitive"
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        with _as_if_spawning():
+            data = bytes(ForkingPickler.dumps(self._obj))
+        return (_rebuild_native, (type(self), data))
+
+    def __repr__(self) -> str:
+        return f"<anypool process {self._kind} {self._obj!r}>"
+
+
+class _NativeAcquirer(_Native):
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = -1) -> bool:
+        # threading spells "forever" timeout=-1; SemLock reads a negative timeout as 0
+        if timeout is None or timeout < 0:
+            return bool(self._obj.acquire(blocking))
+        return bool(self._obj.acquire(blocking, timeout))
+
+    def __enter__(self) -> bool:
+        return bool(self._obj.acquire())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._obj.release()
+
+
+class NativeLock(_NativeAcquirer):
+    __slots__ = ()
+    _kind = "Lock"
+
+    def release(self) -> None:
+        self._obj.release()
+
+
+class NativeSemaphore(_NativeAcquirer):
+    __slots__ = ()
+    _kind = "Semaphore"
+
+    def release(self, n: int = 1) -> None:
+        for _ in range(n):
+            self._obj.release()
+
+
+class NativeCondition(_NativeAcquirer):
+    __slots__ = ()
+    _kind = "Condition"
+
+    def release(self) -> None:
+        self._obj.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._obj.wait(timeout))
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        return self._obj.wait_for(predicate, timeout)
+
+    def notify(self, n: int = 1) -> None:
+        self._obj.notify(n)
+
+    def notify_all(self) -> None:
+        self._obj.notify_all()
+
+
+class NativeEvent(_Native):
+    __slots__ = ()
+    _kind = "Event"
+
+    def is_set(self) -> bool:
+        return bool(self._obj.is_set())
+
+    def set(self) -> None:
+        self._obj.set()
+
+    def clear(self) -> None:
+        self._obj.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return bool(self._obj.wait(timeout))
+
+
+# -- manager-based primitives ---------------------------------------------------------------------
 
 
 class _Proxy(BaseProxy):
@@ -248,72 +376,83 @@ def _watch_parent(parent_pid: int) -> None:
             pass  # exists, owned by someone else (cannot happen for our parent, but harmless)
 
 
-class ManagerPrimitives:
-    """Primitives for a process pool, served by a manager process started on first use."""
+class ProcessPrimitives:
+    """Primitives for a process pool: named semaphores, plus a manager for queues and barriers."""
 
     def __init__(self, start_method: str | None) -> None:
-        # The manager never needs fork's copy of the parent, and fork is unsafe once
-        # threads exist, so "fork" pools still start it with the safe default.
+        # fork would make unnamed semaphores and a manager forked from a threaded parent;
+        # neither needs fork's copy of the parent, so "fork" pools use the safe default too
         method = start_method if start_method in ("spawn", "forkserver") else None
-        self._method = method or default_start_method()
+        self._ctx = get_context(method or default_start_method())
         self._manager: _Manager | None = None
         self._lock = threading.Lock()
         self._closed = False
 
-    def _create(self, typeid: str, *args: Any) -> Any:
+    # -- semaphore-based ---------------------------------------------------------------------
+    def Lock(self) -> LockLike:
+        if not _NATIVE:
+            return cast(LockLike, self._managed("Lock"))
+        return NativeLock(mp_sync.Lock(ctx=self._ctx))
+
+    def RLock(self) -> LockLike:
+        if not _NATIVE:
+            return cast(LockLike, self._managed("RLock"))
+        return NativeLock(mp_sync.RLock(ctx=self._ctx))
+
+    def Condition(self, lock: LockLike | None) -> ConditionLike:
+        if not _NATIVE:
+            self._check_lock(lock, LockProxy)
+            return cast(ConditionLike, self._managed("Condition", lock))
+        self._check_lock(lock, NativeLock)
+        inner = None if lock is None else cast(NativeLock, lock)._obj
+        return NativeCondition(mp_sync.Condition(inner, ctx=self._ctx))
+
+    def Semaphore(self, value: int) -> SemaphoreLike:
+        if not _NATIVE:
+            return cast(SemaphoreLike, self._managed("Semaphore", value))
+        return NativeSemaphore(mp_sync.Semaphore(value, ctx=self._ctx))
+
+    def BoundedSemaphore(self, value: int) -> SemaphoreLike:
+        if not _NATIVE:
+            return cast(SemaphoreLike, self._managed("BoundedSemaphore", value))
+        return NativeSemaphore(mp_sync.BoundedSemaphore(value, ctx=self._ctx))
+
+    def Event(self) -> EventLike:
+        if not _NATIVE:
+            return cast(EventLike, self._managed("Event"))
+        return NativeEvent(mp_sync.Event(ctx=self._ctx))
+
+    @staticmethod
+    def _check_lock(lock: object, kind: type) -> None:
+        if lock is not None and not isinstance(lock, kind):
+            raise TypeError(
+                "Condition(lock) on a process pool needs a lock made by a process pool's "
+                f"pool.Lock() or pool.RLock(), got {type(lock).__name__}"
+            )
+
+    # -- manager-based -----------------------------------------------------------------------
+    def Barrier(
+        self, parties: int, action: Callable[[], object] | None, timeout: float | None
+    ) -> BarrierLike:
+        # the action runs in the manager process, so it must pickle (by reference)
+        return cast(BarrierLike, self._managed("Barrier", parties, action, timeout))
+
+    def Queue(self, maxsize: int, order: Order) -> QueueLike:
+        return cast(QueueLike, self._managed(order, maxsize))
+
+    def _managed(self, typeid: str, *args: Any) -> Any:
         with self._lock:
             if self._closed:
                 raise PoolClosed("cannot create a primitive: the pool is shut down")
             if self._manager is None:
-                manager = _Manager(ctx=get_context(self._method))
+                manager = _Manager(ctx=self._ctx)
                 manager.start(_init_manager, (os.getpid(),))
                 self._manager = manager
             manager = self._manager
         return getattr(manager, typeid)(*args)
 
-    def Lock(self) -> LockLike:
-        return cast(LockLike, self._create("Lock"))
-
-    def RLock(self) -> LockLike:
-        return cast(LockLike, self._create("RLock"))
-
-    def Condition(self, lock: LockLike | None) -> ConditionLike:
-        if lock is not None:
-            self._check_own(lock, "Condition(lock)")
-        return cast(ConditionLike, self._create("Condition", lock))
-
-    def Semaphore(self, value: int) -> SemaphoreLike:
-        return cast(SemaphoreLike, self._create("Semaphore", value))
-
-    def BoundedSemaphore(self, value: int) -> SemaphoreLike:
-        return cast(SemaphoreLike, self._create("BoundedSemaphore", value))
-
-    def Event(self) -> EventLike:
-        return cast(EventLike, self._create("Event"))
-
-    def Barrier(
-        self, parties: int, action: Callable[[], object] | None, timeout: float | None
-    ) -> BarrierLike:
-        # the action runs in the manager process, so it must pickle (by reference)
-        return cast(BarrierLike, self._create("Barrier", parties, action, timeout))
-
-    def Queue(self, maxsize: int, order: Order) -> QueueLike:
-        return cast(QueueLike, self._create(order, maxsize))
-
-    def _check_own(self, lock: object, what: str) -> None:
-        manager = self._manager
-        same = (
-            isinstance(lock, LockProxy)
-            and manager is not None
-            and lock._token.address == manager.address  # type: ignore[attr-defined]
-        )
-        if not same:
-            raise TypeError(
-                f"{what} on a process pool needs a lock made by this pool's pool.Lock() or "
-                f"pool.RLock(), got {type(lock).__name__}"
-            )
-
     def close(self) -> None:
+        """Stop the manager; semaphore-based primitives live on while anything holds them."""
         with self._lock:
             self._closed = True
             manager, self._manager = self._manager, None
