@@ -105,15 +105,15 @@ class AsyncioBackend(Backend):
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._queue = _QUEUES[self.config.order]()
-        self._consumers = [
-            self._loop.create_task(self._consume()) for _ in range(self.config.workers)
-        ]
-        self._loop.call_soon(self._started.set)
-        try:
+        try:  # before any consumer exists, so no task can run un-initialized
             self._loop.run_until_complete(self._initialize())
         except Exception as exc:
             self.broken = BrokenPool(f"the asyncio backend's initializer failed: {exc!r}")
             self.broken.__cause__ = exc
+        self._consumers = [
+            self._loop.create_task(self._consume()) for _ in range(self.config.workers)
+        ]
+        self._loop.call_soon(self._started.set)
         self._loop.run_forever()
         self._loop.run_until_complete(self._loop.shutdown_default_executor())
         self._loop.close()
