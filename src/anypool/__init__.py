@@ -17,9 +17,9 @@ from ._exceptions import BrokenThreadPool as BrokenThreadPool
 from ._exceptions import CapabilityError as CapabilityError
 from ._exceptions import PoolClosed as PoolClosed
 from ._exceptions import PoolFull as PoolFull
-from ._exceptions import RemoteError as RemoteError
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import TaskTimeout as TaskTimeout
+from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
 from ._map import MapIterator as MapIterator
 from ._named import TaskFunction as TaskFunction
 from ._named import pool as pool
@@ -27,8 +27,7 @@ from ._named import task as task
 from ._named import wait as wait
 from ._named import wait_all as wait_all
 from ._pool import Pool as Pool
-from ._pool import map as map  # noqa: A004 - the module-level map is the point
-from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
+from ._pool import map as map
 from ._timers import Periodic as Periodic
 
 if TYPE_CHECKING:
@@ -51,7 +50,6 @@ __all__ = [
     "PoolClosed",
     "PoolFull",
     "ProcessPoolExecutor",
-    "RemoteError",
     "SerializationError",
     "TaskFunction",
     "TaskTimeout",
