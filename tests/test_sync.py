@@ -230,6 +230,19 @@ def test_barrier_releases_all_parties_together(make_pool, backend):
     assert sorted(f.result(timeout=30) for f in futures) == [0, 1, 2]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tasks_waiting_for_each_other_each_get_a_worker(make_pool, backend):
+    # submitted a few ms apart, while workers are still starting: none of them may be sent
+    # ahead into a busy worker's pipe (it would wait behind a task that waits for it)
+    pool = make_pool(backend, 4)
+    barrier = pool.Barrier(4, timeout=10)
+    futures = []
+    for _ in range(4):
+        futures.append(pool.submit(cross_barrier, barrier))
+        time.sleep(0.003)
+    assert sorted(f.result(timeout=30) for f in futures) == [0, 1, 2, 3]
+
+
 # -- queues ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", [*BACKENDS, "inline"])
 @pytest.mark.parametrize(
