@@ -127,9 +127,9 @@ class ThreadBackend(Backend):
                 self._idle -= 1
                 # a submit() between our get() and this line counted us as idle and may not
                 # have spawned for its task: make up for it now that the count is right
-                if task is not None and not self._closed and self._idle < len(self._queue):
-                    if len(self._workers) < self._target:
-                        self._spawn()
+                missed = task is not None and self._idle < len(self._queue)
+                if missed and not self._closed and len(self._workers) < self._target:
+                    self._spawn()
             if task is not None or self._closed:
                 return task
 
