@@ -202,11 +202,12 @@ def test_named_pools_finish_pending_work_and_shut_down_at_exit(tmp_path, backend
                 with open(path, "a") as f:
                     f.write(f"{{i}}\\n")
 
-            anypool.pool("bg", backend={backend!r}, workers=2)
-            job = anypool.task(write, pool="bg")
-            for i in range(6):
-                job({str(out)!r}, i)
-            print("main done", flush=True)
+            if __name__ == "__main__":  # worker processes import this file too
+                anypool.pool("bg", backend={backend!r}, workers=2)
+                job = anypool.task(write, pool="bg")
+                for i in range(6):
+                    job({str(out)!r}, i)
+                print("main done", flush=True)
             """
         )
     )
