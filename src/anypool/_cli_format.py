@@ -87,8 +87,9 @@ def format_bench(report: BenchReport) -> str:
     ]
     lines += [f"  {w.name:<6} {w.description}, {w.workers} workers" for w in report.workloads]
     lines += ["", *_table(report), ""]
+    rounds = report.config.repeat
     lines.append(
-        f"best of {report.config.repeat} rounds; speedup = sequential / mode; startup = pool "
+        f"best of {rounds} round{'s' * (rounds != 1)}; speedup = sequential / mode; startup = pool "
         f"start + warm-up, paid once, not in the times; total {report.total_s:.1f} s"
     )
     lines += ["", f"Conclusion: {report.conclusion.summary}"]
