@@ -9,10 +9,13 @@ import json
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import anypool._cli as cli
@@ -130,7 +133,9 @@ def test_bench_json_is_consistent_with_its_conclusion():
     out = run_cli("bench", *TINY, "--workloads", "cpu,io", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
-    assert set(data) == {"config", "runtime", "workloads", "results", "conclusion", "total_s"}
+    assert set(data) == {
+        "config", "runtime", "workloads", "results", "conclusion", "total_s", "load_before",
+    }  # fmt: skip
     assert data["config"]["counter"] == 20000
     assert data["config"]["workloads"] == ["cpu", "io"]
     assert [w["name"] for w in data["workloads"]] == ["cpu", "io"]
@@ -149,7 +154,10 @@ def test_bench_json_is_consistent_with_its_conclusion():
     # the printed conclusion is the one the measured numbers lead to
     runtime = data["runtime"]
     again = conclude(
-        measurements, gil_enabled=runtime["gil_enabled"], usable_cpus=runtime["usable_cpus"]
+        measurements,
+        gil_enabled=runtime["gil_enabled"],
+        usable_cpus=runtime["usable_cpus"],
+        load_before=data["load_before"],
     )
     assert data["conclusion"]["summary"] == again.summary
     assert [v["choice"] for v in data["conclusion"]["verdicts"]] == [
@@ -189,6 +197,7 @@ def test_run_bench_in_process_measures_every_mode():
         report.measurements,
         gil_enabled=report.runtime.gil_enabled,
         usable_cpus=report.runtime.usable_cpus,
+        load_before=report.load_before,
     )
     assert report.conclusion == again
     json.dumps(report.to_dict())  # JSON-ready
@@ -255,6 +264,36 @@ def test_bad_usage_exit_status_in_a_real_process():
     assert "expected a positive integer" in out.stderr
     assert out.stdout == ""
     assert run_cli().returncode == 2
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_the_bench_and_its_workers():
+    if not available_backends()["process"]:
+        pytest.skip("needs the process backend")
+    argv = ["bench", "--workloads", "cpu", "--counter", "400000000", "--backends", "process"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anypool", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        me = psutil.Process(proc.pid)
+        # the forkserver and 2 warmed-up workers exist: the bench is past start-up
+        deadline = time.monotonic() + 30
+        while len(me.children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(me.children(recursive=True)) >= 3, "the bench never started its workers"
+        workers = me.children(recursive=True)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers outlived the bench: {alive}"
 
 
 def test_help_and_version_exit_0(capsys):
@@ -346,6 +385,15 @@ def test_nothing_helps_on_one_cpu():
     assert "keep it sequential" in verdict.reasons[0]
     assert any("only 1 CPU" in r for r in verdict.reasons)
     assert c.summary == "A plain loop for CPU-bound work."
+
+
+def test_busy_machine_is_named_when_processes_do_not_help():
+    measurements = synthetic("cpu", 1.0, thread=0.9, process=0.8)
+    busy = conclude(measurements, gil_enabled=True, usable_cpus=2, load_before=2.5)
+    assert any("load average 2.5 on 2 CPUs" in r for r in busy.verdicts[0].reasons)
+    idle = conclude(measurements, gil_enabled=True, usable_cpus=2, load_before=0.2)
+    assert not any("load average" in r for r in idle.verdicts[0].reasons)
+    assert any("try a larger --counter" in r for r in idle.verdicts[0].reasons)
 
 
 def test_help_threshold_is_inclusive_and_extra_columns_are_never_recommended():

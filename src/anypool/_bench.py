@@ -9,7 +9,8 @@ in interleaved rounds so that a busy machine slows all of them alike::
       │     sequential: for args in items: fn(*args)           ──► wall seconds
       │     each backend: pool.map(fn, *columns, chunksize=1)  ──► worker threads/processes
       │                   └── results drained in the caller ◄──┘   ──► wall seconds
-      └ conclude(measurements, gil_enabled=..., usable_cpus=...) ──► Conclusion (pure)
+      └ conclude(measurements, gil_enabled=..., usable_cpus=..., load_before=...)
+                                                              ──► Conclusion (pure)
 
 The workloads: ``cpu`` is the tutorial's counter loop, one per worker (so on 2
 workers the sequential loop counts twice, as in the tutorial); ``io`` is many
@@ -150,6 +151,8 @@ class BenchReport:
     measurements: tuple[Measurement, ...]
     conclusion: Conclusion
     total_s: float
+    load_before: float | None = None
+    """The 1-minute load average just before the bench started (None where unknown)."""
 
     def speedup(self, workload: str, mode: str) -> float:
         return speedups_of(self.measurements, workload)[mode]
@@ -193,6 +196,7 @@ class BenchReport:
                 ],
             },
             "total_s": self.total_s,
+            "load_before": self.load_before,
         }
 
 
@@ -317,13 +321,27 @@ def run_bench(config: BenchConfig, *, note: Callable[[str], None] | None = None)
     say = note or (lambda _msg: None)
     runtime = collect_info()
     workloads = make_workloads(config)
+    load_before = _load_average()
     start = time.perf_counter()
     measurements: list[Measurement] = []
     with _open_pools() as pools:
         for workload in workloads:
             measurements += _measure(workload, config.backends, config.repeat, pools, say)
     conclusion = conclude(
-        measurements, gil_enabled=runtime.gil_enabled, usable_cpus=runtime.usable_cpus
+        measurements,
+        gil_enabled=runtime.gil_enabled,
+        usable_cpus=runtime.usable_cpus,
+        load_before=load_before,
     )
     total = time.perf_counter() - start
-    return BenchReport(config, runtime, workloads, tuple(measurements), conclusion, total)
+    return BenchReport(
+        config, runtime, workloads, tuple(measurements), conclusion, total, load_before
+    )
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: other jobs competing for the CPUs skew every number."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows has no load average
+        return None

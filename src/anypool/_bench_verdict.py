@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "CHEAPER_WITHIN",
@@ -93,8 +94,35 @@ def words(mode: str | None) -> str:
     return {"thread": "threads", "process": "processes"}.get(mode, f"the {mode} backend")
 
 
-def _cpu_reasons(sp: Mapping[str, float], gil_enabled: bool, usable_cpus: int) -> list[str]:
+class _Machine(NamedTuple):
+    gil_enabled: bool
+    usable_cpus: int
+    load_before: float | None
+
+    def busy(self) -> bool:
+        """Other work held at least half the CPUs just before the bench started."""
+        return self.load_before is not None and self.load_before >= self.usable_cpus / 2
+
+
+def _no_cpu_gain(process: float, machine: _Machine) -> str:
+    """Why processes did not speed up the counter, from what is known about the machine."""
+    if machine.usable_cpus < 2:
+        return f"processes did not help (x{process:.2f}): only 1 CPU is usable here"
+    if machine.busy():
+        return (
+            f"processes did not help (x{process:.2f}): the machine was busy (load average "
+            f"{machine.load_before:.1f} on {machine.usable_cpus} CPUs before the bench); "
+            "rerun it when the machine is idle"
+        )
+    return (
+        f"processes did not help (x{process:.2f}): the tasks may be too short to "
+        "outweigh their overhead; try a larger --counter"
+    )
+
+
+def _cpu_reasons(sp: Mapping[str, float], machine: _Machine) -> list[str]:
     out = []
+    gil_enabled = machine.gil_enabled
     thread, process = sp.get("thread"), sp.get("process")
     if thread is not None and thread < HELPS and gil_enabled:
         out.append(
@@ -108,13 +136,8 @@ def _cpu_reasons(sp: Mapping[str, float], gil_enabled: bool, usable_cpus: int) -
         )
     if process is not None and process >= HELPS:
         out.append(f"processes counted in parallel (x{process:.2f}): each has its own GIL")
-    elif process is not None and usable_cpus < 2:
-        out.append(f"processes did not help (x{process:.2f}): only 1 CPU is usable here")
     elif process is not None:
-        out.append(
-            f"processes did not help (x{process:.2f}): the tasks may be too short to "
-            "outweigh their overhead; try a larger --counter"
-        )
+        out.append(_no_cpu_gain(process, machine))
     return out
 
 
@@ -154,9 +177,7 @@ def _mixed_reasons(sp: Mapping[str, float], gil_enabled: bool) -> list[str]:
     return out
 
 
-def _verdict(
-    workload: str, measurements: Sequence[Measurement], gil_enabled: bool, usable_cpus: int
-) -> Verdict:
+def _verdict(workload: str, measurements: Sequence[Measurement], machine: _Machine) -> Verdict:
     sp = speedups_of(measurements, workload)
     choice = _choose(sp)
     if choice is None:
@@ -165,9 +186,9 @@ def _verdict(
         first = f"use {words(choice)}: x{sp[choice]:.2f} against the plain loop"
     rows = [m for m in measurements if m.workload == workload]
     extra = {
-        "cpu": lambda: _cpu_reasons(sp, gil_enabled, usable_cpus),
+        "cpu": lambda: _cpu_reasons(sp, machine),
         "io": lambda: _io_reasons(sp, rows),
-        "mixed": lambda: _mixed_reasons(sp, gil_enabled),
+        "mixed": lambda: _mixed_reasons(sp, machine.gil_enabled),
     }.get(workload, list)()
     return Verdict(workload, choice, sp, (first, *extra))
 
@@ -194,10 +215,19 @@ def _summary(choices: Mapping[str, str | None], gil_enabled: bool) -> str:
 
 
 def conclude(
-    measurements: Sequence[Measurement], *, gil_enabled: bool, usable_cpus: int
+    measurements: Sequence[Measurement],
+    *,
+    gil_enabled: bool,
+    usable_cpus: int,
+    load_before: float | None = None,
 ) -> Conclusion:
-    """Turn measured wall times into advice, with the numbers as reasons. Pure."""
+    """Turn measured wall times into advice, with the numbers as reasons. Pure.
+
+    ``load_before`` (the 1-minute load average just before the bench) only changes
+    the explanation offered when processes fail to speed up the counter.
+    """
+    machine = _Machine(gil_enabled, usable_cpus, load_before)
     names = list(dict.fromkeys(m.workload for m in measurements))
-    verdicts = tuple(_verdict(w, measurements, gil_enabled, usable_cpus) for w in names)
+    verdicts = tuple(_verdict(w, measurements, machine) for w in names)
     summary = _summary({v.workload: v.choice for v in verdicts}, gil_enabled)
     return Conclusion(summary, verdicts)

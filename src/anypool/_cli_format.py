@@ -80,9 +80,10 @@ def _table(report: BenchReport) -> list[str]:
 
 def format_bench(report: BenchReport) -> str:
     rt = report.runtime
+    load = "" if report.load_before is None else f", load average {report.load_before:.2f}"
     lines = [
         f"anypool bench: {rt.implementation} {rt.python_version}, {gil_phrase(rt)}, "
-        f"{rt.usable_cpus} usable CPUs, start method {rt.default_start_method}",
+        f"{rt.usable_cpus} usable CPUs{load}, start method {rt.default_start_method}",
         "",
     ]
     lines += [f"  {w.name:<6} {w.description}, {w.workers} workers" for w in report.workloads]
