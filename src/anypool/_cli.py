@@ -84,12 +84,17 @@ def _bench_backends(requested: tuple[str, ...] | None) -> tuple[str, ...]:
                 file=sys.stderr,
             )
         return present
+    from ._backends import BACKENDS
+
     usable = [name for name, ok in available.items() if ok]
     for name in requested:
-        if name not in usable:
-            raise UsageError(
-                f"backend {name!r} is not available here; choose from {', '.join(usable)}"
-            )
+        if name in usable:
+            continue
+        extra = BACKENDS[name].extra if name in BACKENDS else None
+        hint = f" (install it with: pip install 'anypool[{extra}]')" if extra else ""
+        raise UsageError(
+            f"backend {name!r} is not available here{hint}; choose from {', '.join(usable)}"
+        )
     return requested
 
 
@@ -137,62 +142,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 # -- the parser ----------------------------------------------------------------------------
 def _add_bench_options(bench: argparse.ArgumentParser) -> None:
+    from ._bench import BenchConfig
+
+    d = BenchConfig()  # the help shows the real defaults, so the two cannot drift apart
     size = bench.add_argument_group("sizing (defaults finish in well under 30 s on 2 cores)")
-    size.add_argument(
-        "--counter",
-        type=_positive_int,
-        metavar="N",
-        help="steps of the counter loop per CPU-bound task (default 5_000_000)",
-    )
-    size.add_argument(
-        "--workers",
-        type=_positive_int,
-        metavar="N",
-        help="workers and counter tasks for the CPU-bound experiment (default 2)",
-    )
-    size.add_argument(
-        "--io-tasks",
-        type=_positive_int,
-        metavar="N",
-        help="sleeps in the IO-bound experiment (default 100)",
-    )
-    size.add_argument(
-        "--io-ms",
-        type=_positive_float,
-        metavar="MS",
-        help="length of each sleep in milliseconds (default 10)",
-    )
-    size.add_argument(
-        "--io-workers",
-        type=_positive_int,
-        metavar="N",
-        help="workers for the IO-bound and mixed experiments (default 10)",
-    )
-    size.add_argument(
-        "--mixed-tasks",
-        type=_positive_int,
-        metavar="N",
-        help="tasks of the mixed experiment (default 20)",
-    )
-    size.add_argument(
-        "--repeat",
-        type=_positive_int,
-        metavar="N",
-        help="rounds per mode; the fastest is reported (default 3)",
-    )
+    sizing: list[tuple[str, Callable[[str], Any], str, str]] = [
+        ("--counter", _positive_int, "N",
+         f"steps of the counter loop per CPU-bound task (default {d.counter:_})"),
+        ("--workers", _positive_int, "N",
+         f"workers and counter tasks for the CPU-bound experiment (default {d.workers})"),
+        ("--io-tasks", _positive_int, "N",
+         f"sleeps in the IO-bound experiment (default {d.io_tasks})"),
+        ("--io-ms", _positive_float, "MS",
+         f"length of each sleep in milliseconds (default {d.io_ms:g})"),
+        ("--io-workers", _positive_int, "N",
+         f"workers for the IO-bound and mixed experiments (default {d.io_workers})"),
+        ("--mixed-tasks", _positive_int, "N",
+         f"tasks of the mixed experiment (default {d.mixed_tasks})"),
+        ("--repeat", _positive_int, "N",
+         f"rounds per mode; the fastest is reported (default {d.repeat})"),
+    ]  # fmt: skip
+    for flag, kind, metavar, text in sizing:
+        size.add_argument(flag, type=kind, metavar=metavar, help=text)
     what = bench.add_argument_group("what to run and how to report it")
     what.add_argument(
         "--workloads",
         type=_name_list,
         metavar="LIST",
-        help="comma-separated subset of cpu,io,mixed (default: all)",
+        help=f"comma-separated subset of cpu,io,mixed (default: {','.join(d.workloads)})",
     )
     what.add_argument(
         "--backends",
         type=_name_list,
         metavar="LIST",
         help="comma-separated backends to compare with the sequential loop "
-        "(default: thread,process)",
+        f"(default: those of {','.join(d.backends)} that are available)",
     )
     what.add_argument("--json", action="store_true", help="print the results as JSON")
     what.add_argument("--plot", metavar="PNG", help="also draw a bar chart (needs matplotlib)")
