@@ -110,13 +110,13 @@ class BenchConfig:
     """Steps of the counter loop in each CPU-bound task."""
     workers: int = 2
     """Workers (and counter tasks) for the CPU-bound experiment: the tutorial's 2 threads."""
-    io_tasks: int = 100
+    io_tasks: int = 50
     io_ms: float = 10.0
     io_workers: int = 10
     """Workers for the IO-bound and mixed experiments: waiting overlaps beyond the core count."""
     mixed_tasks: int = 20
     """Tasks of the mixed experiment; together they count ``counter`` steps."""
-    repeat: int = 3
+    repeat: int = 5
     """Rounds per mode; the table shows the fastest round."""
     workloads: tuple[str, ...] = WORKLOADS
     backends: tuple[str, ...] = DEFAULT_BACKENDS
