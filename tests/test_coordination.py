@@ -193,13 +193,14 @@ def test_blocked_submitter_gets_pool_closed_on_shutdown(make_pool):
 
     thread = threading.Thread(target=producer)
     thread.start()
-    time.sleep(0.1)
-    gate.set()
-    pool.shutdown(wait=True, cancel_pending=True)
+    time.sleep(0.2)
+    assert thread.is_alive()  # waiting for room
+    pool.shutdown(wait=False)  # the queue is still full: only the shutdown can wake it
     thread.join(10)
-    # the producer either got in before the shutdown or was told the pool closed
+    gate.set()
     assert not thread.is_alive()
-    assert len(errors) <= 1
+    assert len(errors) == 1
+    assert "shut down while this call waited" in str(errors[0])
 
 
 # -- join -----------------------------------------------------------------------------------------

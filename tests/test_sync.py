@@ -405,3 +405,35 @@ def test_manager_is_started_lazily_and_stopped_with_the_pool(make_pool):
     assert manager.is_alive()
     pool.shutdown()
     assert not manager.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_manager_exits_when_the_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import os, signal, anypool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = anypool.Pool('process', 1)\n"
+        "    pool.Queue().put(1)\n"
+        "    print(pool._primitives._manager._process.pid, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    manager_pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(manager_pid) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(manager_pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    alive = psutil.pid_exists(manager_pid) and psutil.Process(manager_pid).status() != "zombie"
+    assert not alive, "the manager outlived its killed parent"

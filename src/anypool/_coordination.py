@@ -116,13 +116,16 @@ class _Backpressure:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._queued = 0
+        self._closed = False
         self._room = threading.Condition(threading.Lock())
 
     def reserve(self, block: bool | float) -> None:
         with self._room:
             if self._queued >= self.limit and block is not False:
                 timeout = None if block is True else float(block)
-                self._room.wait_for(lambda: self._queued < self.limit, timeout)
+                self._room.wait_for(lambda: self._queued < self.limit or self._closed, timeout)
+            if self._closed:
+                raise PoolClosed("cannot submit: the pool was shut down while this call waited")
             if self._queued >= self.limit:
                 waited = "" if block is False else f" after waiting {block} s"
                 raise PoolFull(
@@ -134,6 +137,12 @@ class _Backpressure:
         with self._room:
             self._queued -= 1
             self._room.notify()
+
+    def close(self) -> None:
+        """Wake every waiting submitter: the pool is shutting down."""
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
 
 
 # -- join ---------------------------------------------------------------------------------------
@@ -240,8 +249,11 @@ class CoordinationMixin:
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
         self._backend.submit(task)
 
-    def _stop_timers(self) -> None:
+    def _begin_shutdown(self) -> None:
+        """First step of shutdown: no more timer submissions, no more waiting submitters."""
         self._timers.close()
+        if self._backpressure is not None:
+            self._backpressure.close()
 
     def _close_primitives(self, wait: bool) -> None:
         # with wait=False tasks may still be using them; the manager then goes when the

@@ -273,7 +273,7 @@ class Pool(CoordinationMixin):
         """Stop accepting work. Safe to call more than once."""
         with self._lock:
             self._closed = True
-        self._stop_timers()
+        self._begin_shutdown()
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
         self._close_primitives(wait)
 

@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from multiprocessing import context as mp_context
 from multiprocessing import get_context
 from multiprocessing import synchronize as mp_sync
+from multiprocessing.connection import Connection
 from multiprocessing.managers import BaseProxy, SyncManager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar, cast
@@ -54,9 +55,6 @@ from .abc import Order
 
 __all__ = ["ProcessPrimitives"]
 
-# How often the manager checks that the pool's process is still alive; it exits
-# within this long of a parent killed with SIGKILL (no cleanup ran).
-_PARENT_POLL_S = 0.5
 # Shutting a manager down waits this long for it to exit before killing it.
 _MANAGER_STOP_S = 2.0
 
@@ -357,23 +355,23 @@ for _typeid, (_factory, _proxy) in _REGISTRY.items():
     _Manager.register(_typeid, _factory, _proxy)
 
 
-def _init_manager(parent_pid: int) -> None:
+def _init_manager(lifeline: Connection) -> None:
     """Runs first in the manager process: survive Ctrl-C, but not the pool's process."""
     # Ctrl-C goes to the whole foreground group; the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(lifeline,), daemon=True).start()
 
 
-def _watch_parent(parent_pid: int) -> None:
-    # With forkserver our OS parent is the fork server, so poll the pool's process itself.
-    while True:
-        time.sleep(_PARENT_POLL_S)
-        try:
-            os.kill(parent_pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:
-            pass  # exists, owned by someone else (cannot happen for our parent, but harmless)
+def _watch_parent(lifeline: Connection) -> None:
+    # The parent holds the other end and never writes: the read ends only when its end
+    # closes, which the kernel does when the parent dies, even while it lingers unreaped.
+    # (Polling the pid would miss that, and so would getppid() under forkserver, whose
+    # server lives as long as any process it forked — this one included.)
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
 
 
 class ProcessPrimitives:
@@ -385,6 +383,7 @@ class ProcessPrimitives:
         method = start_method if start_method in ("spawn", "forkserver") else None
         self._ctx = get_context(method or default_start_method())
         self._manager: _Manager | None = None
+        self._lifeline: Connection | None = None  # closes when we die: the manager follows
         self._lock = threading.Lock()
         self._closed = False
 
@@ -445,8 +444,10 @@ class ProcessPrimitives:
             if self._closed:
                 raise PoolClosed("cannot create a primitive: the pool is shut down")
             if self._manager is None:
+                lifeline, self._lifeline = self._ctx.Pipe(duplex=False)
                 manager = _Manager(ctx=self._ctx)
-                manager.start(_init_manager, (os.getpid(),))
+                manager.start(_init_manager, (lifeline,))
+                lifeline.close()  # the manager has its copy
                 self._manager = manager
             manager = self._manager
         return getattr(manager, typeid)(*args)
@@ -456,10 +457,13 @@ class ProcessPrimitives:
         with self._lock:
             self._closed = True
             manager, self._manager = self._manager, None
+            lifeline, self._lifeline = self._lifeline, None
         if manager is None:
             return
         process = manager._process  # type: ignore[attr-defined]
         manager.shutdown()
+        if lifeline is not None:
+            lifeline.close()
         process.join(_MANAGER_STOP_S)
         if process.is_alive():  # pragma: no cover - shutdown() already terminates on timeout
             process.kill()
