@@ -437,3 +437,23 @@ def test_manager_exits_when_the_parent_is_killed(tmp_path):
         time.sleep(0.05)
     alive = psutil.pid_exists(manager_pid) and psutil.Process(manager_pid).status() != "zombie"
     assert not alive, "the manager outlived its killed parent"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_primitives_work_with_every_start_method(make_pool, counter_file, method):
+    pool = make_pool("process", 2, start_method=method)
+    lock, jobs, results, gate = pool.Lock(), pool.Queue(), pool.Queue(), pool.Event()
+    counting = [pool.submit(add_under_lock, lock, counter_file, 500) for _ in range(2)]
+    assert [f.result(timeout=60) for f in counting] == [500, 500]
+    with open(counter_file, "rb") as f:
+        assert int.from_bytes(f.read(8), "little") == 1_000
+    waiter = pool.submit(wait_then_report, gate, 30)
+    gate.set()
+    assert waiter.result(timeout=60) is True
+    consuming = pool.submit(consumer, jobs, results)
+    for i in range(20):
+        jobs.put(i)
+    jobs.put(None)
+    consuming.result(timeout=60)
+    assert sorted(square for _, square in drain(results)) == [i * i for i in range(20)]
