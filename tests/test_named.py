@@ -31,6 +31,13 @@ def whoami() -> int:
     return os.getpid()
 
 
+@anypool.task(pool="procs")
+def cube(x: int) -> tuple[int, int]:
+    # decorated at module level: the module's name `cube` is the TaskFunction, so the
+    # plain function must reach the worker by value, not be looked up (and re-submitted)
+    return x * x * x, whoami()
+
+
 # -- anypool.pool ---------------------------------------------------------------------------------
 def test_pool_creates_then_returns_the_same_pool():
     net = anypool.pool("net", backend="thread", workers=5)
@@ -152,6 +159,14 @@ def test_task_on_a_process_pool_runs_in_another_process():
     pids = {f.result(timeout=30) for f in [who() for _ in range(4)]}
     assert os.getpid() not in pids
     assert list(anypool.task(square, pool="procs").map(range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_module_level_decorated_function_on_processes():
+    anypool.pool("procs", backend="process", workers=2)
+    value, pid = cube(3).result(timeout=30)
+    assert value == 27
+    assert pid != os.getpid()
+    assert [v for v, _ in cube.map([1, 2])] == [1, 8]
 
 
 def test_task_bad_input():
