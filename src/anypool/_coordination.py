@@ -2,32 +2,40 @@
 
 ::
 
-    submit ─► _admission ─ max_pending full? wait / PoolFull ─► backend.submit
-                 │                                                  │
-                 └► _Outstanding +1        future done ─► callback(result, error)
-                                                     └─► _Outstanding -1 ─► join() wakes
+    submit ─► _admission (see _admission.py) ─ max_pending, join and callback books
+          └─► backend.submit
     submit_after / every ─► Timers (one scheduler thread) ─► backend.submit
-    pool.Lock() / Queue() ... ─► Primitives for the backend (threading or manager proxies)
+    pool.Lock() / Queue() ... ─► Primitives for the backend (threading objects, or
+                                 named semaphores and manager proxies for processes)
+    @pool.task / pool.resize / pool.join
 
-A task holds a ``max_pending`` slot from admission until a worker *starts* it
-(or it ends without starting): the bound is on queued work, like
-``queue.Queue(maxsize)``, so running tasks never count against it.
-``join`` counts unfinished futures, so it waits for everything submitted
-before it returns (and, like ``Queue.join``, for what is submitted meanwhile).
+The engine (``_pool.py``) calls a few hooks here: ``_init_coordination``,
+``_new_future``, ``_check_task_options``, ``_admission``, ``_item_callback``,
+``_begin_shutdown`` and ``_close_primitives``; everything else is public API.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from ._exceptions import CapabilityError, PoolClosed, PoolFull
+from ._admission import (
+    Backpressure,
+    Callback,
+    Outstanding,
+    SlotFuture,
+    check_block,
+    check_callback,
+    check_delay,
+    check_priority,
+    outcome_caller,
+)
+from ._exceptions import CapabilityError, PoolClosed
 from ._named import TaskFunction, TaskOptions
 from ._sync import (
     BarrierLike,
@@ -55,130 +63,6 @@ __all__ = ["Callback", "CoordinationMixin"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Callback = Callable[[Any, "BaseException | None"], object]
-"""``callback(result, error)``: ``error`` is None on success, else the task's exception."""
-
-
-# -- checks -------------------------------------------------------------------------------------
-def _check_delay(name: str, value: object, *, positive: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):  # type: ignore[operator]
-        wanted = "a positive" if positive else "a non-negative"
-        raise ValueError(f"{name} must be {wanted} number of seconds, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _check_block(block: object) -> None:
-    if isinstance(block, bool):
-        return
-    _check_delay("block", block, positive=False)
-
-
-def check_callback(callback: object) -> None:
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable or None, got {callback!r}")
-
-
-def _check_priority(priority: object, order: str) -> None:
-    if priority is None:
-        return
-    if isinstance(priority, bool) or not isinstance(priority, (int, float)):
-        raise TypeError(f"priority must be a number, got {type(priority).__name__} {priority!r}")
-    if math.isnan(priority):
-        raise ValueError("priority must not be NaN (it does not order)")
-    if order != "priority":
-        raise ValueError(
-            f"priority= needs a pool created with order='priority'; this pool's order is "
-            f"{order!r}, which would silently ignore it"
-        )
-
-
-# -- max_pending --------------------------------------------------------------------------------
-class _SlotFuture(Future[Any]):
-    """A future that gives its ``max_pending`` slot back when a worker starts its task."""
-
-    _release: Callable[[], None] | None = None
-
-    def set_running_or_notify_cancel(self) -> bool:
-        self.free_slot()
-        return super().set_running_or_notify_cancel()
-
-    def free_slot(self) -> None:
-        with self._condition:  # the future's own lock
-            release, self._release = self._release, None
-        if release is not None:
-            release()
-
-
-class _Backpressure:
-    """Counts queued tasks against ``max_pending``; ``reserve`` waits for room."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._queued = 0
-        self._closed = False
-        self._room = threading.Condition(threading.Lock())
-
-    def reserve(self, block: bool | float) -> None:
-        with self._room:
-            if self._queued >= self.limit and block is not False:
-                timeout = None if block is True else float(block)
-                self._room.wait_for(lambda: self._queued < self.limit or self._closed, timeout)
-            if self._closed:
-                raise PoolClosed("cannot submit: the pool was shut down while this call waited")
-            if self._queued >= self.limit:
-                waited = "" if block is False else f" after waiting {block} s"
-                raise PoolFull(
-                    f"the pool already has max_pending={self.limit} tasks queued{waited}"
-                )
-            self._queued += 1
-
-    def release(self) -> None:
-        with self._room:
-            self._queued -= 1
-            self._room.notify()
-
-    def close(self) -> None:
-        """Wake every waiting submitter: the pool is shutting down."""
-        with self._room:
-            self._closed = True
-            self._room.notify_all()
-
-
-# -- join ---------------------------------------------------------------------------------------
-class _Outstanding:
-    """Counts futures that are not done yet; ``join`` waits for zero."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = threading.Condition(threading.Lock())
-
-    def add(self, future: Future[Any]) -> None:
-        with self._idle:
-            self._count += 1
-        future.add_done_callback(self._done)
-
-    def _done(self, _: Future[Any]) -> None:
-        with self._idle:
-            self._count -= 1
-            if not self._count:
-                self._idle.notify_all()
-
-    def join(self, timeout: float | None) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._count, timeout)
-
-
-def _outcome_caller(callback: Callback) -> Callable[[Future[Any]], None]:
-    def call(future: Future[Any]) -> None:
-        if future.cancelled():
-            callback(None, CancelledError())
-            return
-        error = future.exception()
-        callback(None if error is not None else future.result(), error)
-
-    return call
-
 
 class CoordinationMixin:
     """The scheduling and coordination half of :class:`~anypool.Pool`."""
@@ -187,8 +71,8 @@ class CoordinationMixin:
     _closed: bool
 
     def _init_coordination(self, max_pending: int | None) -> None:
-        self._backpressure = None if max_pending is None else _Backpressure(max_pending)
-        self._outstanding = _Outstanding()
+        self._backpressure = None if max_pending is None else Backpressure(max_pending)
+        self._outstanding = Outstanding()
         self._timers = Timers(self._submit_scheduled)
         self._primitives: Primitives | None = None
         self._coordination_lock = threading.Lock()
@@ -203,29 +87,29 @@ class CoordinationMixin:
 
     # -- hooks the engine calls -------------------------------------------------------------
     def _new_future(self) -> Future[Any]:
-        return Future() if self._backpressure is None else _SlotFuture()
+        return Future() if self._backpressure is None else SlotFuture()
 
     def _check_task_options(self, priority: object) -> None:
-        _check_priority(priority, self._backend.config.order)
+        check_priority(priority, self._backend.config.order)
 
     @contextmanager
     def _admission(
         self, task: Task, block: bool | float, callback: Callback | None
     ) -> Iterator[None]:
         """Around ``backend.submit``: checks, the max_pending slot, callback and join books."""
-        _check_block(block)
+        check_block(block)
         check_callback(callback)
         if self._backend.capabilities.needs_pickling and not task.chunk:
             check_shareable(task.args, task.kwargs, self._backend.name)
         bp = self._backpressure
-        if bp is not None and isinstance(task.future, _SlotFuture):
+        if bp is not None and isinstance(task.future, SlotFuture):
             bp.reserve(block)
             task.future._release = bp.release
             task.future.add_done_callback(lambda f: f.free_slot())  # type: ignore[attr-defined]
         try:
             yield
         except BaseException:
-            if isinstance(task.future, _SlotFuture):
+            if isinstance(task.future, SlotFuture):
                 task.future.free_slot()
             raise
         self._track(task.future, callback)
@@ -233,7 +117,7 @@ class CoordinationMixin:
     def _track(self, future: Future[Any], callback: Callback | None) -> None:
         # the callback goes first, so that join() also waits for it
         if callback is not None:
-            future.add_done_callback(_outcome_caller(callback))
+            future.add_done_callback(outcome_caller(callback))
         self._outstanding.add(future)
 
     def _item_callback(
@@ -273,7 +157,7 @@ class CoordinationMixin:
         Returns False if ``timeout`` seconds passed first.
         """
         if timeout is not None:
-            _check_delay("timeout", timeout, positive=False)
+            check_delay("timeout", timeout, positive=False)
         return self._outstanding.join(timeout)
 
     def resize(self, workers: int) -> None:
@@ -360,7 +244,7 @@ class CoordinationMixin:
         Cancelling the future before then unschedules it; shutting the pool down
         cancels it. ``join`` waits for it.
         """
-        delay = _check_delay("delay", delay, positive=False)
+        delay = check_delay("delay", delay, positive=False)
         task = self._scheduled_task(fn, args, kwargs, timeout, retries, priority)
         check_callback(callback)
         self._track(task.future, callback)
@@ -376,7 +260,7 @@ class CoordinationMixin:
         so the schedule never drifts). A run that raises stops the schedule.
         Returns a :class:`~anypool.Periodic` with ``cancel()``.
         """
-        interval = _check_delay("interval", interval, positive=True)
+        interval = check_delay("interval", interval, positive=True)
         self._scheduled_task(fn, args, kwargs)  # validate now, not at the first tick
 
         def make_task() -> Task:
