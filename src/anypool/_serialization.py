@@ -86,6 +86,20 @@ def _name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def _dumps_function(fn: Callable[..., Any]) -> bytes:
+    """Functions always go through cloudpickle: plain pickle would send a function
+    defined in ``__main__`` by reference, which a spawned worker cannot resolve when
+    the program has no file (``python -c``, notebooks, the REPL). cloudpickle still
+    sends importable functions by reference, and the cache makes the cost once per map."""
+    try:
+        return _cloudpickle_dumps(fn)
+    except Exception as exc:
+        raise SerializationError(
+            f"the function {_name(fn)} cannot be pickled to send it to a worker process: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
 class FunctionCache:
     """Pickled functions by identity, each with a stable id workers can cache by.
 
@@ -103,7 +117,7 @@ class FunctionCache:
         except TypeError:  # not weak-referenceable or not hashable
             entry = None
         if entry is None:
-            entry = (self._new_id(), dumps(fn, f"the function {_name(fn)}"))
+            entry = (self._new_id(), _dumps_function(fn))
             try:
                 self._blobs[fn] = entry
             except TypeError:
