@@ -28,6 +28,17 @@ LEAK_GRACE_S = 5.0
 
 LOCAL_BACKENDS = ["thread", "process", "inline"]
 
+# Root pids of clusters that session-scoped fixtures started (a Dask scheduler and workers,
+# a Ray head). They and everything they spawn outlive single tests by design: a Dask nanny
+# restarts a killed worker, Ray grows its worker pool on demand. Not leaks.
+SESSION_PROCESS_ROOTS: set[int] = set()
+# Process-wide threads an engine starts once and never stops: distributed's offload executor.
+ENGINE_THREAD_PREFIXES = ("pydevd", "Dask-Offload")
+
+# Ray binds to the machine's address unless told otherwise; tests stay on 127.0.0.1.
+# Read once, when ray is first imported, so it is set here, before any test imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 def _helper_process(proc: psutil.Process) -> bool:
     """multiprocessing's own long-lived helpers (forkserver, resource tracker) are not leaks."""
@@ -38,12 +49,24 @@ def _helper_process(proc: psutil.Process) -> bool:
     return "forkserver" in cmdline or "resource_tracker" in cmdline
 
 
+def _session_cluster_process(proc: psutil.Process) -> bool:
+    try:
+        lineage = {proc.pid} | {p.pid for p in proc.parents()}
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return True
+    return bool(lineage & SESSION_PROCESS_ROOTS)
+
+
 def live_children() -> set[int]:
     me = psutil.Process(os.getpid())
     out = set()
     for child in me.children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and not _helper_process(child):
+            if (
+                child.status() != psutil.STATUS_ZOMBIE
+                and not _helper_process(child)
+                and not _session_cluster_process(child)
+            ):
                 out.add(child.pid)
         except psutil.NoSuchProcess:
             pass
@@ -73,7 +96,11 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     gc.collect()
 
     def new_threads() -> set[threading.Thread]:
-        return {t for t in live_threads() - threads_before if not t.name.startswith("pydevd")}
+        return {
+            t
+            for t in live_threads() - threads_before
+            if not t.name.startswith(ENGINE_THREAD_PREFIXES)
+        }
 
     def new_children() -> set[int]:
         return live_children() - children_before
@@ -81,6 +108,12 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     wait_for(lambda: not new_threads() and not new_children())
     assert not new_threads(), f"threads leaked: {sorted(t.name for t in new_threads())}"
     assert not new_children(), f"child processes leaked: {sorted(new_children())}"
+
+
+@pytest.fixture(scope="session")
+def session_process_roots() -> set[int]:
+    """Add the pid of a process a session fixture started; its process tree is not a leak."""
+    return SESSION_PROCESS_ROOTS
 
 
 @pytest.fixture
