@@ -80,7 +80,8 @@ def put_after(event: Any, queue: Any, value: int) -> None:
 
 
 def append_after(gate: str, path: str, value: int) -> None:
-    while not os.path.exists(gate):
+    deadline = time.monotonic() + 60  # bounded: a failed test must not leave it running
+    while not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.01)
     with open(path, "a") as f:
         f.write(f"{value}\n")

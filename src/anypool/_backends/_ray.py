@@ -79,8 +79,10 @@ def _release_ray() -> None:
             ray.shutdown()
 
 
-def _remote_function() -> Any:
+def _remote_function(max_calls: int | None) -> Any:
     global _remote_fn
+    if max_calls is not None:  # a decoration-time setting: .options() refuses it
+        return ray.remote(max_calls=max_calls)(run_payload)
     if _remote_fn is None:
         _remote_fn = ray.remote(run_payload)
     return _remote_fn
@@ -148,10 +150,8 @@ class RayBackend(Backend):
             "num_cpus": 1,
             **(config.options.get("remote_options") or {}),
         }
-        if config.max_tasks_per_worker is not None:
-            self._remote_options["max_calls"] = config.max_tasks_per_worker
         self._owns_ray = _acquire_ray(config)
-        self._fn = _remote_function()
+        self._fn = _remote_function(config.max_tasks_per_worker)
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="anypool-ray-dispatcher", daemon=True
         )
