@@ -17,13 +17,18 @@ from ._exceptions import BrokenThreadPool as BrokenThreadPool
 from ._exceptions import CapabilityError as CapabilityError
 from ._exceptions import PoolClosed as PoolClosed
 from ._exceptions import PoolFull as PoolFull
-from ._exceptions import RemoteError as RemoteError
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import TaskTimeout as TaskTimeout
-from ._map import MapIterator as MapIterator
-from ._pool import Pool as Pool
-from ._pool import map as map  # noqa: A004 - the module-level map is the point
 from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
+from ._map import MapIterator as MapIterator
+from ._named import TaskFunction as TaskFunction
+from ._named import pool as pool
+from ._named import task as task
+from ._named import wait as wait
+from ._named import wait_all as wait_all
+from ._pool import Pool as Pool
+from ._pool import map as map
+from ._timers import Periodic as Periodic
 
 if TYPE_CHECKING:
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
@@ -40,16 +45,21 @@ __all__ = [
     "BrokenThreadPool",
     "CapabilityError",
     "MapIterator",
+    "Periodic",
     "Pool",
     "PoolClosed",
     "PoolFull",
     "ProcessPoolExecutor",
-    "RemoteError",
     "SerializationError",
+    "TaskFunction",
     "TaskTimeout",
     "ThreadPoolExecutor",
     "WorkerCrashed",
     "map",
+    "pool",
+    "task",
+    "wait",
+    "wait_all",
 ]
 
 _LAZY = {

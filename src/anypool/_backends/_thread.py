@@ -21,7 +21,7 @@ import time
 
 from .._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._task import Task
-from .._workers._deadlines import Deadlines
+from .._workers._deadlines import Deadlines, Handle
 from .._workers._queue import TaskQueue
 from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
@@ -125,6 +125,11 @@ class ThreadBackend(Backend):
             task = self._queue.get(timeout=_IDLE_POLL_S)
             with self._lock:
                 self._idle -= 1
+                # a submit() between our get() and this line counted us as idle and may not
+                # have spawned for its task: make up for it now that the count is right
+                missed = task is not None and self._idle < len(self._queue)
+                if missed and not self._closed and len(self._workers) < self._target:
+                    self._spawn()
             if task is not None or self._closed:
                 return task
 
@@ -138,7 +143,7 @@ class ThreadBackend(Backend):
             task.settle(value)
 
     # -- timeouts ---------------------------------------------------------------------------
-    def _watch(self, task: Task, worker: _Worker) -> object:
+    def _watch(self, task: Task, worker: _Worker) -> Handle:
         with self._lock:
             if self._deadlines is None:
                 self._deadlines = Deadlines(f"{self._prefix}-deadlines")
