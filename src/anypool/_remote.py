@@ -15,9 +15,9 @@ every pickling failure and can name it (``SerializationError`` on the side
 where it happened) instead of the engine hanging or failing obscurely —
 ``distributed.as_completed`` hangs on a result that cannot be pickled — and
 the engine only ever moves an opaque blob. A task's exception comes back as
-itself with the worker's traceback text attached as ``__cause__``, the way
-``concurrent.futures.process`` does it; one that cannot cross a process
-boundary is replaced by :class:`~anypool.RemoteError` carrying its text.
+itself with the worker's traceback text attached as ``__cause__`` (``_serialization``'s
+``wrap_exception``, shared with the process backend); one that cannot cross a
+process boundary is replaced by a SerializationError naming it.
 
 The worker needs anypool importable (same version), as it needs the task's own modules.
 """
@@ -25,63 +25,15 @@ The worker needs anypool importable (same version), as it needs the task's own m
 from __future__ import annotations
 
 import pickle
-import traceback
 from typing import Any
 
 import cloudpickle
 
-from ._exceptions import RemoteError, SerializationError
+from ._exceptions import SerializationError
+from ._serialization import wrap_exception as _carry
 from ._task import ChunkResult, Task, run_chunk
 
-__all__ = ["RemoteTraceback", "dumps_call", "loads_outcome", "run_payload"]
-
-
-class RemoteTraceback(Exception):
-    """The worker's formatted traceback, attached as ``__cause__`` of a task's exception."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
-
-
-def _rebuild(exc: BaseException, tb: str) -> BaseException:
-    exc.__cause__ = RemoteTraceback(tb)
-    return exc
-
-
-class _WithTraceback:
-    """Pickles as the exception itself, which gets the traceback text back when unpickled."""
-
-    __slots__ = ("exc", "tb")
-
-    def __init__(self, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.tb = f'\n"""\n{text}"""'
-        self.exc = exc
-
-    def __reduce__(self) -> tuple[Any, tuple[BaseException, str]]:
-        return _rebuild, (self.exc, self.tb)
-
-
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives a pickle round trip, else a RemoteError carrying its text."""
-    try:
-        pickle.loads(cloudpickle.dumps(exc))
-    except Exception as why:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        error = RemoteError(
-            f"the task raised {type(exc).__qualname__}: {exc}, which could not be sent "
-            f"back ({why!r}); its traceback:\n{text}"
-        )
-        return error
-    return exc
-
-
-def _carry(exc: BaseException) -> _WithTraceback:
-    return _WithTraceback(_portable(exc))
+__all__ = ["dumps_call", "loads_outcome", "run_payload"]
 
 
 # -- the caller's side ---------------------------------------------------------------------
@@ -157,7 +109,7 @@ def _dumps_chunk(result: ChunkResult) -> bytes:
             cloudpickle.dumps(value)
         except Exception as exc:
             result.values[index] = None
-            result.errors[index] = _carry(_unpicklable_result(value, exc))  # type: ignore[assignment]
+            result.errors[index] = _carry(_unpicklable_result(value, exc))
     return _dumps((True, result))
 
 
@@ -168,7 +120,7 @@ def run_payload(payload: bytes) -> bytes:
     except BaseException as exc:
         error = SerializationError(f"the task could not be unpickled on the worker: {exc!r}")
         error.__cause__ = exc
-        return _dumps((False, _WithTraceback(error)))
+        return _dumps((False, _carry(error)))
     try:
         value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
     except BaseException as exc:

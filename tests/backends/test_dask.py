@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue as stdlib_queue
 import signal
 import threading
 import time
@@ -173,14 +174,14 @@ def test_map_item_exception_surfaces_at_that_item(pool: anypool.Pool) -> None:
     assert outcomes[2] == 4
 
 
-def test_exception_that_cannot_cross_comes_back_as_remote_error(pool: anypool.Pool) -> None:
-    with pytest.raises(anypool.RemoteError, match="UnpicklableError"):
+def test_exception_that_cannot_cross_is_a_serialization_error(pool: anypool.Pool) -> None:
+    with pytest.raises(anypool.SerializationError, match="UnpicklableError"):
         pool.submit(raise_unpicklable).result(timeout=30)
 
 
 def test_unpicklable_argument_fails_that_future_at_once(pool: anypool.Pool) -> None:
-    future = pool.submit(inc, threading.Lock())
-    with pytest.raises(anypool.SerializationError, match="argument 0 \\(lock\\)"):
+    future = pool.submit(inc, (i for i in range(3)))
+    with pytest.raises(anypool.SerializationError, match="argument 0 \\(generator\\)"):
         future.result(timeout=1)
     assert pool.submit(inc, 1).result(timeout=30) == 2  # the pool is fine
 
@@ -213,7 +214,7 @@ def test_automatic_chunking_batches_tiny_tasks(pool: anypool.Pool) -> None:
 def test_future_runs_when_the_worker_starts_it_and_queued_ones_cancel(
     pool: anypool.Pool,
 ) -> None:
-    gate = pool._backend.make_primitive("Event")
+    gate = pool.Event()
     blockers = [pool.submit(wait_for, gate, i) for i in range(2)]
     _wait_until(lambda: all(f.running() for f in blockers))
     queued = pool.submit(inc, 1)
@@ -231,7 +232,7 @@ def test_shutdown_cancel_pending_lets_running_tasks_finish(
     make_pool: Any, dask_client: Any, dask_address: str
 ) -> None:
     pool = make_pool("dask", 2, address=dask_address)
-    gate = pool._backend.make_primitive("Event")
+    gate = pool.Event()
     running = [pool.submit(wait_for, gate, i) for i in range(2)]
     _wait_until(lambda: all(f.running() for f in running))
     queued = [pool.submit(inc, i) for i in range(5)]
@@ -416,8 +417,8 @@ def test_task_that_keeps_killing_workers_fails_clearly(
 
 # -- coordination ---------------------------------------------------------------------------------
 def test_event_and_queue_coordinate_tasks_across_workers(pool: anypool.Pool) -> None:
-    event = pool._backend.make_primitive("Event")
-    queue = pool._backend.make_primitive("Queue")
+    event = pool.Event()
+    queue = pool.Queue()
     futures = [pool.submit(put_after, event, queue, i) for i in range(2)]
     time.sleep(0.3)
     assert queue.qsize() == 0
@@ -428,7 +429,7 @@ def test_event_and_queue_coordinate_tasks_across_workers(pool: anypool.Pool) -> 
 
 
 def test_lock_makes_read_modify_write_exact(pool: anypool.Pool, dask_client: Any) -> None:
-    lock = pool._backend.make_primitive("Lock")
+    lock = pool.Lock()
     name = f"counter-{time.monotonic_ns()}"
     distributed.Variable(name, client=dask_client).set(0)
     futures = [pool.submit(locked_increments, lock, name, 15) for _ in range(2)]
@@ -438,16 +439,30 @@ def test_lock_makes_read_modify_write_exact(pool: anypool.Pool, dask_client: Any
 
 
 def test_semaphore_and_unknown_primitive(pool: anypool.Pool) -> None:
-    sem = pool._backend.make_primitive("Semaphore", 1)
+    sem = pool.Semaphore(1)
     assert sem.acquire(timeout=5)
     assert not sem.acquire(timeout=0.2)
     sem.release()
+    with sem:
+        assert sem.acquire(blocking=False) is False
     with pytest.raises(anypool.CapabilityError, match="no Barrier"):
-        pool._backend.make_primitive("Barrier", 2)
+        pool.Barrier(2)
+    with pytest.raises(anypool.CapabilityError, match="no RLock"):
+        pool.RLock()
+    with pytest.raises(anypool.CapabilityError, match="lifo Queue"):
+        pool.Queue(order="lifo")
+    q = pool.Queue(maxsize=1)
+    q.put_nowait(1)
+    assert q.full()
+    with pytest.raises(stdlib_queue.Full):
+        q.put_nowait(2)
+    assert q.get_nowait() == 1
+    with pytest.raises(stdlib_queue.Empty):
+        q.get(timeout=0.2)
 
 
 def test_cancelled_future_is_not_delivered(pool: anypool.Pool) -> None:
-    gate = pool._backend.make_primitive("Event")
+    gate = pool.Event()
     blockers = [pool.submit(wait_for, gate, i) for i in range(2)]
     _wait_until(lambda: all(f.running() for f in blockers))
     queued = pool.submit(inc, 1)

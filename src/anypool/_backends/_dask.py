@@ -310,16 +310,16 @@ class DaskBackend(Backend):
             self._wake.notify_all()
         if cancel_pending or kill_running:
             for _, task in tasks:
-                task.cancel_pending()
+                if task.attempts == 0:  # not started on a worker yet
+                    task.cancel_pending()
         if kill_running:
-            self._abandon(tasks)
+            self._abandon([(key, task) for key, task in tasks if task.attempts > 0])
         if wait and self._collector is not threading.current_thread():
             self._collector.join()
             self._release()
 
-    def _abandon(self, tasks: list[tuple[str, Task]]) -> None:
-        running = [key for key, task in tasks if not task.future.done()]
-        for _, task in tasks:
+    def _abandon(self, running: list[tuple[str, Task]]) -> None:
+        for _, task in running:
             task.fail(
                 PoolClosed(
                     "the pool was shut down with kill_running=True while this task ran; Dask "
@@ -327,7 +327,7 @@ class DaskBackend(Backend):
                 )
             )
         with self._lock:
-            futures = [self._futures[k] for k in running if k in self._futures]
+            futures = [self._futures[key] for key, _ in running if key in self._futures]
         if futures:
             self._cancel_dask(futures)
 
@@ -376,49 +376,12 @@ class DaskBackend(Backend):
         """The ``distributed.Client`` this pool submits through."""
         return self._client
 
-    def make_primitive(self, kind: str, *args: Any, **kwargs: Any) -> Any:
-        """A cluster-wide ``Lock()``, ``Semaphore(value)``, ``BoundedSemaphore(value)``,
-        ``Event()`` or ``Queue(maxsize)`` from ``distributed``, with the threading/queue
-        signatures. It pickles, so tasks take it as an ordinary argument and coordinate
-        across workers; it lives as long as this pool's client."""
-        factories = {
-            "Lock": self._new_lock,
-            "Semaphore": self._new_semaphore,
-            # distributed's Semaphore refuses more releases than acquires: it is bounded
-            "BoundedSemaphore": self._new_semaphore,
-            "Event": self._new_event,
-            "Queue": self._new_queue,
-        }
-        factory = factories.get(kind)
-        if factory is None:
-            raise CapabilityError(
-                f"the 'dask' backend has no {kind}; it offers {', '.join(factories)}"
-            )
-        return factory(*args, **kwargs)
+    def primitives(self) -> Any:
+        """The hook ``pool.Lock()``, ``Semaphore()``, ``Event()``, ``Queue()`` use: objects of
+        ``distributed`` that tasks take as arguments to coordinate across the cluster."""
+        from .._sync_dask import DaskPrimitives
 
-    def _name(self, kind: str) -> str:
-        return f"anypool-{kind}-{uuid.uuid4().hex}"
-
-    def _new_lock(self) -> Any:
-        return distributed.Lock(
-            self._name("lock"), scheduler_rpc=self._client.scheduler, loop=self._client.loop
-        )
-
-    def _new_semaphore(self, value: int = 1) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"a Dask semaphore needs a value >= 1, got {value!r}")
-        return distributed.Semaphore(
-            max_leases=value,
-            name=self._name("semaphore"),
-            scheduler_rpc=self._client.scheduler,
-            loop=self._client.loop,
-        )
-
-    def _new_event(self) -> Any:
-        return distributed.Event(self._name("event"), client=self._client)
-
-    def _new_queue(self, maxsize: int = 0) -> Any:
-        return distributed.Queue(self._name("queue"), client=self._client, maxsize=maxsize)
+        return DaskPrimitives(self._client)
 
 
 def _engine_error(future: Any) -> BaseException:
