@@ -38,6 +38,10 @@ ENGINE_THREAD_PREFIXES = ("pydevd", "Dask-Offload")
 # Ray binds to the machine's address unless told otherwise; tests stay on 127.0.0.1.
 # Read once, when ray is first imported, so it is set here, before any test imports it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# When CI provides a Dask cluster, every Pool("dask") of the session uses it (Dask's own
+# setting, read when dask is first imported), so the contract suite runs unchanged against it.
+if os.environ.get("ANYPOOL_DASK_ADDRESS"):
+    os.environ.setdefault("DASK_SCHEDULER_ADDRESS", os.environ["ANYPOOL_DASK_ADDRESS"])
 
 
 def _helper_process(proc: psutil.Process) -> bool:
