@@ -99,3 +99,22 @@ def make_pool() -> Iterator[Callable[..., anypool.Pool]]:
         pool.shutdown(wait=True)
         elapsed = time.monotonic() - start
         assert elapsed < SHUTDOWN_BOUND_S, f"{pool!r} took {elapsed:.1f}s to shut down"
+
+
+@pytest.fixture
+def workers_gone() -> Callable[[], bool]:
+    """Snapshot threads and child processes now; the returned callable waits (up to
+    LEAK_GRACE_S) until every thread and child started since the snapshot has exited.
+
+    For checks in the middle of a test, e.g. "the one-shot ``anypool.map`` shut its
+    pool down as soon as the iterator was exhausted", before teardown could do it.
+    """
+    threads_before = live_threads()
+    children_before = live_children()
+
+    def check() -> bool:
+        return wait_for(
+            lambda: not (live_threads() - threads_before) and not (live_children() - children_before)
+        )
+
+    return check
