@@ -113,8 +113,9 @@ def workers_gone() -> Callable[[], bool]:
     children_before = live_children()
 
     def check() -> bool:
-        return wait_for(
-            lambda: not (live_threads() - threads_before) and not (live_children() - children_before)
-        )
+        def none_new() -> bool:
+            return not (live_threads() - threads_before) and not (live_children() - children_before)
+
+        return wait_for(none_new)
 
     return check

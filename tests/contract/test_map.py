@@ -55,7 +55,8 @@ def _warm_up(pool, workers):
     """Make sure `workers` distinct workers are up, so timing-based order checks are fair."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        seen = {f.result(timeout=20) for f in [pool.submit(slow_whoami, 0.2) for _ in range(workers)]}
+        futures = [pool.submit(slow_whoami, 0.2) for _ in range(workers)]
+        seen = {f.result(timeout=20) for f in futures}
         if len(seen) == workers:
             return
     pytest.fail(f"{pool!r} never ran {workers} tasks at once")
@@ -173,11 +174,10 @@ def test_endless_generator_unordered_taken_partially(backend, make_pool):
 def test_exception_surfaces_at_its_item(backend, make_pool, chunksize):
     pool = make_pool(backend, 2)
     results = pool.map(fail_at, range(8), itertools.repeat(3), chunksize=chunksize)
-    delivered = []
-    with pytest.raises(ValueError, match="bad item 3"):
-        for value in results:
-            delivered.append(value)
+    delivered = [next(results) for _ in range(3)]
     assert delivered == [0, 1, 2]
+    with pytest.raises(ValueError, match="bad item 3"):
+        next(results)
     with pytest.raises(StopIteration):  # the iterator is finished, like a generator that raised
         next(results)
 
@@ -185,9 +185,10 @@ def test_exception_surfaces_at_its_item(backend, make_pool, chunksize):
 @pytest.mark.parametrize("chunksize", [1, 3, "auto"])
 def test_return_exceptions_yields_the_exception_in_place(backend, make_pool, chunksize):
     pool = make_pool(backend, 2)
-    got = list(
-        pool.map(fail_at, range(8), itertools.repeat(3), chunksize=chunksize, return_exceptions=True)
+    results = pool.map(
+        fail_at, range(8), itertools.repeat(3), chunksize=chunksize, return_exceptions=True
     )
+    got = list(results)
     assert got[:3] == [0, 1, 2]
     assert isinstance(got[3], ValueError)
     assert str(got[3]) == "bad item 3"

@@ -119,9 +119,16 @@ def test_context_manager_returns_the_pool_and_shuts_it_down(backend, make_pool):
 
 
 def test_context_manager_shuts_down_when_the_body_raises(backend, make_pool):
-    with pytest.raises(LookupError), make_pool(backend, 2) as pool:
-        future = pool.submit(sleep_then, 0.05, "done")
-        raise LookupError("body failed")
+    pool = make_pool(backend, 2)
+
+    def body():
+        with pool:
+            future = pool.submit(sleep_then, 0.05, "done")
+            raise LookupError(future)
+
+    with pytest.raises(LookupError) as info:
+        body()
+    future = info.value.args[0]
     assert future.result(timeout=0) == "done"  # wait=True: finished before __exit__ returned
     with pytest.raises(anypool.PoolClosed):
         pool.submit(square, 1)
