@@ -193,6 +193,10 @@ class ProcessBackend(Backend):
             while not self._finished():
                 self._spawn_as_needed()
                 self._send_work()
+                if self._finished():
+                    # _send_work may have dropped the last (cancelled) queued tasks: no
+                    # event will come to wake wait() below, so check again first
+                    break
                 waitables = self._waitables()
                 for ready in wait(waitables):
                     self._handle_ready(ready)
