@@ -151,7 +151,7 @@ class ProcessBackend(Backend):
             raise TypeError(f"unknown option(s) for the process backend: {sorted(unknown)}")
         if ctx is not None:
             return ctx
-        method = config.start_method or default_start_method()
+        method = default_start_method() if config.start_method is None else config.start_method
         if method not in _START_METHODS:
             raise ValueError(f"start_method must be one of {_START_METHODS}, got {method!r}")
         ctx = multiprocessing.get_context(method)
