@@ -80,9 +80,3 @@ def test_oneshot_map_bad_input_fails_at_once_and_leaks_nothing(backend, workers_
     with pytest.raises(ValueError, match="workers"):
         anypool.map(square, [1], backend=backend, workers=0)
     assert workers_gone()
-
-
-def test_oneshot_map_default_backend_is_process():
-    import inspect
-
-    assert inspect.signature(anypool.map).parameters["backend"].default == "process"
