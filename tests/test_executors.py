@@ -408,6 +408,12 @@ def test_hang_issue12364(executor):  # CPython: test_hang_issue12364, sized down
 def test_cancel_futures(kind, make_executor):  # CPython: test_cancel_futures, sized down
     executor = make_executor(kind, 2)
     futures = [executor.submit(time.sleep, 0.05) for _ in range(30)]
+    # the stdlib's workers are up at once; ours start on demand, so let one task start
+    # before shutting down, or every future could legitimately be cancelled
+    deadline = time.monotonic() + 30
+    while not futures[0].running() and not futures[0].done():
+        assert time.monotonic() < deadline, "the first task never started"
+        time.sleep(0.005)
     executor.shutdown(cancel_futures=True)
     cancelled = [f for f in futures if f.cancelled()]
     assert len(cancelled) > 15
