@@ -295,7 +295,7 @@ def test_map_exception_surfaces_at_its_item_inside_a_chunk(executor, chunksize):
 
 
 def test_map_timeout(executor):  # CPython: test_map_timeout, sized down
-    results = executor.map(time.sleep, [0, 0, 1.5], timeout=0.5)
+    results = executor.map(time.sleep, [0, 0, 1.0], timeout=0.3)
     assert [next(results), next(results)] == [None, None]
     with pytest.raises(cf.TimeoutError):
         next(results)
@@ -581,9 +581,9 @@ def test_max_tasks_per_child_pending_tasks(make_executor, max_workers, max_tasks
 
 def test_max_tasks_early_shutdown(make_executor):  # CPython: test_max_tasks_early_shutdown
     executor = make_executor("process", 2, max_tasks_per_child=1)
-    futures = [executor.submit(mul, i, i) for i in range(5)]
+    futures = [executor.submit(mul, i, i) for i in range(4)]
     executor.shutdown()
-    assert [f.result() for f in futures] == [i * i for i in range(5)]
+    assert [f.result() for f in futures] == [i * i for i in range(4)]
 
 
 @pytest.mark.parametrize("bad", [0, -1])
@@ -652,7 +652,7 @@ EXIT_SCRIPT = """
 
 
     def slow_write(path, i):
-        time.sleep(0.3)
+        time.sleep(0.1)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         os.write(fd, f"{{i}} {{os.getpid()}}\\n".encode())
         os.close(fd)
@@ -668,12 +668,15 @@ EXIT_SCRIPT = """
 """
 
 
-EXIT_CASES = [("thread", None), ("process", None)] + [("process", m) for m in START_METHODS]
+EXIT_CASES = [
+    (kind, None, after)
+    for kind in KINDS
+    for after in ("pass", "executor.shutdown(wait=False)")  # shutdown(wait=False): gh-83386
+] + [("process", method, "pass") for method in START_METHODS]
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(("kind", "method"), EXIT_CASES)
-@pytest.mark.parametrize("after", ["pass", "executor.shutdown(wait=False)"])
+@pytest.mark.parametrize(("kind", "method", "after"), EXIT_CASES)
 def test_pending_work_completes_at_interpreter_exit(kind, method, after, tmp_path):
     # CPython: test_interpreter_shutdown and test_hang_gh83386
     out = tmp_path / "out.txt"

@@ -64,7 +64,7 @@ def _warm_up(pool, workers):
 
 def test_map_unordered_yields_in_completion_order(backend, make_pool):
     pool = make_pool(backend, 2)
-    delays, labels = [0.6, 0.0], ["slow", "fast"]
+    delays, labels = [0.4, 0.0], ["slow", "fast"]
     if backend == "inline":
         # one item at a time in the caller: completion order *is* input order
         assert list(pool.map(sleep_then, [0.0, 0.0], labels, ordered=False)) == labels
@@ -230,12 +230,19 @@ def _bound_after_close(backend, taken, workers, window):
     return taken + 2 * workers
 
 
+def _delay(backend):
+    """Per-item run time: long enough that most of the window is still queued at close."""
+    return 0.01 if backend == "inline" else 0.1
+
+
 def test_early_close_cancels_work_that_has_not_started(backend, make_pool, tmp_path):
     log = str(tmp_path / "ran.txt")
     workers, window = 1, 8
     pool = make_pool(backend, workers)
-    results = pool.map(record, itertools.repeat(log), range(1000), itertools.repeat(0.1),
-                       chunksize=1, window=window)  # fmt: skip
+    delay = itertools.repeat(_delay(backend))
+    results = pool.map(
+        record, itertools.repeat(log), range(1000), delay, chunksize=1, window=window
+    )
     assert next(results) == 0
     results.close()
     pool.shutdown(wait=True)  # let whatever was running finish before counting
@@ -264,8 +271,10 @@ def test_exception_cancels_the_rest_of_the_stream(backend, make_pool, tmp_path):
     log = str(tmp_path / "ran.txt")
     workers, window = 1, 8
     pool = make_pool(backend, workers)
-    results = pool.map(record_or_fail, itertools.repeat(log), range(1000), itertools.repeat(1),
-                       itertools.repeat(0.1), chunksize=1, window=window)  # fmt: skip
+    delay, bad = itertools.repeat(_delay(backend)), itertools.repeat(1)
+    results = pool.map(
+        record_or_fail, itertools.repeat(log), range(1000), bad, delay, chunksize=1, window=window
+    )
     assert next(results) == 0
     with pytest.raises(ValueError, match="bad item 1"):
         next(results)
