@@ -223,8 +223,8 @@ def test_exception_in_the_input_iterator_reaches_the_consumer(backend, make_pool
 def _bound_after_close(backend, taken, workers, window):
     """How many items may have run once the consumer, having reached `taken` items, stops."""
     if backend == "inline":
-        # inline runs a chunk when it is submitted: the window ahead has already run
-        return taken + window
+        # inline runs an item only when the consumer asks for it (docs/design.md)
+        return taken
     # at most one item running and one handed to each worker when the stream stopped;
     # everything else still queued must have been cancelled
     return taken + 2 * workers
