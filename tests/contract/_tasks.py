@@ -62,6 +62,13 @@ def item_and_worker(x: Any) -> tuple[Any, tuple[int, int]]:
     return x, whoami()
 
 
+def timed_item(x: Any, seconds: float) -> tuple[Any, float, float]:
+    """(x, start, end) on the system-wide monotonic clock (comparable across processes)."""
+    start = time.monotonic()
+    time.sleep(seconds)
+    return x, start, time.monotonic()
+
+
 def slow_whoami(seconds: float) -> tuple[int, int]:
     time.sleep(seconds)
     return whoami()

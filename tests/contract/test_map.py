@@ -23,7 +23,9 @@ from ._tasks import (
     sleep_then,
     slow_whoami,
     square,
+    timed_item,
 )
+from .conftest import BUILTIN_BACKENDS
 
 CHUNKSIZES = [1, 3, 7, 100, "auto"]
 
@@ -115,12 +117,26 @@ def test_map_is_lazy_nothing_is_pulled_before_the_first_next(backend, make_pool)
 # -- chunking ----------------------------------------------------------------------------
 @pytest.mark.parametrize("chunksize", [2, 5])
 def test_fixed_chunksize_runs_each_chunk_on_one_worker(backend, make_pool, chunksize):
+    if backend not in BUILTIN_BACKENDS:
+        pytest.skip("worker identity (pid, thread) is only defined for the local backends")
     pool = make_pool(backend, 2)
     results = list(pool.map(item_and_worker, range(40), chunksize=chunksize))
     assert [item for item, _ in results] == list(range(40))
     for start in range(0, 40, chunksize):
         workers = {worker for _, worker in results[start : start + chunksize]}
         assert len(workers) == 1, f"chunk at {start} ran on {workers}"
+
+
+@pytest.mark.parametrize("chunksize", [2, 5])
+def test_fixed_chunksize_runs_a_chunks_items_one_after_another(backend, make_pool, chunksize):
+    # a chunk is one unit of work: its items never overlap in time, and run in input order
+    pool = make_pool(backend, 2)
+    results = list(pool.map(timed_item, range(20), itertools.repeat(0.01), chunksize=chunksize))
+    assert [item for item, _, _ in results] == list(range(20))
+    for start in range(0, 20, chunksize):
+        chunk = results[start : start + chunksize]
+        for (_, _, end), (item, begin, _) in itertools.pairwise(chunk):
+            assert end <= begin, f"item {item} started before the previous item of its chunk ended"
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "big", True, None])
