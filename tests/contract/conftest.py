@@ -3,7 +3,7 @@
 Every test in ``tests/contract/`` that takes ``backend`` runs once per backend
 (anyio's pattern), so a new backend gets the whole suite by being listed here.
 
-- The built-in local backends always run: ``thread``, ``process``, ``inline``.
+- The built-in local backends: ``thread``, ``process``, ``inline``.
 - More come from the environment, comma-separated, so the cluster engineer can
   run this suite unchanged against Dask or Ray::
 
