@@ -26,6 +26,12 @@ def test_the_basics_examples_exist():
         assert name in names
 
 
+def test_every_coordination_lesson_has_an_example():
+    # the tutorial's lessons: lock counter, RLock, Condition, Semaphore, Event, Timer,
+    # queues, producer-consumer, threadpool batch, vthread groups
+    assert len([p for p in EXAMPLES if p.name.startswith("coord_")]) >= 10
+
+
 @pytest.mark.timeout(TIMEOUT_S + 30)
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_example_runs(example, run_python):
