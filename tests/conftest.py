@@ -124,6 +124,40 @@ def session_process_roots() -> set[int]:
     return SESSION_PROCESS_ROOTS
 
 
+@pytest.fixture(scope="session")
+def ray_session(session_process_roots: set[int]) -> Iterator[None]:
+    """One local ``ray.init`` for the session (starting Ray takes seconds); pools reuse it."""
+    ray = pytest.importorskip(
+        "ray", reason="ray has no wheel for this Python/platform: pip install 'anypool[ray]'"
+    )
+    if ray.is_initialized():
+        yield
+        return
+    me = psutil.Process()
+    before = {c.pid for c in me.children()}
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        # workers import test modules by name to unpickle test functions
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+    )
+    session_process_roots.update({c.pid for c in me.children()} - before)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_ray_for_extra_backends(request: pytest.FixtureRequest) -> None:
+    """``ANYPOOL_EXTRA_BACKENDS`` naming ray: every ``Pool("ray")`` of the session reuses one
+    Ray instead of starting and stopping its own for each test."""
+    if "ray" in os.environ.get("ANYPOOL_EXTRA_BACKENDS", "").replace(" ", "").split(","):
+        request.getfixturevalue("ray_session")
+
+
 @pytest.fixture
 def make_pool() -> Iterator[Callable[..., anypool.Pool]]:
     """Build pools that are shut down at teardown, within SHUTDOWN_BOUND_S."""

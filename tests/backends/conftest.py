@@ -3,7 +3,7 @@
 ``dask_address``: ``ANYPOOL_DASK_ADDRESS`` when CI provides a cluster (``.ci/dask-cluster.sh``),
 else a real scheduler and two single-threaded workers started here as separate processes
 with Dask's own command-line tools, on 127.0.0.1, stopped at the end of the session.
-``ray_session``: one local ``ray.init`` for the session (starting Ray takes seconds).
+``ray_session`` (in tests/conftest.py): one local ``ray.init`` for the session.
 
 Both register their processes with the leak check: a Dask nanny that restarts a killed
 worker, or Ray growing its worker pool, is the cluster at work, not a leak.
@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 # Starting a cluster on a loaded 2-core machine can take a while; give up well before CI does.
@@ -130,27 +129,3 @@ def dask_client(dask_address: str) -> Iterator[Any]:
     with distributed.Client(dask_address, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=START_TIMEOUT_S)
         yield client
-
-
-@pytest.fixture(scope="session")
-def ray_session(session_process_roots: set[int]) -> Iterator[None]:
-    ray = pytest.importorskip(
-        "ray", reason="ray has no wheel for this Python/platform: pip install 'anypool[ray]'"
-    )
-    if ray.is_initialized():
-        yield
-        return
-    me = psutil.Process()
-    before = {c.pid for c in me.children()}
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
-    )
-    session_process_roots.update({c.pid for c in me.children()} - before)
-    try:
-        yield
-    finally:
-        ray.shutdown()

@@ -353,6 +353,27 @@ def test_client_mode_uses_and_keeps_the_callers_client(make_pool: Any, dask_clie
     assert dask_client.submit(inc, 1, pure=False).result(timeout=30) == 2  # still open
 
 
+def test_workers_caps_a_pool_on_a_shared_cluster(make_pool: Any, dask_address: str) -> None:
+    pool = make_pool("dask", 1, address=dask_address)  # the cluster has 2 worker threads
+    gate = pool.Event()
+    first = pool.submit(wait_for, gate, 1)
+    _wait_until(first.running)
+    second = pool.submit(inc, 1)
+    time.sleep(0.5)
+    assert not second.running()  # held in anypool's queue, though a Dask thread is idle
+    assert pool._backend.pending() == 1
+    gate.set()
+    assert second.result(timeout=30) == 2
+    assert first.result(timeout=30) == 1
+
+
+def test_without_workers_a_pool_takes_the_clusters_size(make_pool: Any, dask_address: str) -> None:
+    pool = make_pool("dask", address=dask_address)
+    assert pool.workers == 2
+    assert pool._backend._dispatcher is None  # everything goes straight to Dask
+    assert sum(pool.map(inc, range(100))) == sum(range(1, 101))
+
+
 def test_dask_scheduler_address_setting_is_honoured(make_pool: Any, dask_address: str) -> None:
     with dask_config.set({"scheduler-address": dask_address}):
         pool = make_pool("dask", 2)

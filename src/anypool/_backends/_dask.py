@@ -18,6 +18,12 @@ scheduler, which is then used as ``distributed.Client()`` would);
 ``address="tcp://host:port"``, which connects to a running scheduler;
 ``client=``, an existing ``distributed.Client`` that anypool uses and never closes.
 
+On a cluster anypool did not start, an explicit ``workers=N`` caps the pool at N
+running tasks: anypool's own queue (fifo/lifo/priority) holds the rest and a
+dispatcher thread hands one over per free slot, so a pool behaves the same on a
+shared cluster as on a local one. Without ``workers=`` the pool takes the
+cluster's size and hands everything to Dask at once.
+
 A worker announces each start with ``log_event``, so futures go RUNNING when
 the task really starts: ``cancel()`` works until then, as with local pools.
 Dask cannot stop a running task, so ``timeout=`` raises CapabilityError and a
@@ -38,6 +44,7 @@ from typing import Any
 from .._exceptions import BrokenPool, CapabilityError, PoolClosed, SerializationError
 from .._remote import dumps_call, loads_outcome, run_payload
 from .._task import Task
+from .._workers._queue import TaskQueue
 from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
 
@@ -152,11 +159,31 @@ class DaskBackend(Backend):
         self._completed = distributed.as_completed([], loop=self._client.loop)
         if config.initializer is not None:
             self._install_initializer(config)
-        self._collector = threading.Thread(
-            target=self._collect, name=f"anypool-dask-collector-{self._topic[-8:]}", daemon=True
-        )
-        self._collector.start()
+        self._queue: TaskQueue | None = None
+        self._slots: threading.Semaphore | None = None
+        self._dispatcher: threading.Thread | None = None
+        if self._cluster is None:
+            self._share_cluster(config)
+        self._collector = self._thread(self._collect, "collector")
         register_for_exit(self)
+
+    def _thread(self, target: Any, role: str) -> threading.Thread:
+        name = f"anypool-dask-{role}-{self._topic[-8:]}"
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def _share_cluster(self, config: BackendConfig) -> None:
+        """On a cluster anypool did not start, ``workers=N`` caps this pool at N running
+        tasks (anypool's own queue holds the rest, so cancel, order and the contract's
+        "N workers" hold); without it the pool sizes itself from the cluster."""
+        if not config.workers_given:
+            threads = sum(self._client.nthreads().values())
+            self.config = dataclasses.replace(config, workers=max(1, threads))
+            return
+        self._queue = TaskQueue(config.order)
+        self._slots = threading.Semaphore(config.workers)
+        self._dispatcher = self._thread(self._dispatch, "dispatcher")
 
     # -- connecting -------------------------------------------------------------------------
     def _connect(self, config: BackendConfig) -> tuple[Any, bool]:
@@ -212,10 +239,35 @@ class DaskBackend(Backend):
             if self._closed:
                 raise PoolClosed("cannot submit: the pool is shut down")
         try:
-            payload = dumps_call(task)
+            dumps_call(task)
         except SerializationError as exc:  # fails this one future, as on every backend
             task.fail(exc)
             return
+        if self._queue is None:
+            self._send(task)
+        else:
+            self._queue.put(task)
+
+    def _dispatch(self) -> None:
+        """Hand queued tasks to Dask, one per free slot (pools capped by ``workers=``)."""
+        queue, slots = self._queue, self._slots
+        assert queue is not None
+        assert slots is not None
+        while True:
+            slots.acquire()
+            task = queue.get()
+            if task is None or task.future.cancelled():
+                slots.release()
+                if task is None:
+                    break
+                continue
+            self._send(task)
+        with self._wake:
+            self._dispatcher = None  # the collector may finish once nothing else can come
+            self._wake.notify_all()
+
+    def _send(self, task: Task) -> None:
+        payload = dumps_call(task)  # cached on the task by submit()
         key = _key(task)
         with self._lock:
             self._tasks[key] = task  # before submitting: the start event may beat client.submit
@@ -229,11 +281,11 @@ class DaskBackend(Backend):
             retries=task.retries or None,
             priority=self._priority(task),
         )
-        with self._lock:
+        with self._wake:
             self._futures[key] = future
             self._completed.add(future)
             self._tracked += 1
-            self._wake.notify()
+            self._wake.notify_all()
         task.future.add_done_callback(lambda f: self._cancel_if_cancelled(f, key))
 
     def _cancel_if_cancelled(self, cf_future: Any, key: str) -> None:
@@ -260,7 +312,7 @@ class DaskBackend(Backend):
     def _collect(self) -> None:
         while True:
             with self._wake:
-                while not self._tracked and not self._closed:
+                while not self._tracked and not (self._closed and self._dispatcher is None):
                     self._wake.wait()
                 if not self._tracked:
                     break
@@ -282,6 +334,8 @@ class DaskBackend(Backend):
                 self._futures.pop(future.key, None)
             if task is not None:
                 self._resolve(task, future, outcomes.get(future.key))
+            if self._slots is not None:
+                self._slots.release()
 
     def _gather_one(self, future: Any) -> Any:
         try:
@@ -309,12 +363,18 @@ class DaskBackend(Backend):
             tasks = list(self._tasks.items())
             self._wake.notify_all()
         if cancel_pending or kill_running:
-            for _, task in tasks:
+            queued = self._queue.drain() if self._queue is not None else []
+            for task in queued + [task for _, task in tasks]:
                 if task.attempts == 0:  # not started on a worker yet
                     task.cancel_pending()
+        if self._queue is not None:
+            self._queue.close()
         if kill_running:
             self._abandon([(key, task) for key, task in tasks if task.attempts > 0])
         if wait and self._collector is not threading.current_thread():
+            dispatcher = self._dispatcher
+            if dispatcher is not None:
+                dispatcher.join()
             self._collector.join()
             self._release()
 
@@ -359,8 +419,9 @@ class DaskBackend(Backend):
             return 0
 
     def pending(self) -> int:
+        queued = len(self._queue) if self._queue is not None else 0
         with self._lock:
-            return sum(1 for task in self._tasks.values() if task.attempts == 0)
+            return queued + sum(1 for task in self._tasks.values() if task.attempts == 0)
 
     def resize(self, workers: int) -> None:
         if self._cluster is None:
