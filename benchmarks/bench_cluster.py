@@ -75,7 +75,8 @@ def bench_dask(args: argparse.Namespace) -> list[Row]:
         rows.append(
             ("dask", "raw Client.map tiny", args.raw_tiny, timed(lambda: raw(tiny, args.raw_tiny)))
         )
-        with anypool.Pool("dask", 2, client=client) as pool:
+        # no workers=: the pool takes the cluster's size and hands everything to Dask at once
+        with anypool.Pool("dask", client=client) as pool:
             list(pool.map(tiny, range(100)))
             rows += _anypool_rows("dask", pool, args)
     finally:
