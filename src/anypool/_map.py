@@ -161,6 +161,7 @@ class _MapState:
         self._inflight: deque[tuple[Future[ChunkResult], int]] = deque()
         self._exhausted = False
         self._input_error: BaseException | None = None
+        self._ran_in_submit = False
         self.finalizers: list[Finalizer] = []
 
     def run(self, ordered: bool) -> Generator[Iterable[Any], None, None]:
@@ -171,9 +172,11 @@ class _MapState:
                 future, size = self._next_done(ordered)
                 outcome = chunk_outcomes(future, size)
                 self._account(outcome, size)
-                # refill before the consumer walks this chunk: workers stay busy meanwhile
-                self._fill()
+                if not self._ran_in_submit:
+                    # refill before the consumer walks this chunk: workers stay busy meanwhile
+                    self._fill()
                 yield self._iterable(outcome)
+                self._fill()
             if self._input_error is not None:
                 raise self._input_error
         except KeyboardInterrupt:
@@ -210,7 +213,8 @@ class _MapState:
                 return
             future = self._submit_chunk(chunk)
             self._inflight.append((future, len(chunk)))
-            if future.done():
+            self._ran_in_submit = future.done()
+            if self._ran_in_submit:
                 # It ran inside submit (the inline backend): reading further ahead would
                 # run items before the consumer asks for them, so map stays one item per
                 # consumed item, as docs/design.md promises for inline.
