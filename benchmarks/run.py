@@ -348,9 +348,9 @@ def table(runs: Runs, case: str) -> str:
         padded = [
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ]
-        return "| " + " | ".join(padded) + " | " + cells[-1]
+        return "| " + " | ".join(padded) + " | " + cells[-1] + " |"
 
-    rule = "|-" + "-|-".join("-" * w for w in widths) + "-|"
+    rule = "|-" + "-|-".join("-" * w for w in widths) + "-|---|"
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
