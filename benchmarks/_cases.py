@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _tasks import ident, nap, spin
+from _tasks import ident, nap, spin, spin_timed
 
 Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 ChunkRule = Callable[[Iterable[Any]], int]
@@ -189,18 +189,34 @@ def case_tiny(impl: str, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def case_cpu(impl: str, p: dict[str, Any]) -> dict[str, Any]:
+    """Speedup over sequential, both measured in this child: sequential runs before and
+    after the map and their mean is the baseline, so that a change in load from other
+    jobs during the case hits both sides. ``busy``: the share of the map's wall time the
+    workers spent inside tasks, a measure of the pool's own overhead that load from
+    other jobs does not skew (tasks stretch with the wall time)."""
     n, tasks, workers = p["spin"], p["tasks"], p["workers"]
     work = [n] * tasks
-    start = time.perf_counter()
-    expected = [spin(x) for x in work]  # sequential, measured in this same child: same conditions
-    sequential = time.perf_counter() - start
+    before, expected = _sequential(work)
     with MAPPERS[impl](workers, p) as run:
         warm(run, workers)
         start = time.perf_counter()
-        got = list(run(spin, work))
+        got = list(run(spin_timed, work))
         elapsed = time.perf_counter() - start
-    assert got == expected, f"{impl} returned wrong results"
-    return {"seconds": elapsed, "sequential_s": sequential, "speedup": sequential / elapsed}
+    after, _ = _sequential(work)
+    assert [value for value, _ in got] == expected, f"{impl} returned wrong results"
+    sequential = (before + after) / 2
+    return {
+        "seconds": elapsed,
+        "sequential_s": sequential,
+        "speedup": sequential / elapsed,
+        "busy_pct": 100 * sum(seconds for _, seconds in got) / (elapsed * workers),
+    }
+
+
+def _sequential(work: list[int]) -> tuple[float, list[int]]:
+    start = time.perf_counter()
+    values = [spin(x) for x in work]
+    return time.perf_counter() - start, values
 
 
 def case_io(impl: str, p: dict[str, Any]) -> dict[str, Any]:

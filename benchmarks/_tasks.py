@@ -18,6 +18,12 @@ def spin(n: int) -> int:
     return total
 
 
+def spin_timed(n: int) -> tuple[int, float]:
+    """``spin`` plus how long it ran inside the worker (wall seconds)."""
+    start = time.perf_counter()
+    return spin(n), time.perf_counter() - start
+
+
 def nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds

@@ -5,6 +5,9 @@ Usage::
     python benchmarks/run.py                 # every case, full sizes, 3 repeats
     python benchmarks/run.py --quick         # small sizes: a smoke run
     python benchmarks/run.py --case tiny --case startup --repeat 5 --json out.json
+    python benchmarks/run.py --case tiny --impl anypool --impl Pool.map   # a subset of rows
+    git archive <rev> src | tar -x -C /tmp/old                           # before/after:
+    python benchmarks/run.py --case tiny --impl anypool --baseline-src /tmp/old/src
 
 ::
 
@@ -109,13 +112,27 @@ PLAN: dict[str, list[str]] = {
 
 NOTES = {
     "tiny": "map(identity) over ints; pool created and workers warmed first: map time only",
-    "cpu": "pure-Python tasks; speedup = sequential time (same child, just before) / map time",
+    "cpu": "pure-Python tasks; speedup = sequential time (same child, mean of one run before "
+    "and one after) / map time; busy = time inside tasks / (map time x workers)",
     "io": "time.sleep tasks on thread pools; ideal = tasks / workers * delay",
     "streaming": "map over a generator, take the first results; RSS = parent's peak growth",
     "startup": "create pool, submit one task, get result, shut down; imports excluded",
 }
 
 PEER_PACKAGES = {"joblib": "joblib", "loky": "loky", "pebble": "pebble", "mpire": "mpire"}
+
+# --baseline-src DIR: every anypool row runs a second time on the anypool package in DIR
+# (e.g. `git archive <rev> src | tar -x -C /tmp/old` then DIR=/tmp/old/src), as this row
+BASELINE = " @baseline"
+
+
+def plan_for(case: str, with_baseline: bool) -> list[str]:
+    out = []
+    for impl in PLAN[case]:
+        out.append(impl)
+        if with_baseline and impl.startswith("anypool"):
+            out.append(impl + BASELINE)
+    return out
 
 
 def params_for(case: str, quick: bool) -> dict[str, Any]:
@@ -142,15 +159,23 @@ def available(impl: str) -> bool:
 
 
 # -- running children -------------------------------------------------------------------------
-def run_child(case: str, impl: str, params: dict[str, Any], hard_timeout: float) -> dict[str, Any]:
+def run_child(
+    case: str, impl: str, params: dict[str, Any], hard_timeout: float, baseline: str | None
+) -> dict[str, Any]:
     """One fresh interpreter for one (case, implementation); its whole session dies after.
 
     Output goes to files, not pipes: workers a cut-off child leaves behind would hold
     a pipe open, and reading it to EOF would wait for them.
     """
+    env = None
+    if impl.endswith(BASELINE):
+        impl = impl[: -len(BASELINE)]
+        env = _baseline_env(baseline)
     cmd = [sys.executable, CHILD, case, impl, json.dumps(params)]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=err, text=True, start_new_session=True, env=env
+        )
         try:
             proc.wait(timeout=hard_timeout)
         except subprocess.TimeoutExpired:
@@ -170,6 +195,20 @@ def _parse(out: str, err: str, returncode: int) -> dict[str, Any]:
         return {"error": f"exit code {returncode}: {tail}"}
     result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
     return result
+
+
+def _baseline_env(baseline: str | None) -> dict[str, str]:
+    assert baseline is not None
+    path = os.pathsep.join(p for p in (baseline, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def anypool_location(baseline: str | None = None) -> str:
+    """Where the children import anypool from (checks that --baseline-src takes effect)."""
+    env = _baseline_env(baseline) if baseline else None
+    code = "import os, anypool; print(os.path.dirname(anypool.__file__))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return proc.stdout.strip() or proc.stderr.strip().splitlines()[-1]
 
 
 def _kill_session(pid: int) -> None:
@@ -207,20 +246,27 @@ def hard_timeout(case: str, params: dict[str, Any]) -> float:
     return 60.0 + float(params.get("cap_s", 0)) + (120.0 if case in ("tiny", "startup") else 0)
 
 
-def run_all(cases: list[str], repeat: int, quick: bool) -> Runs:
+def run_all(
+    cases: list[str],
+    repeat: int,
+    quick: bool,
+    baseline: str | None = None,
+    only: list[str] | None = None,
+) -> Runs:
     runs = Runs({case: params_for(case, quick) for case in cases})
     if "cpu" in runs.params:
         p = runs.params["cpu"]
         p["spin"] = calibrate_spin(p["task_s"])
     for round_no in range(1, repeat + 1):
         for case in cases:
-            for impl in PLAN[case]:
+            for impl in plan_for(case, baseline is not None):
+                if only and not any(word in impl for word in only):
+                    continue
                 if not available(impl) or _cut_off_before(runs, case, impl):
                     continue
                 _progress(f"[{round_no}/{repeat}] {case}: {impl} ...")
-                result = run_child(
-                    case, impl, runs.params[case], hard_timeout(case, runs.params[case])
-                )
+                params = runs.params[case]
+                result = run_child(case, impl, params, hard_timeout(case, params), baseline)
                 runs.add(case, impl, result)
                 _progress(f" {_short(result)}\n")
     return runs
@@ -262,6 +308,8 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
 
 
 def ref_for(case: str, impl: str) -> str:
+    if impl.endswith(BASELINE):
+        return impl[: -len(BASELINE)]
     if case == "startup":
         name, _, method = impl.partition(" ")
         if "Thread" in name or name == "anypool-thread":
@@ -312,6 +360,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("seconds (median)", _col_median("seconds")),
         ("seconds (best)", _col_best("seconds")),
         ("speedup (median)", _col_median("speedup")),
+        ("workers busy % (median)", _col_median("busy_pct")),
         ("anypool is x faster", _col_faster("seconds", False)),
     ],
     "io": [
@@ -336,7 +385,7 @@ COLUMNS: dict[str, list[Column]] = {
 
 
 def table(runs: Runs, case: str) -> str:
-    impls = [i for i in PLAN[case] if i in runs.results.get(case, {})]
+    impls = [i for i in plan_for(case, True) if i in runs.results.get(case, {})]
     header = ["implementation", *(name for name, _ in COLUMNS[case]), "runs ok"]
     rows = [
         [impl, *(col(runs, case, impl) for _, col in COLUMNS[case]), _col_runs(runs, case, impl)]
@@ -453,10 +502,10 @@ def evaluate(runs: Runs) -> list[dict[str, Any]]:
 def targets_table(results: list[dict[str, Any]]) -> str:
     lines = ["| target | measured (medians) | met |", "|---|---|---|"]
     for t in results:
-        lines.append(
-            f"| {t['case']}: {t['target']} | {_fmt(t['measured'])} | "
-            f"{'met' if t['met'] else 'MISSED'} |"
-        )
+        verdict = "met" if t["met"] else "MISSED"
+        if t["measured"] is None:
+            verdict = "not measured (rows not run)"
+        lines.append(f"| {t['case']}: {t['target']} | {_fmt(t['measured'])} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -502,8 +551,20 @@ def report(runs: Runs, repeat: int, quick: bool, meta: dict[str, Any]) -> str:
         "'anypool is x faster': the anypool row of the same kind (thread/process, start method) "
         "divided by this row; above 1 means anypool is better.",
     ]
+    parts.append(f"anypool imported from {meta['anypool_from']}")
+    if "baseline_from" in meta:
+        parts.append(
+            f"rows marked{BASELINE} import anypool from {meta['baseline_from']}; "
+            "their 'anypool is x faster' column compares the current anypool with them"
+        )
     if missing_peers():
         parts.append("not installed (skipped): " + ", ".join(missing_peers()))
+    if "anypool_info" in meta:
+        parts += [
+            "",
+            "python -m anypool info:",
+            *("    " + line for line in meta["anypool_info"].splitlines()),
+        ]
     for case in runs.results:
         params = runs.params[case]
         parts += ["", f"## {case}: {NOTES[case]}", f"params: {params}", "", table(runs, case)]
@@ -519,12 +580,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per implementation (default 3)")
     parser.add_argument("--json", metavar="PATH", help="also write every run and the summary here")
+    parser.add_argument(
+        "--impl",
+        action="append",
+        metavar="TEXT",
+        help="run only implementations whose name contains TEXT (repeatable)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also run every anypool row on the anypool package found in DIR (before/after)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     cases = args.case or list(PLAN)
     meta = machine()
-    runs = run_all(cases, args.repeat, args.quick)
+    meta["anypool_from"] = anypool_location()
+    if args.baseline_src:
+        meta["baseline_from"] = anypool_location(os.path.abspath(args.baseline_src))
+        if meta["baseline_from"] == meta["anypool_from"]:
+            parser.error(
+                f"--baseline-src: children still import anypool from {meta['anypool_from']}"
+            )
+    runs = run_all(cases, args.repeat, args.quick, args.baseline_src, args.impl)
     print(report(runs, args.repeat, args.quick, meta))
     if args.json:
         data = {

@@ -136,7 +136,11 @@ class MapIterator(itertools.chain[R]):
 
     @_gen.setter
     def _gen(self, generator: Iterator[R]) -> None:
-        self._chunks.source = iter((generator,))
+        self._chunks.source = _one(generator)
+
+
+def _one(iterable: Iterable[Any]) -> Generator[Iterable[Any], None, None]:
+    yield iterable  # a generator, so that close() before the first next() ends it too
 
 
 class _MapState:
