@@ -1,0 +1,157 @@
+"""Fault injectors for the fault suite: objects that break pickling at a chosen point, and
+tasks that crash their worker in every way a worker can crash.
+
+Workers import this module by name (it sits next to the tests, which pytest puts on
+``sys.path``), so every start method can rebuild these objects.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import threading
+import time
+from typing import Any
+
+import psutil
+
+
+class FailsToUnpickle:
+    """Pickles fine; unpickling it raises (in the worker, for a call's argument)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _raise_value_error, ("FailsToUnpickle cannot be rebuilt",)
+
+
+def _raise_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+class ExitsOnUnpickle:
+    """Unpickling it ends the process that unpickles it with ``os._exit(code)``."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return os._exit, (self.code,)
+
+
+class ExitsOnPickle:
+    """Pickling it ends the process that pickles it (the worker, for a result)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        os._exit(self.code)
+
+
+class FailsInParent:
+    """Pickles and unpickles anywhere except in the process ``parent``."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_unless_parent, (self.parent,)
+
+
+def _rebuild_unless_parent(parent: int) -> FailsInParent:
+    if os.getpid() == parent:
+        raise ValueError("FailsInParent cannot be rebuilt in the parent")
+    return FailsInParent(parent)
+
+
+class UnpicklableError(Exception):
+    """Pickles, but unpickling calls ``__init__`` with one argument: a TypeError."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fault(spec: tuple[str, int, Any]) -> Any:
+    """Run one item of the crash table: ``(kind, index, payload)``."""
+    kind, index, payload = spec
+    if kind == "task_raises":
+        raise ValueError(f"boom {index}")
+    if kind == "task_exit":
+        os._exit(7)
+    if kind == "task_sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)
+    if kind == "task_segfault":
+        ctypes.string_at(0)
+    if kind == "result_pickle":
+        return threading.Lock()
+    if kind == "result_pickle_exits":
+        return ExitsOnPickle(5)
+    if kind == "result_unpickle_parent":
+        return FailsInParent(payload)
+    if kind == "exception_unpicklable":
+        raise UnpicklableError(f"unpicklable {index}", 1)
+    return ("ok", index)  # "ok" and the call-pickling cases (the payload is the fault)
+
+
+def make_spec(kind: str, index: int, parent: int) -> tuple[str, int, Any]:
+    payloads = {
+        "call_pickle": threading.Lock(),
+        "call_unpickle_raises": FailsToUnpickle(),
+        "call_unpickle_exits": ExitsOnUnpickle(3),
+        "result_unpickle_parent": parent,
+    }
+    return (kind, index, payloads.get(kind))
+
+
+def sleep_and_return(x: Any, seconds: float = 0.0) -> Any:
+    time.sleep(seconds)
+    return x
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def getpid(_: Any = None) -> int:
+    return os.getpid()
+
+
+_hoard: list[Any] = []
+
+
+def grow(megabytes: int) -> int:
+    """Keep ``megabytes`` of memory alive in this worker (a leak, on purpose)."""
+    _hoard.append([0] * (megabytes * 1024 * 1024 // 8))
+    return os.getpid()
+
+
+def wait_for_file(path: str, timeout: float = 30.0) -> str:
+    """Block until ``path`` exists: a task the test releases by creating a file."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path
+
+
+def processes_with_marker(marker: str) -> list[psutil.Process]:
+    """Live processes (not zombies) whose environment carries ``ANYPOOL_FAULT_MARK=marker``:
+    a script and every process it started, even after they were re-parented."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("ANYPOOL_FAULT_MARK") == marker and (
+                proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def worker_tracebacks(stderr: str) -> list[str]:
+    """Tracebacks in ``stderr`` other than the main program's KeyboardInterrupt."""
+    blocks = re.split(r"(?=Traceback \(most recent call last\):)", stderr)
+    return [b for b in blocks if b.startswith("Traceback") and "KeyboardInterrupt" not in b]
