@@ -155,3 +155,23 @@ def worker_tracebacks(stderr: str) -> list[str]:
     """Tracebacks in ``stderr`` other than the main program's KeyboardInterrupt."""
     blocks = re.split(r"(?=Traceback \(most recent call last\):)", stderr)
     return [b for b in blocks if b.startswith("Traceback") and "KeyboardInterrupt" not in b]
+
+
+def mark_and_sleep(x: Any, seconds: float = 60.0) -> Any:
+    """Say "started" by creating a file in $ANYPOOL_FAULT_DIR, then sleep: a long task a
+    test can wait for before it sends a signal."""
+    directory = os.environ["ANYPOOL_FAULT_DIR"]
+    with open(os.path.join(directory, f"{os.getpid()}-{threading.get_ident()}-{x}"), "w"):
+        pass
+    time.sleep(seconds)
+    return x
+
+
+def wait_for_started(count: int, timeout: float = 30.0) -> None:
+    """Block until ``count`` tasks called :func:`mark_and_sleep`."""
+    directory = os.environ["ANYPOOL_FAULT_DIR"]
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(directory)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(directory))} of {count} tasks started")
+        time.sleep(0.01)

@@ -257,14 +257,21 @@ class ProcessBackend(Backend):
                 os.close(self._wake_w)
 
     def _prepare_thread(self) -> None:
-        """Workers start with SIGINT blocked (they inherit this thread's signal mask), so a
-        Ctrl-C that lands while one starts up cannot print a traceback from it."""
-        if self._ctx.get_start_method() == "forkserver":
-            from multiprocessing import forkserver
+        """Start the forkserver (if used) with SIGINT blocked, like the workers below."""
+        if self._ctx.get_start_method() == "fork":
+            _block_sigint()
+            return
+        from multiprocessing import forkserver, resource_tracker
 
-            forkserver.ensure_running()  # started unblocked: it serves other code too
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # Launching the resource tracker unblocks SIGINT in the calling thread when done,
+        # so it goes first (it blocks SIGINT for itself).
+        resource_tracker.ensure_running()
+        _block_sigint()
+        if self._ctx.get_start_method() == "forkserver":
+            # The forkserver ignores SIGINT only once it has imported its preload modules;
+            # started with SIGINT blocked, a Ctrl-C then cannot print a traceback from it.
+            # Processes it forks start with SIGINT blocked too; ours unblock it at once.
+            forkserver.ensure_running()
 
     def _step(self) -> None:
         from multiprocessing.connection import wait
@@ -316,6 +323,8 @@ class ProcessBackend(Backend):
             idle = sum(1 for w in self._workers.values() if not w.inflight and w.accepts_work)
             missing = min(self._target - self._active(), len(self._queue) - idle)
         for _ in range(max(0, missing)):
+            if self._cancel_on_close or self.broken is not None:
+                return  # shut down meanwhile: a worker started now would only be stopped
             try:
                 self._spawn()
             except Exception as exc:  # fork failed, too many open files, a bad mp_context...
@@ -332,6 +341,13 @@ class ProcessBackend(Backend):
         )
         label = f"anypool-process-{next(self._labels)}"
         process = self._ctx.Process(target=worker_main, args=(child_conn, spec), name=label)
+        if self._ctx.get_start_method() != "fork":
+            from multiprocessing import resource_tracker
+
+            # launching the tracker unblocks SIGINT in this thread when it is done; make sure
+            # that happens before we block it for the worker, not inside process.start()
+            resource_tracker.ensure_running()
+        _block_sigint()
         try:
             process.start()
         except BaseException:
@@ -593,8 +609,11 @@ class ProcessBackend(Backend):
     def _stop_all_workers(self) -> None:
         with self._lock:
             workers = list(self._workers.values())
+            stop_now = self._cancel_on_close or self.broken is not None
         for worker in workers:
-            self._ask_to_exit(worker)
+            # killing: no worker has work we want, and one still starting up (an
+            # interpreter import, an initializer) would read "exit" only when done
+            self._terminate(worker) if stop_now else self._ask_to_exit(worker)
         deadline = time.monotonic() + _EXIT_GRACE_S
         for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -651,6 +670,14 @@ class ProcessBackend(Backend):
             worker.conn.send_bytes(b"N.")  # pickle of None: exit after the current task
         except OSError:
             pass  # already gone
+
+
+def _block_sigint() -> None:
+    """Block SIGINT in this thread: processes it starts inherit the mask, so a Ctrl-C that
+    lands while a worker starts up (before it ignores SIGINT) prints nothing. The main
+    thread, which handles SIGINT in Python, is never affected."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
 def _merge_failed_items(result: ChunkResult, bad: dict[int, BaseException]) -> ChunkResult:
