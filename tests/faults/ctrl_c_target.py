@@ -7,14 +7,15 @@ tpe (anypool.ThreadPoolExecutor). MODE: where the main thread waits when the sig
 map, result, shutdown, join, or exit_hook (no ``with`` block: result() on a pool that is
 never shut down, so only the interpreter-exit hook can clean up). It prints READY once two
 long tasks run, then waits; in mode ``starting`` it prints READY at once, while the
-workers are still starting up.
+workers are still starting up; in mode ``no_pdeathsig`` the tasks turn PR_SET_PDEATHSIG
+off first (for the parent-death tests).
 """
 
 from __future__ import annotations
 
 import sys
 
-from faultlib import mark_and_sleep, wait_for_started
+from faultlib import mark_and_sleep, wait_for_started, without_pdeathsig_mark_and_sleep
 
 import anypool
 
@@ -57,7 +58,8 @@ def wait_in(pool: object, mode: str) -> None:
         ready()
         pool.shutdown()  # type: ignore[attr-defined]
     else:
-        futures = [pool.submit(mark_and_sleep, i) for i in range(4)]  # type: ignore[attr-defined]
+        task = without_pdeathsig_mark_and_sleep if mode == "no_pdeathsig" else mark_and_sleep
+        futures = [pool.submit(task, i) for i in range(4)]  # type: ignore[attr-defined]
         ready()
         futures[0].result()
 

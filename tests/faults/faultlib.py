@@ -175,3 +175,10 @@ def wait_for_started(count: int, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(os.listdir(directory))} of {count} tasks started")
         time.sleep(0.01)
+
+
+def without_pdeathsig_mark_and_sleep(x: Any, seconds: float = 60.0) -> Any:
+    """:func:`mark_and_sleep` in a worker that first turns PR_SET_PDEATHSIG off, so only
+    the worker's own watch on its parent can notice that the parent died."""
+    ctypes.CDLL(None).prctl(1, 0)  # PR_SET_PDEATHSIG, no signal
+    return mark_and_sleep(x, seconds)
