@@ -33,9 +33,14 @@ def _helper_process(proc: psutil.Process) -> bool:
     """multiprocessing's own long-lived helpers (forkserver, resource tracker) are not leaks."""
     try:
         cmdline = " ".join(proc.cmdline())
+        if "forkserver" in cmdline:
+            # the processes the forkserver forks (workers) share its command line: only the
+            # server itself is a helper
+            parent = proc.parent()
+            return parent is None or "forkserver" not in " ".join(parent.cmdline())
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return True
-    return "forkserver" in cmdline or "resource_tracker" in cmdline
+    return "resource_tracker" in cmdline
 
 
 def live_children() -> set[int]:

@@ -182,3 +182,34 @@ def without_pdeathsig_mark_and_sleep(x: Any, seconds: float = 60.0) -> Any:
     the worker's own watch on its parent can notice that the parent died."""
     ctypes.CDLL(None).prctl(1, 0)  # PR_SET_PDEATHSIG, no signal
     return mark_and_sleep(x, seconds)
+
+
+def crash_until(path: str, crashes: int, value: Any) -> Any:
+    """Crash the worker (os._exit) on the first ``crashes`` calls, counted in file ``path``;
+    then return ``value``."""
+    with open(path, "a+") as counter:
+        counter.write("x")
+    with open(path) as counter:
+        calls = len(counter.read())
+    if calls <= crashes:
+        os._exit(9)
+    return value
+
+
+def ignore_sigterm_and_sleep(seconds: float) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+
+
+def raise_if_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"odd {x}")
+    return x
+
+
+def initializer_raises() -> None:
+    raise RuntimeError("the initializer failed on purpose")
+
+
+def initializer_exits() -> None:
+    os._exit(4)

@@ -84,7 +84,10 @@ _EXIT_GRACE_S = 5.0
 # Workers killed from outside (SIGKILL, SIGTERM: the OOM killer, an operator) before they
 # were ready are replaced; this many in a row means workers cannot start, and the pool
 # breaks instead of starting processes forever. Any other early death breaks it at once.
-_MAX_STARTUP_KILLS = 5
+_MAX_STARTUP_KILLS = 10
+# Starting a worker is tried this often before the pool breaks: a forkserver killed from
+# outside makes one start fail, and multiprocessing starts a new server on the next.
+_SPAWN_ATTEMPTS = 3
 _SIGNAL_HINTS: dict[int, str] = {
     signal.SIGKILL: "possibly by the OOM killer or an external `kill -9`",
     signal.SIGSEGV: "the task crashed the interpreter (a bug in C code, or ctypes)",
@@ -325,11 +328,17 @@ class ProcessBackend(Backend):
         for _ in range(max(0, missing)):
             if self._cancel_on_close or self.broken is not None:
                 return  # shut down meanwhile: a worker started now would only be stopped
+            self._spawn_or_break()
+
+    def _spawn_or_break(self) -> None:
+        for attempt in range(_SPAWN_ATTEMPTS):
             try:
                 self._spawn()
-            except Exception as exc:  # fork failed, too many open files, a bad mp_context...
-                self._break(BrokenProcessPool(f"could not start a worker process: {exc}"), exc)
                 return
+            except Exception as exc:  # fork failed, too many open files, a bad mp_context...
+                if attempt == _SPAWN_ATTEMPTS - 1:
+                    error = BrokenProcessPool(f"could not start a worker process: {exc!r}")
+                    self._break(error, exc)
 
     def _spawn(self) -> None:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
