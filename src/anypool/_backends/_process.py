@@ -87,7 +87,8 @@ _EXIT_GRACE_S = 5.0
 _MAX_STARTUP_KILLS = 10
 # Starting a worker is tried this often before the pool breaks: a forkserver killed from
 # outside makes one start fail, and multiprocessing starts a new server on the next.
-_SPAWN_ATTEMPTS = 3
+_SPAWN_ATTEMPTS = 4
+_SPAWN_BACKOFF_S = 0.05  # doubled per attempt: 0.35 s in all before the pool breaks
 _SIGNAL_HINTS: dict[int, str] = {
     signal.SIGKILL: "possibly by the OOM killer or an external `kill -9`",
     signal.SIGSEGV: "the task crashed the interpreter (a bug in C code, or ctypes)",
@@ -339,6 +340,8 @@ class ProcessBackend(Backend):
                 if attempt == _SPAWN_ATTEMPTS - 1:
                     error = BrokenProcessPool(f"could not start a worker process: {exc!r}")
                     self._break(error, exc)
+                    return
+                time.sleep(_SPAWN_BACKOFF_S * 2**attempt)  # a dying forkserver: let it die
 
     def _spawn(self) -> None:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
