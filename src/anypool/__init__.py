@@ -21,8 +21,14 @@ from ._exceptions import SerializationError as SerializationError
 from ._exceptions import TaskTimeout as TaskTimeout
 from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
 from ._map import MapIterator as MapIterator
+from ._named import TaskFunction as TaskFunction
+from ._named import pool as pool
+from ._named import task as task
+from ._named import wait as wait
+from ._named import wait_all as wait_all
 from ._pool import Pool as Pool
 from ._pool import map as map
+from ._timers import Periodic as Periodic
 
 if TYPE_CHECKING:
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
@@ -39,15 +45,21 @@ __all__ = [
     "BrokenThreadPool",
     "CapabilityError",
     "MapIterator",
+    "Periodic",
     "Pool",
     "PoolClosed",
     "PoolFull",
     "ProcessPoolExecutor",
     "SerializationError",
+    "TaskFunction",
     "TaskTimeout",
     "ThreadPoolExecutor",
     "WorkerCrashed",
     "map",
+    "pool",
+    "task",
+    "wait",
+    "wait_all",
 ]
 
 _LAZY = {

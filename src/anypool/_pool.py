@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 from ._backends import load_backend
 from ._chunking import make_chunker
+from ._coordination import Callback, CoordinationMixin
 from ._exceptions import CapabilityError, PoolClosed
 from ._map import MapIterator
 from ._task import ChunkResult, Task
@@ -56,7 +57,7 @@ def _check_callable(fn: object, what: str = "fn") -> None:
         raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
 
 
-class Pool:
+class Pool(CoordinationMixin):
     """A pool of workers on one backend: ``"thread"``, ``"process"``, ``"inline"``, and more.
 
     >>> with Pool(backend="thread", workers=2) as pool:
@@ -78,9 +79,11 @@ class Pool:
         max_tasks_per_worker: int | None = None,
         max_worker_memory: int | None = None,
         thread_name_prefix: str = "",
+        max_pending: int | None = None,
         **backend_options: Any,
     ) -> None:
         _check_positive("workers", workers, integer=True)
+        _check_positive("max_pending", max_pending, integer=True)
         _check_positive("timeout", timeout)
         _check_positive("max_tasks_per_worker", max_tasks_per_worker, integer=True)
         _check_positive("max_worker_memory", max_worker_memory, integer=True)
@@ -107,6 +110,7 @@ class Pool:
         self._backend: Backend = backend_class(config)
         self._lock = threading.Lock()
         self._closed = False
+        self._init_coordination(max_pending)
 
     # -- introspection ----------------------------------------------------------------------
     @property
@@ -152,11 +156,12 @@ class Pool:
         if retries is not None:
             _check_retries(retries)
         self._check_capabilities(type(self._backend), timeout=timeout, priority=priority)
+        self._check_task_options(priority)
         return Task(
             fn,
             args,
             kwargs,
-            Future(),
+            self._new_future(),
             chunk=opts.get("chunk", False),
             star=opts.get("star", False),
             timeout=self._timeout if timeout is None else timeout,
@@ -164,12 +169,15 @@ class Pool:
             priority=0.0 if priority is None else priority,
         )
 
-    def _submit_task(self, task: Task) -> Future[Any]:
+    def _submit_task(
+        self, task: Task, *, block: bool | float = True, callback: Callback | None = None
+    ) -> Future[Any]:
         if self._closed:
             raise PoolClosed("cannot submit: the pool is shut down")
         # a weak back-reference lets Pool.kill(future) find the task without a cycle
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
-        self._backend.submit(task)
+        with self._admission(task, block, callback):  # max_pending, callback, join()
+            self._backend.submit(task)
         return task.future
 
     def submit(
@@ -180,16 +188,21 @@ class Pool:
         timeout: float | None = None,
         retries: int | None = None,
         priority: float | None = None,
+        callback: Callback | None = None,
+        block: bool | float = True,
         **kwargs: Any,
     ) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
 
         ``timeout``, ``retries`` and ``priority`` override the pool's defaults for this
         task (and so cannot be passed through to ``fn`` as keyword arguments).
+        ``callback(result, error)`` is called in this process when the task ends.
+        With ``max_pending`` reached, ``block=True`` waits for room, ``block=False``
+        raises :class:`~anypool.PoolFull` at once and ``block=seconds`` waits that long.
         """
         _check_callable(fn)
         task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
-        return self._submit_task(task)
+        return self._submit_task(task, block=block, callback=callback)
 
     def map(
         self,
@@ -203,6 +216,7 @@ class Pool:
         retries: int | None = None,
         priority: float | None = None,
         return_exceptions: bool = False,
+        callback: Callback | None = None,
     ) -> MapIterator[R]:
         """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
 
@@ -210,6 +224,7 @@ class Pool:
         may be endless. ``ordered=False`` yields in completion order. An item's
         exception is raised when that item is reached, or yielded in its place with
         ``return_exceptions=True``. ``timeout`` applies to each item.
+        ``callback(result, error)`` is called for each item as the iterator reaches it.
         """
         _check_callable(fn)
         if not iterables:
@@ -236,6 +251,7 @@ class Pool:
             window=window or _CHUNKS_PER_WORKER * self.workers + 1,
             ordered=ordered,
             return_exceptions=return_exceptions,
+            on_item=self._item_callback(callback),
         )
 
     # -- control ----------------------------------------------------------------------------
@@ -257,7 +273,9 @@ class Pool:
         """Stop accepting work. Safe to call more than once."""
         with self._lock:
             self._closed = True
+        self._begin_shutdown()
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
+        self._close_primitives(wait)
 
     def __enter__(self) -> Pool:
         return self

@@ -385,6 +385,10 @@ class ProcessBackend(Backend):
     def _send_work(self) -> None:
         """Hand queued tasks to workers, least loaded first, until none has room."""
         while True:
+            # tasks may have arrived since the loop's spawn check: start workers for them
+            # first, or they would be sent ahead into a busy worker's pipe and wait behind
+            # its task (a deadlock if that task waits for them, e.g. on a Barrier)
+            self._spawn_as_needed()
             with self._lock:
                 workers = sorted(self._workers.values(), key=lambda w: len(w.inflight))
                 worker = next((w for w in workers if self._can_take(w)), None)

@@ -126,6 +126,11 @@ class ThreadBackend(Backend):
             task = self._queue.get(timeout=_IDLE_POLL_S)
             with self._lock:
                 self._idle -= 1
+                # a submit() between our get() and this line counted us as idle and may not
+                # have spawned for its task: make up for it now that the count is right
+                missed = task is not None and self._idle < len(self._queue)
+                if missed and not self._closed and len(self._workers) < self._target:
+                    self._spawn()
             if task is not None or self._closed:
                 return task
 
