@@ -8,7 +8,8 @@ map, result, shutdown, join, or exit_hook (no ``with`` block: result() on a pool
 never shut down, so only the interpreter-exit hook can clean up). It prints READY once two
 long tasks run, then waits; in mode ``starting`` it prints READY at once, while the
 workers are still starting up; in mode ``no_pdeathsig`` the tasks turn PR_SET_PDEATHSIG
-off first (for the parent-death tests).
+off first (for the parent-death tests); in mode ``finish`` the program ends with the
+tasks still running, so the Ctrl-C comes while the interpreter-exit hook waits for them.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def main() -> None:
         threading.Thread(target=ready, daemon=True).start()
     if mode == "exit_hook":
         wait_in(pool, "result")
+    elif mode == "finish":  # the program ends with work pending: the exit hook waits for it
+        for i in range(4):
+            pool.submit(mark_and_sleep, i)  # type: ignore[attr-defined]
+        ready()
     else:
         with pool:  # type: ignore[attr-defined]
             wait_in(pool, mode)

@@ -190,3 +190,16 @@ def test_ctrl_c_while_the_forkserver_starts(program, delay):
     _, err, _ = interrupt(prog, settle=delay)
     assert_clean_stderr(err)
     assert prog.leftovers(HELPERS_BOUND_S) == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("twice", [False, True])
+@pytest.mark.parametrize("api", ["pool", "thread"])
+def test_ctrl_c_while_the_exit_hook_waits_for_pending_work(program, api, twice):
+    """The program ended with tasks still running: the exit hook waits for them (as the
+    stdlib does) until a Ctrl-C, which stops them at once; nothing is printed."""
+    prog = program(api, "finish")
+    elapsed, err, _ = interrupt(prog, twice=twice)
+    assert elapsed < EXIT_BOUND_S, f"exit took {elapsed:.2f} s\n{err}"
+    assert "Traceback" not in err, err
+    assert prog.leftovers(HELPERS_BOUND_S) == []
