@@ -566,7 +566,10 @@ class ProcessBackend(Backend):
         elif not worker.ready:
             self._on_startup_death(worker, lost)
         elif lost:
-            self._recover(lost[0], describe_exit(worker.process.pid, worker.process.exitcode))
+            doing = f"running {_fn_name(lost[0])}"
+            self._recover(
+                lost[0], describe_exit(worker.process.pid, worker.process.exitcode, doing)
+            )
             for task in lost[1:]:
                 self._recover(task, None)
 
@@ -582,12 +585,7 @@ class ProcessBackend(Backend):
             self._requeue(task)
         else:
             tries = f" (attempt {task.attempts} of {task.retries + 1})" if task.retries else ""
-            task.fail(
-                WorkerCrashed(
-                    f"{crash}{tries}; the task was {_fn_name(task)}. "
-                    "The pool replaced the worker and carries on"
-                )
-            )
+            task.fail(WorkerCrashed(f"{crash}{tries}; the pool replaced the worker and carries on"))
 
     def _on_startup_death(self, worker: _Worker, lost: list[Task]) -> None:
         """A worker died before its initializer finished: its tasks never ran."""
