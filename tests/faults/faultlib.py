@@ -213,3 +213,13 @@ def initializer_raises() -> None:
 
 def initializer_exits() -> None:
     os._exit(4)
+
+
+class FunctionThatFailsToUnpickle:
+    """A callable that pickles but cannot be rebuilt in the worker."""
+
+    def __call__(self, x: Any) -> Any:
+        return x
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _raise_value_error, ("this function cannot be rebuilt",)

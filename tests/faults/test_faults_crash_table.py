@@ -105,8 +105,16 @@ def test_crash_table(make_pool, start_method, mode):
 
 
 # In a chunk of several items, a fault the parent or the worker can pin on one item fails
-# only that item; a crash, or a call or result that cannot be unpickled, fails the chunk.
-PER_ITEM = ["call_pickle", "task_raises", "result_pickle", "exception_unpicklable"]
+# only that item (a chunk whose items do not unpickle in the worker has not run, and is run
+# again item by item); a crash, or a result that cannot be unpickled in the parent, fails
+# the chunk: its other items may have run, and are not run twice.
+PER_ITEM = [
+    "call_pickle",
+    "call_unpickle_raises",
+    "task_raises",
+    "result_pickle",
+    "exception_unpicklable",
+]
 PER_CHUNK = sorted(set(TABLE) - set(PER_ITEM))
 
 
@@ -166,3 +174,17 @@ def test_unpicklable_argument_message_names_the_argument(make_pool):
     assert "keyword argument 'extra' of type list (its element [1]['key'] of type lock)" in str(
         error
     )
+
+
+def test_a_function_that_cannot_be_unpickled_fails_every_call_and_only_those(make_pool):
+    from faultlib import FunctionThatFailsToUnpickle
+
+    pool = make_pool("process", 1)
+    bad = FunctionThatFailsToUnpickle()
+    pattern = "function cannot be unpickled in the worker process: ValueError"
+    for _ in range(2):  # the second call finds the failure in the worker's function cache
+        with pytest.raises(anypool.SerializationError, match=pattern):
+            pool.submit(bad, 1).result(timeout=30)
+    outcomes = list(pool.map(bad, range(5), chunksize=5, return_exceptions=True))
+    assert all(isinstance(o, anypool.SerializationError) for o in outcomes)
+    assert pool.submit(fault, ("ok", 1, None)).result(timeout=30) == ("ok", 1)

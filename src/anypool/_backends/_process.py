@@ -42,16 +42,18 @@ worker ended decides the fate of the tasks it held:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from .._exceptions import PoolClosed, SerializationError, TaskTimeout
+from .._map import chunk_outcomes
 from .._process_errors import BrokenProcessPool, WorkerCrashed
 from .._runtime import default_start_method
 from .._serialization import FunctionCache, dumps, dumps_call, dumps_chunk
@@ -61,6 +63,7 @@ from .._workers._queue import TaskQueue
 from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
 from ._process_worker import (
+    ARGS_FAILED,
     FN_CACHE_SIZE,
     HEADER,
     INIT_FAILED,
@@ -522,10 +525,30 @@ class ProcessBackend(Backend):
             if worker.retiring and not worker.inflight and not worker.announced_exit:
                 self._ask_to_exit(worker)
         loaded, value = self._load(worker, data, task)
-        if loaded and flags & OK:
+        if flags & ARGS_FAILED and task.chunk and task.n_items - len(task.payload[3]) > 1:
+            self._split(task)
+        elif loaded and flags & OK:
             task.settle(_merge_failed_items(value, task.payload[3]) if task.chunk else value)
         else:
             task.fail(value)
+
+    def _split(self, task: Task) -> None:
+        """A chunk's items did not unpickle in the worker, so none of them ran: run them one
+        by one, so that only the item at fault fails. (In the dispatcher thread.)"""
+        bad = task.payload[3]
+        items = [item for index, item in enumerate(task.args) if index not in bad]
+        parts = _ChunkParts(task, len(items))
+        timeout = None if task.timeout is None else task.timeout / task.n_items
+        for index in reversed(range(len(items))):  # requeued at the front, in order
+            part = Task(task.fn, [items[index]], {}, Future(), chunk=True, star=task.star)
+            part.timeout, part.retries, part.priority = timeout, task.retries, task.priority
+            part.future.add_done_callback(functools.partial(parts.collect, index))
+            try:
+                part.payload = self._pickle(part)
+            except SerializationError as exc:
+                part.fail(exc)
+                continue
+            self._requeue(part)
 
     def _load(self, worker: _Worker, data: bytes, task: Task | None) -> tuple[bool, Any]:
         """(True, the message's body), or (False, a SerializationError) if it cannot be
@@ -692,6 +715,29 @@ def _block_sigint() -> None:
     thread, which handles SIGINT in Python, is never affected."""
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+class _ChunkParts:
+    """Collects the one-item chunks a split chunk became; settles the chunk when all are in."""
+
+    def __init__(self, chunk: Task, count: int) -> None:
+        self.chunk = chunk
+        self.outcomes: list[ChunkResult | None] = [None] * count
+        self.left = count
+        self.lock = threading.Lock()
+
+    def collect(self, index: int, future: Future[ChunkResult]) -> None:
+        outcome = chunk_outcomes(future, 1)
+        with self.lock:
+            self.outcomes[index] = outcome
+            self.left -= 1
+            if self.left:
+                return
+        done = [o for o in self.outcomes if o is not None]
+        errors = {i: o.errors[0] for i, o in enumerate(done) if 0 in o.errors}
+        values = [o.values[0] for o in done]
+        merged = ChunkResult(values, errors, sum(o.duration for o in done))
+        self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
 
 
 def _merge_failed_items(result: ChunkResult, bad: dict[int, BaseException]) -> ChunkResult:

@@ -17,7 +17,8 @@ the parent always knows which task a message answers even when the body
 cannot be unpickled there. ``task_id`` is a task's id, ``READY`` (the
 initializer ran; no body) or ``INIT_FAILED`` (body: the exception). Flags:
 ``OK`` (the body is the result, else an exception), ``RETIRING`` (this worker
-exits after this message and will not read the task waiting in its pipe).
+exits after this message and will not read the task waiting in its pipe),
+``ARGS_FAILED`` (the arguments could not be unpickled: nothing of the task ran).
 
 This module is imported in every worker: it must stay cheap to import.
 """
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "ARGS_FAILED",
     "FN_CACHE_SIZE",
     "HEADER",
     "INIT_FAILED",
@@ -52,6 +54,7 @@ INIT_FAILED = -1
 READY = -2
 OK = 1
 RETIRING = 2
+ARGS_FAILED = 4
 # Functions kept unpickled per worker; the parent mirrors this LRU exactly.
 FN_CACHE_SIZE = 64
 # How often the watch thread checks that the parent is still alive (portable
@@ -216,6 +219,14 @@ def _wrap_item_errors(chunk: Any) -> None:
 
 
 # -- the worker ------------------------------------------------------------------------------
+class _ArgsFailed(Exception):
+    """The arguments did not unpickle: carries the error to report."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def _unpicklable_function(error: BaseException) -> Callable[..., Any]:
     def raise_error(*args: Any, **kwargs: Any) -> Any:
         raise error
@@ -245,7 +256,7 @@ class _Worker:
         LRU stays in step with the parent's mirror and later calls fail the same way."""
         try:
             fn: Callable[..., Any] = pickle.loads(blob)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit from a __reduce__ too: stay in step
             from .._exceptions import SerializationError
 
             error = SerializationError(
@@ -260,12 +271,14 @@ class _Worker:
     def _load_args(fn: Any, payload: bytes) -> tuple[Any, dict[str, Any]]:
         try:
             args, kwargs = pickle.loads(payload)
-        except Exception as exc:
+        except BaseException as exc:
             from .._exceptions import SerializationError
 
-            raise SerializationError(
-                f"the arguments of a call of {_name(fn)} cannot be unpickled in the worker "
-                f"process: {type(exc).__name__}: {exc}"
+            raise _ArgsFailed(
+                SerializationError(
+                    f"the arguments of a call of {_name(fn)} cannot be unpickled in the "
+                    f"worker process: {type(exc).__name__}: {exc}"
+                )
             ) from exc
         return args, kwargs
 
@@ -278,6 +291,10 @@ class _Worker:
             fn = self.function(fn_id, blob)
             args, kwargs = self._load_args(fn, payload)
             value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
+        except _ArgsFailed as failed:  # nothing ran: the parent may retry the items alone
+            self.done += 1
+            failed.error.__cause__ = failed.__cause__
+            return _error_frame(task_id, self._retire_flag() | ARGS_FAILED, failed.error)
         except BaseException as exc:  # SystemExit too: it must fail the task, not end the worker
             self.done += 1
             return _error_frame(task_id, self._retire_flag(), exc)
