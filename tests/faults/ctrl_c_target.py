@@ -3,7 +3,7 @@
     python ctrl_c_target.py API MODE [START_METHOD]
 
 API: pool (process backend), thread (thread backend), ppe (anypool.ProcessPoolExecutor),
-tpe (anypool.ThreadPoolExecutor). MODE: where the main thread waits when the signal comes:
+tpe (anypool.ThreadPoolExecutor), oneshot (``anypool.map``, which owns its pool). MODE: where the main thread waits when the signal comes:
 map, result, shutdown, join, or exit_hook (no ``with`` block: result() on a pool that is
 never shut down, so only the interpreter-exit hook can clean up). It prints READY once two
 long tasks run, then waits; in mode ``starting`` it prints READY at once, while the
@@ -15,6 +15,7 @@ tasks still running, so the Ctrl-C comes while the interpreter-exit hook waits f
 from __future__ import annotations
 
 import sys
+import threading
 
 from faultlib import mark_and_sleep, wait_for_started, without_pdeathsig_mark_and_sleep
 
@@ -68,11 +69,13 @@ def wait_in(pool: object, mode: str) -> None:
 def main() -> None:
     api, mode = sys.argv[1], sys.argv[2]
     start_method = sys.argv[3] if len(sys.argv) > 3 else "forkserver"
-    pool = make(api, start_method)
     if mode == "map":
-        import threading
-
         threading.Thread(target=ready, daemon=True).start()
+    if api == "oneshot":  # anypool.map owns its pool
+        for _ in anypool.map(mark_and_sleep, range(100), workers=WORKERS):
+            pass
+        return
+    pool = make(api, start_method)
     if mode == "exit_hook":
         wait_in(pool, "result")
     elif mode == "finish":  # the program ends with work pending: the exit hook waits for it

@@ -133,7 +133,7 @@ CASES = [
     for api in ["pool", "ppe", "thread", "tpe"]
     for mode in MODES
     if not (mode == "join" and api in ("ppe", "tpe"))  # executors have no join()
-]
+] + [("oneshot", "map")]
 
 
 @pytest.mark.timeout(60)
