@@ -3,13 +3,15 @@
     python ctrl_c_target.py API MODE [START_METHOD]
 
 API: pool (process backend), thread (thread backend), ppe (anypool.ProcessPoolExecutor),
-tpe (anypool.ThreadPoolExecutor), oneshot (``anypool.map``, which owns its pool). MODE: where the main thread waits when the signal comes:
-map, result, shutdown, join, or exit_hook (no ``with`` block: result() on a pool that is
-never shut down, so only the interpreter-exit hook can clean up). It prints READY once two
-long tasks run, then waits; in mode ``starting`` it prints READY at once, while the
-workers are still starting up; in mode ``no_pdeathsig`` the tasks turn PR_SET_PDEATHSIG
-off first (for the parent-death tests); in mode ``finish`` the program ends with the
-tasks still running, so the Ctrl-C comes while the interpreter-exit hook waits for them.
+tpe (anypool.ThreadPoolExecutor), oneshot (``anypool.map``, which owns its pool).
+
+MODE, where the main thread waits when the signal comes: map, result, shutdown, join, or
+exit_hook (no ``with`` block: result() on a pool that is never shut down, so only the
+interpreter-exit hook can clean up). It prints READY once two long tasks run, then waits.
+Special modes: ``starting`` prints READY at once, while the workers still start up;
+``no_pdeathsig`` tasks turn PR_SET_PDEATHSIG off first (parent-death tests); ``finish``
+ends the program with the tasks still running, so the Ctrl-C comes while the
+interpreter-exit hook waits for them.
 """
 
 from __future__ import annotations

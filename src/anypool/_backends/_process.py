@@ -202,7 +202,7 @@ class ProcessBackend(Backend):
             raise TypeError(f"unknown option(s) for the process backend: {sorted(unknown)}")
         if ctx is not None:
             return ctx
-        method = config.start_method or default_start_method()
+        method = default_start_method() if config.start_method is None else config.start_method
         if method not in _START_METHODS:
             raise ValueError(f"start_method must be one of {_START_METHODS}, got {method!r}")
         ctx = multiprocessing.get_context(method)
@@ -285,6 +285,10 @@ class ProcessBackend(Backend):
 
         self._spawn_as_needed()
         self._send_work()
+        if self._finished():
+            # _send_work may have dropped the last (cancelled) queued tasks: no event will
+            # come to wake wait() below, so check again first
+            return
         for ready in wait(self._waitables()):
             self._handle_ready(ready)
 

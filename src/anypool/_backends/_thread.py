@@ -92,19 +92,27 @@ class ThreadBackend(Backend):
         if not self._initialize():
             return
         while (task := self._next_task(worker)) is not None:
-            if not task.mark_started(worker.thread.name if worker.thread else "?"):
-                continue
-            worker.task = task
-            handle = self._watch(task, worker) if task.timeout is not None else None
-            self._run(task)
-            if handle is not None:
-                handle.cancel()
-            with self._lock:
-                worker.task = None
-                if worker.abandoned:  # a replacement took this slot while we were stuck
-                    return
+            abandoned = self._run_one(worker, task)
+            # An idle worker must not keep its last task (function, arguments, result)
+            # alive while it waits for the next one: CPython issue 16284.
+            del task
+            if abandoned:  # a replacement took this slot while we were stuck
+                return
         with self._lock:
             self._workers.discard(worker)
+
+    def _run_one(self, worker: _Worker, task: Task) -> bool:
+        """Run one task; True if the worker was abandoned meanwhile and must exit."""
+        if not task.mark_started(worker.thread.name if worker.thread else "?"):
+            return False
+        worker.task = task
+        handle = self._watch(task, worker) if task.timeout is not None else None
+        self._run(task)
+        if handle is not None:
+            handle.cancel()
+        with self._lock:
+            worker.task = None
+            return worker.abandoned
 
     def _initialize(self) -> bool:
         if self.config.initializer is None:
