@@ -8,7 +8,12 @@ sends the same function with every chunk.
 Exceptions raised in a worker travel as :class:`ExceptionWithTraceback`,
 which rebuilds the original exception in the parent with the worker's
 formatted traceback attached as ``__cause__`` (CPython's own approach in
-``concurrent.futures.process``).
+``concurrent.futures.process``); one that would not survive the trip is
+replaced by a :class:`~anypool.SerializationError` carrying its text.
+
+When pickling fails, the error says where: the argument, and the element inside
+it (``its element [1]['key'] of type lock``). A ``map`` chunk whose items do not
+pickle together is pickled without the bad items, which fail alone.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import signal
 import threading
 import time
@@ -128,14 +127,6 @@ def grow(megabytes: int) -> int:
     return os.getpid()
 
 
-def wait_for_file(path: str, timeout: float = 30.0) -> str:
-    """Block until ``path`` exists: a task the test releases by creating a file."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return path
-
-
 def processes_with_marker(marker: str) -> list[psutil.Process]:
     """Live processes (not zombies) whose environment carries ``ANYPOOL_FAULT_MARK=marker``:
     a script and every process it started, even after they were re-parented."""
@@ -149,12 +140,6 @@ def processes_with_marker(marker: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
     return found
-
-
-def worker_tracebacks(stderr: str) -> list[str]:
-    """Tracebacks in ``stderr`` other than the main program's KeyboardInterrupt."""
-    blocks = re.split(r"(?=Traceback \(most recent call last\):)", stderr)
-    return [b for b in blocks if b.startswith("Traceback") and "KeyboardInterrupt" not in b]
 
 
 def mark_and_sleep(x: Any, seconds: float = 60.0) -> Any:
