@@ -159,7 +159,15 @@ def test_ctrl_c_every_start_method(program, start_method):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
-    ("api", "mode"), [("pool", "map"), ("pool", "exit_hook"), ("ppe", "result"), ("tpe", "map")]
+    ("api", "mode"),
+    [
+        ("pool", "map"),
+        ("pool", "exit_hook"),
+        ("pool", "shutdown"),
+        ("ppe", "result"),
+        ("ppe", "shutdown"),
+        ("tpe", "map"),
+    ],
 )
 def test_second_ctrl_c_never_hangs(program, api, mode):
     prog = program(api, mode)

@@ -252,3 +252,38 @@ def test_failing_initializer_breaks_the_pool(initializer, pattern):
     with pytest.raises(anypool.BrokenProcessPool):
         pool.submit(square, 1)
     pool.shutdown()
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise _Interrupt
+
+
+def test_shutdown_still_waits_after_an_interrupted_shutdown():
+    """A Ctrl-C that interrupts shutdown()'s wait must not make the next shutdown() return
+    before the pool is done. (Python < 3.13: a Thread.join() interrupted by a signal
+    handler's exception marks the still-running thread stopped, and later joins return at
+    once; a signal other than SIGINT stands in for Ctrl-C here.)"""
+    before = live_children()
+    pool = anypool.Pool("process", 2)
+    # two running (they ignore SIGTERM: stopping them takes the SIGKILL grace) and two
+    # waiting in the workers' pipes, which the pool fails once the workers are gone
+    futures = [pool.submit(ignore_sigterm_and_sleep, 30) for _ in range(4)]
+    while not all(f.running() for f in futures):
+        time.sleep(0.01)
+    time.sleep(0.2)
+    previous = signal.signal(signal.SIGUSR1, _raise_interrupt)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(_Interrupt):
+            pool.shutdown()  # waits for the 30 s tasks until the "Ctrl-C"
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, previous)
+    pool.shutdown(cancel_pending=True, kill_running=True)
+    assert all(f.done() for f in futures), "shutdown returned before the pool was done"
+    assert live_children() - before == set(), "shutdown returned with workers still alive"

@@ -186,6 +186,10 @@ class ProcessBackend(Backend):
         self._wake_open = True
         self._wake_pending = False
         self.restarts = 0
+        # Set when the dispatcher has stopped every worker. shutdown() waits on this, not on
+        # Thread.join(): on Python < 3.13 a join() interrupted by Ctrl-C can leave a thread
+        # that still runs marked as stopped, and every later join() returns at once.
+        self._dispatcher_done = threading.Event()
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="anypool-process-dispatcher", daemon=True
         )
@@ -262,6 +266,7 @@ class ProcessBackend(Backend):
                 self._wake_open = False
                 os.close(self._wake_r)
                 os.close(self._wake_w)
+            self._dispatcher_done.set()
 
     def _prepare_thread(self) -> None:
         """Start the forkserver (if used) with SIGINT blocked, like the workers below."""
@@ -686,7 +691,7 @@ class ProcessBackend(Backend):
                 worker.running.fail(CancelledError("the pool was shut down with kill_running=True"))
             self._terminate(worker)
         if wait and self._dispatcher is not threading.current_thread():
-            self._dispatcher.join()
+            self._dispatcher_done.wait()
 
     def workers_alive(self) -> int:
         with self._lock:
