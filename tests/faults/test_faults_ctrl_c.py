@@ -106,11 +106,15 @@ def program():
 
 
 def assert_clean_stderr(err: str, *, interrupts: int = 1) -> None:
+    """The main program's KeyboardInterrupt and nothing from any worker. After a second
+    Ctrl-C the main program may show two (chained) tracebacks, and one more if that
+    Ctrl-C lands in the stdlib's own exit code ("Exception ignored in atexit callback"):
+    only the main process can print those."""
     assert "KeyboardInterrupt" in err, err
     assert "_process_worker" not in err, err
     assert "Process anypool" not in err, err
-    assert "Exception ignored" not in err, err
     if interrupts == 1:
+        assert "Exception ignored" not in err, err
         assert err.count("Traceback (most recent call last)") == 1, err
 
 

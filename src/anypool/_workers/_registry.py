@@ -42,16 +42,16 @@ def _note_interrupt(hook: Any) -> Any:
 
 def _at_exit() -> None:
     """Finish pending work, as the stdlib does, unless the program ends on Ctrl-C: then stop
-    everything at once. A Ctrl-C while this waits switches to stopping at once, for this
-    pool and every later one, however often it comes."""
+    everything at once. A Ctrl-C while this waits switches to stopping at once, for every
+    pool, however often it comes (shutdown is idempotent, so starting over is safe)."""
     global _interrupted
-    for backend in list(_live):
-        while True:
-            try:
+    while True:
+        try:
+            for backend in list(_live):
                 backend.shutdown(wait=True, cancel_pending=_interrupted, kill_running=_interrupted)
-                break
-            except KeyboardInterrupt:
-                _interrupted = True
+            return
+        except KeyboardInterrupt:
+            _interrupted = True
 
 
 def register_for_exit(backend: _Stoppable) -> None:
