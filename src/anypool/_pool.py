@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
 from ._backends import load_backend
+from ._backends._auto import steer_options
 from ._chunking import make_chunker
 from ._exceptions import CapabilityError, PoolClosed
 from ._map import MapIterator
+from ._observe import PoolObservability
+from ._progress import ProgressMapIterator, progress_hook
 from ._task import ChunkResult, Task
 from .abc import Backend, BackendConfig, Order
 
@@ -56,8 +59,12 @@ def _check_callable(fn: object, what: str = "fn") -> None:
         raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
 
 
-class Pool:
-    """A pool of workers on one backend: ``"thread"``, ``"process"``, ``"inline"``, and more.
+class Pool(PoolObservability):
+    """A pool of workers on one backend: ``"auto"``, ``"thread"``, ``"process"``, ``"inline"``...
+
+    ``backend="auto"`` (the default) samples the first tasks and picks the backend and
+    worker count; ``prefer=`` is a soft hint and ``require=`` a hard constraint for that
+    choice (see :meth:`explain`). ``timeline=True`` records every task for :meth:`timeline`.
 
     >>> with Pool(backend="thread", workers=2) as pool:
     ...     pool.submit(pow, 2, 10).result()
@@ -66,7 +73,7 @@ class Pool:
 
     def __init__(
         self,
-        backend: str = "thread",
+        backend: str = "auto",
         workers: int | None = None,
         *,
         timeout: float | None = None,
@@ -78,6 +85,9 @@ class Pool:
         max_tasks_per_worker: int | None = None,
         max_worker_memory: int | None = None,
         thread_name_prefix: str = "",
+        prefer: str | None = None,
+        require: str | Iterable[str] | None = None,
+        timeline: bool = False,
         **backend_options: Any,
     ) -> None:
         _check_positive("workers", workers, integer=True)
@@ -91,6 +101,16 @@ class Pool:
             _check_callable(initializer, "initializer")
         backend_class = load_backend(backend)
         self._check_capabilities(backend_class, timeout=timeout, retries=retries, order=order)
+        backend_options = steer_options(
+            backend_class,
+            backend_options,
+            prefer=prefer,
+            require=require,
+            workers=workers,
+            timeout=timeout,
+            retries=retries,
+            order=order,
+        )
         self._timeout = timeout
         self._retries = retries
         config = BackendConfig(
@@ -107,6 +127,7 @@ class Pool:
         self._backend: Backend = backend_class(config)
         self._lock = threading.Lock()
         self._closed = False
+        self._observe_init(timeline=timeline)
 
     # -- introspection ----------------------------------------------------------------------
     @property
@@ -170,6 +191,7 @@ class Pool:
         # a weak back-reference lets Pool.kill(future) find the task without a cycle
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
         self._backend.submit(task)
+        self._observe_task(task)
         return task.future
 
     def submit(
@@ -203,13 +225,16 @@ class Pool:
         retries: int | None = None,
         priority: float | None = None,
         return_exceptions: bool = False,
+        progress: bool | Mapping[str, Any] = False,
     ) -> MapIterator[R]:
         """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
 
         At most ``window`` chunks (default: 2 per worker) are in flight, so the input
         may be endless. ``ordered=False`` yields in completion order. An item's
         exception is raised when that item is reached, or yielded in its place with
-        ``return_exceptions=True``. ``timeout`` applies to each item.
+        ``return_exceptions=True``. ``timeout`` applies to each item. ``progress=True``
+        (or a dict of tqdm options) shows a bar counting items; it stays silent when the
+        output is not a terminal, unless a ``file`` is given.
         """
         _check_callable(fn)
         if not iterables:
@@ -229,14 +254,18 @@ class Pool:
             return self._submit_task(task)
 
         total = len(iterables[0]) if not star and hasattr(iterables[0], "__len__") else None
-        return MapIterator(
+        hook = progress_hook(progress, iterables)
+        iterator: MapIterator[R] = MapIterator(
             submit_chunk,
             items,
             chunker=make_chunker(chunksize, self.workers, total),  # type: ignore[arg-type]
-            window=window or _CHUNKS_PER_WORKER * self.workers + 1,
+            # read at each refill: the worker count can change (auto decides, resize)
+            window=window or (lambda: _CHUNKS_PER_WORKER * self.workers + 1),
             ordered=ordered,
             return_exceptions=return_exceptions,
+            on_item=hook.on_item if hook is not None else None,
         )
+        return iterator if hook is None else ProgressMapIterator(iterator, hook)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:
@@ -274,15 +303,20 @@ def map(  # noqa: A001 - mirrors builtins.map on purpose
     fn: Callable[..., R],
     /,
     *iterables: Iterable[Any],
-    backend: str = "process",
+    backend: str = "auto",
     workers: int | None = None,
     ordered: bool = True,
     chunksize: int | Literal["auto"] = "auto",
     timeout: float | None = None,
     return_exceptions: bool = False,
+    progress: bool | Mapping[str, Any] = False,
     **pool_options: Any,
 ) -> MapIterator[R]:
-    """One-shot lazy ``map`` on a fresh pool that shuts down when the iterator ends or closes."""
+    """One-shot lazy ``map`` on a fresh pool that shuts down when the iterator ends or closes.
+
+    ``backend="auto"`` picks threads or processes from the first items; ``progress=``
+    shows a bar (see :meth:`Pool.map`).
+    """
     pool = Pool(backend, workers, timeout=timeout, **pool_options)
     try:
         inner = pool.map(
@@ -291,6 +325,7 @@ def map(  # noqa: A001 - mirrors builtins.map on purpose
             ordered=ordered,
             chunksize=chunksize,
             return_exceptions=return_exceptions,
+            progress=progress,
         )
     except BaseException:
         pool.shutdown(wait=True)

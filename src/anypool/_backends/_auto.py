@@ -1,0 +1,617 @@
+"""``backend="auto"``: sample the first tasks, choose a backend, then route everything to it.
+
+::
+
+    Pool.submit / map ─► AutoBackend.submit
+                            │ undecided: TaskQueue ─► probe thread runs each task,
+                            │            timing CPU vs wall per item and pickling
+                            │            its data ─► Sampler
+                            │                          │ enough samples, or the
+                            │   Deadlines thread ──────┤ budget runs out mid-task
+                            │                          ▼
+                            │            choose_backend(snapshot, measurements)
+                            │                          │ creates the real backend,
+                            │                          ▼ moves the queued tasks to it
+                            └ decided: ──────────► real backend (thread, process, inline)
+
+Sampling runs the user's own tasks (their results are delivered, nothing runs
+twice) one at a time on a single thread, so CPU time against wall time is not
+blurred by other tasks competing for the GIL. The probe costs at most
+:data:`PROBE_BUDGET_S` of one thread, or :data:`MAX_SAMPLES` items; a task
+longer than the budget is measured while it runs (Linux: the probe thread's
+CPU clock), so a long first task does not hold the choice back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .._exceptions import BrokenPool, CapabilityError, PoolClosed, TaskTimeout
+from .._runtime import free_threaded_build, gil_enabled, usable_cpus
+from .._scheduler._select import (
+    AUTO_CANDIDATES,
+    REQUIREMENTS,
+    Candidate,
+    Decision,
+    Measurements,
+    RuntimeSnapshot,
+    choose_backend,
+    parse_prefer,
+    parse_require,
+    unmet,
+)
+from .._task import ChunkResult, Task
+from .._workers._deadlines import Deadlines, Handle
+from .._workers._queue import TaskQueue
+from .._workers._registry import register_for_exit
+from ..abc import Backend, BackendConfig, Capabilities, Order
+
+__all__ = ["AutoBackend", "AutoSettings", "backend_class", "steer_options", "take_snapshot"]
+
+# Sampling stops after this many items...
+MAX_SAMPLES = 8
+# ...or once the samples took this long on the probe thread. Until then the work runs on
+# one thread, so on P CPUs the probe can cost up to (1 - 1/P) of this; 50 ms is below a
+# 5% loss on a workload of a second or more, and 2+ tasks of 20 ms are enough to tell.
+PROBE_BUDGET_S = 0.05
+# Items whose arguments and result are pickled to time the cost of crossing a process.
+PICKLE_PROBES = 3
+# The key in BackendConfig.options that carries AutoSettings from Pool to the front.
+SETTINGS_KEY = "_anypool_auto"
+
+_ids = itertools.count()
+_NO_VALUE = object()  # the item raised: there is no result to pickle
+
+
+@dataclass(frozen=True)
+class AutoSettings:
+    """What the user said about the choice: hints, constraints, a fixed worker count."""
+
+    prefer: str | None = None
+    require: frozenset[str] = frozenset()
+    workers: int | None = None
+
+
+def take_snapshot() -> RuntimeSnapshot:
+    """The interpreter's GIL state, usable CPUs, and the candidates installed here."""
+    from . import available_backends, load_backend
+
+    available = available_backends()
+    candidates = []
+    for name in AUTO_CANDIDATES:
+        if not available.get(name):
+            continue
+        try:
+            candidates.append(Candidate(name, load_backend(name).capabilities))
+        except ImportError:  # a broken install: skip it, as if absent
+            continue
+    return RuntimeSnapshot(
+        gil_enabled(), usable_cpus(), tuple(candidates), free_threaded_build=free_threaded_build()
+    )
+
+
+def steer_options(
+    backend_class: type[Backend],
+    options: Mapping[str, Any],
+    *,
+    prefer: str | None,
+    require: str | Iterable[str] | None,
+    workers: int | None,
+    timeout: float | None,
+    retries: int,
+    order: Order,
+) -> dict[str, Any]:
+    """Validate ``prefer=``/``require=`` for any backend; for auto, pack them into the options.
+
+    A named backend must meet ``require=`` itself (CapabilityError otherwise), and
+    ``prefer=`` only makes sense for auto.
+    """
+    required = parse_require(require)
+    preferred = parse_prefer(prefer)
+    if backend_class is not AutoBackend:
+        if preferred is not None:
+            raise ValueError(
+                f"prefer= steers backend='auto' only; this pool's backend is {backend_class.name!r}"
+            )
+        _check_fixed(backend_class, required)
+        return dict(options)
+    implied = {
+        name
+        for name, wanted in (
+            ("timeouts", timeout),
+            ("retries", retries),
+            ("priority", order != "fifo"),
+        )
+        if wanted
+    }
+    if required:
+        _check_feasible(required | implied)
+    settings = AutoSettings(preferred, frozenset(required | implied), workers)
+    return {**options, SETTINGS_KEY: settings}
+
+
+def _check_fixed(backend_class: type[Backend], required: frozenset[str]) -> None:
+    missing = unmet(backend_class.capabilities, required, gil_enabled())
+    if missing:
+        detail = "; ".join(f"{r!r} ({REQUIREMENTS[r].meaning})" for r in missing)
+        raise CapabilityError(f"the {backend_class.name!r} backend does not meet require={detail}")
+
+
+def _check_feasible(required: frozenset[str]) -> None:
+    snapshot = take_snapshot()
+    if not any(
+        not unmet(c.capabilities, required, snapshot.gil_enabled) for c in snapshot.candidates
+    ):
+        names = ", ".join(c.name for c in snapshot.candidates)
+        raise CapabilityError(
+            f"backend='auto': no installed backend ({names}) meets "
+            f"require={', '.join(sorted(required))}"
+        )
+
+
+# -- measuring ----------------------------------------------------------------------------
+def _dumps(obj: object) -> bytes:
+    try:
+        return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+    except Exception:  # lambdas, closures, local classes: what the process backend uses next
+        import cloudpickle
+
+        data: bytes = cloudpickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        return data
+
+
+def _pickle_problem(obj: object, where: str) -> str | None:
+    try:
+        _dumps(obj)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc} (in the {where})"
+    return None
+
+
+def _round_trip_s(payload: object) -> float:
+    start = time.perf_counter()
+    pickle.loads(_dumps(payload))
+    return time.perf_counter() - start
+
+
+class Sampler:
+    """Accumulates per-item CPU and wall times and what pickling showed. Not thread-safe:
+    the front calls it under its lock."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self.chunked = False
+        self.problem: str | None = None
+        self._fn_checked = False
+        self._transfers: list[float] = []
+
+    def enough(self) -> bool:
+        return self.samples >= MAX_SAMPLES or (self.samples > 0 and self.wall_s >= PROBE_BUDGET_S)
+
+    def add(self, wall: float, cpu: float) -> None:
+        self.samples += 1
+        self.wall_s += max(0.0, wall)
+        self.cpu_s += min(max(0.0, cpu), max(0.0, wall))
+
+    def wants_pickle_probe(self) -> bool:
+        return self.problem is None and len(self._transfers) < PICKLE_PROBES
+
+    def probe_pickling(self, fn: Callable[..., Any], args: Any, kwargs: Any, value: Any) -> None:
+        """Check that the call and its result cross a process boundary, and time it."""
+        if not self._fn_checked:
+            self._fn_checked = True
+            self.problem = _pickle_problem(fn, "function")
+        payloads = [((args, kwargs), "arguments")]
+        if value is not _NO_VALUE:
+            payloads.append((value, "result"))
+        for payload, where in payloads:
+            self.problem = self.problem or _pickle_problem(payload, where)
+        if self.problem is None:
+            self._transfers.append(sum(_round_trip_s(p) for p, _ in payloads))
+
+    def measurements(self, partial: tuple[float, float] | None = None) -> Measurements | None:
+        """What the samples showed; None before any item finished (and no partial one)."""
+        samples, wall, cpu = self.samples, self.wall_s, self.cpu_s
+        if partial is not None:
+            samples, wall, cpu = samples + 1, wall + partial[0], cpu + min(partial)
+        if samples == 0:
+            return None
+        transfer = sum(self._transfers) / len(self._transfers) if self._transfers else None
+        return Measurements(
+            samples,
+            wall,
+            cpu,
+            picklable=self.problem is None,
+            pickle_error=self.problem,
+            transfer_s=transfer,
+            chunked=self.chunked,
+            partial=partial is not None,
+        )
+
+
+def _thread_cpu_clock(thread: threading.Thread) -> Callable[[], float] | None:
+    """A reader of another thread's CPU clock, where the platform has one (Linux, BSDs)."""
+    getter = getattr(time, "pthread_getcpuclockid", None)
+    if getter is None or thread.ident is None:
+        return None
+    try:
+        clock = getter(thread.ident)
+        time.clock_gettime(clock)
+    except OSError:
+        return None
+    return lambda: time.clock_gettime(clock)
+
+
+# -- the front ----------------------------------------------------------------------------
+class AutoBackend(Backend):
+    """A backend-shaped front that decides on the first tasks and then forwards to the choice."""
+
+    name = "auto"
+    # Before the choice nothing beyond the defaults is promised; after it, the instance
+    # reports the chosen backend's flags (see _publish).
+    capabilities = Capabilities(
+        kills_running_tasks=False,
+        shares_memory=False,
+        needs_pickling=True,
+        isolates_crashes=False,
+        parallel_cpu=False,
+    )
+
+    def __init__(self, config: BackendConfig) -> None:
+        options = dict(config.options)
+        settings = options.pop(SETTINGS_KEY, None) or AutoSettings()
+        super().__init__(replace(config, options=options))
+        self._settings: AutoSettings = settings
+        self._required = set(settings.require)
+        self._lock = threading.Lock()
+        self._routing = threading.RLock()  # held while queued tasks move to the real backend
+        self._queue = TaskQueue(config.order)
+        self._sampler = Sampler()
+        self._probe: threading.Thread | None = None
+        self._current: tuple[Task, float, float] | None = None  # task, wall and CPU at start
+        self._deadlines: Deadlines | None = None
+        self._real: Backend | None = None
+        self._routed = False
+        self._decision: Decision | None = None
+        self._closed = False
+        self._prefix = config.thread_name_prefix or f"anypool-auto-{next(_ids)}"
+        register_for_exit(self)
+
+    # -- submission -------------------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        if self._routed:  # the hot path once decided: one attribute read
+            self._forward(task)
+            return
+        with self._lock:
+            if self._real is None:
+                self._enqueue(task)
+                return
+        with self._routing:  # decided: wait until the queued tasks have moved over
+            self._forward(task)
+
+    def _enqueue(self, task: Task) -> None:
+        if self.broken is not None:
+            raise self.broken
+        if self._closed:
+            raise PoolClosed("cannot submit: the pool is shut down")
+        self._required |= _task_needs(task)
+        self._sampler.chunked |= task.chunk
+        self._queue.put(task)
+        if self._probe is None:
+            self._probe = threading.Thread(
+                target=self._probe_loop, name=f"{self._prefix}-probe", daemon=True
+            )
+            self._probe.start()
+
+    def _forward(self, task: Task) -> None:
+        real = self._real
+        assert real is not None
+        if task.timeout is None and not task.retries and not task.priority:
+            real.submit(task)  # nothing to check: the common case stays cheap
+            return
+        missing = unmet(real.capabilities, _task_needs(task), gil_enabled())
+        if missing:
+            raise CapabilityError(
+                f"backend='auto' chose {real.name!r} for this pool, which cannot honour "
+                f"{', '.join(missing)} on a task; pass require={missing[0]!r} (or "
+                "prefer=) when creating the pool. See pool.explain()"
+            )
+        real.submit(task)
+
+    # -- the probe thread -------------------------------------------------------------------
+    def _probe_loop(self) -> None:
+        try:
+            if not self._initialize():
+                return
+            name = threading.current_thread().name
+            while (task := self._queue.get()) is not None:
+                if task.mark_started(name):
+                    self._sample(task)
+        finally:
+            self._stop_deadlines()
+
+    def _initialize(self) -> bool:
+        if self.config.initializer is None:
+            return True
+        try:
+            self.config.initializer(*self.config.initargs)
+        except BaseException as exc:
+            error = BrokenPool(
+                f"the initializer failed while backend='auto' sampled tasks: {exc!r}"
+            )
+            error.__cause__ = exc
+            self._break(error)
+            return False
+        return True
+
+    def _sample(self, task: Task) -> None:
+        with self._lock:
+            self._current = (task, time.perf_counter(), time.thread_time())
+        watches = self._watch(task)
+        try:
+            value = self._run_chunk(task) if task.chunk else self._run_call(task)
+        except BaseException as exc:
+            task.fail(exc)
+        else:
+            task.settle(value)
+        finally:
+            for handle in watches:
+                handle.cancel()
+            with self._lock:
+                self._current = None
+                ready = self._real is None and self._sampler.enough()
+            if ready:
+                self._decide()
+
+    def _run_call(self, task: Task) -> Any:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            value = task.run()
+        except Exception:
+            self._record(task, time.perf_counter() - wall, time.thread_time() - cpu)
+            raise
+        self._record(task, time.perf_counter() - wall, time.thread_time() - cpu)
+        if self._sampler.wants_pickle_probe():
+            self._probe_pickling(task.fn, task.args, task.kwargs, value)
+        return value
+
+    def _run_chunk(self, task: Task) -> ChunkResult:
+        values: list[Any] = []
+        errors: dict[int, BaseException] = {}
+        start = time.perf_counter()
+        for index, item in enumerate(task.args):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                value = task.fn(*item) if task.star else task.fn(item)
+            except Exception as exc:
+                values.append(None)
+                errors[index] = exc
+                value = _NO_VALUE
+            else:
+                values.append(value)
+            self._record(task, time.perf_counter() - wall, time.thread_time() - cpu)
+            if self._sampler.wants_pickle_probe():
+                self._probe_pickling(task.fn, item if task.star else (item,), {}, value)
+        return ChunkResult(values, errors, time.perf_counter() - start)
+
+    def _record(self, task: Task, wall: float, cpu: float) -> None:
+        with self._lock:
+            if self._real is None:
+                self._sampler.add(wall, cpu)
+
+    def _probe_pickling(self, fn: Callable[..., Any], args: Any, kwargs: Any, value: Any) -> None:
+        with self._lock:
+            if self._real is None:
+                self._sampler.probe_pickling(fn, args, kwargs, value)
+
+    # -- deadlines: long samples and timeouts -----------------------------------------------
+    def _watch(self, task: Task) -> list[Handle]:
+        with self._lock:
+            budget_left = PROBE_BUDGET_S - self._sampler.wall_s
+            undecided = self._real is None
+        now = time.monotonic()
+        handles = []
+        if undecided:
+            handles.append(self._at(now + max(0.0, budget_left), lambda: self._overdue(task)))
+        if task.timeout is not None:
+            handles.append(self._at(now + task.timeout, lambda: self._expire(task)))
+        return handles
+
+    def _at(self, when: float, fn: Callable[[], object]) -> Handle:
+        with self._lock:
+            if self._deadlines is None:
+                self._deadlines = Deadlines(f"{self._prefix}-deadlines")
+            deadlines = self._deadlines
+        return deadlines.schedule(when, fn)
+
+    def _partial(self, task: Task) -> tuple[float, float] | None:
+        """Wall and CPU seconds so far of ``task`` if it is the running sample; lock held."""
+        if self._current is None or self._current[0] is not task or self._probe is None:
+            return None
+        read_cpu = _thread_cpu_clock(self._probe)
+        if read_cpu is None:
+            return None
+        _, wall0, cpu0 = self._current
+        return time.perf_counter() - wall0, read_cpu() - cpu0
+
+    def _overdue(self, task: Task) -> None:
+        """The sample ran past the budget: decide now from what it has done so far."""
+        with self._lock:
+            partial = self._partial(task) if self._real is None else None
+        if partial is not None:
+            self._decide(partial)
+
+    def _expire(self, task: Task) -> None:
+        with self._lock:
+            running = self._current is not None and self._current[0] is task
+            partial = self._partial(task) if self._real is None else None
+        if not running:
+            return
+        # A thread cannot be stopped: the probe thread is abandoned to finish on its own,
+        # and the choice is made now so the queued tasks do not wait for it.
+        task.fail(
+            TaskTimeout(
+                f"task {task.fn!r} ran longer than its timeout of {task.timeout} s while "
+                "backend='auto' sampled it on a thread, which cannot be stopped; it was "
+                "abandoned and keeps running in the background"
+            )
+        )
+        self._decide(partial)
+
+    def _stop_deadlines(self) -> None:
+        with self._lock:
+            deadlines, self._deadlines = self._deadlines, None
+        if deadlines is not None:
+            deadlines.stop()
+
+    # -- deciding ---------------------------------------------------------------------------
+    def _decide(self, partial: tuple[float, float] | None = None) -> None:
+        failure: BaseException | None = None
+        with self._routing:
+            with self._lock:
+                if self._real is not None or self.broken is not None:
+                    return
+                try:
+                    decision, real = self._choose(self._sampler.measurements(partial))
+                except CapabilityError as exc:
+                    failure = exc
+                except Exception as exc:
+                    failure = BrokenPool(f"backend='auto' could not start its choice: {exc!r}")
+                    failure.__cause__ = exc
+                else:
+                    self._publish(decision, real)
+                closed = self._closed
+            if failure is not None:
+                self._break(failure)
+                return
+            self._queue.close()  # the probe thread exits once its current task is done
+            for task in self._queue.drain():
+                self._move(real, task)
+            self._routed = True
+        if closed:
+            real.shutdown(wait=False, cancel_pending=False, kill_running=False)
+
+    def _choose(self, measurements: Measurements | None) -> tuple[Decision, Backend]:
+        from . import load_backend
+
+        decision = choose_backend(
+            take_snapshot(),
+            measurements,
+            prefer=self._settings.prefer,
+            require=self._required,
+            workers=self._settings.workers,
+        )
+        backend_type = load_backend(decision.backend)
+        return decision, backend_type(replace(self.config, workers=decision.workers))
+
+    def _publish(self, decision: Decision, real: Backend) -> None:
+        self._decision = decision
+        self._real = real
+        self.config = replace(self.config, workers=decision.workers)
+        # Pool.capabilities reads the instance: from now on it reports the chosen backend.
+        setattr(self, "capabilities", real.capabilities)  # noqa: B010 - shadows the ClassVar
+
+    def _move(self, real: Backend, task: Task) -> None:
+        try:
+            real.submit(task)
+        except Exception as exc:
+            task.fail(exc)
+
+    def _break(self, error: BaseException) -> None:
+        with self._lock:
+            if self.broken is None:
+                self.broken = error
+        self._queue.close()
+        for task in self._queue.drain():
+            task.fail(error)
+
+    # -- introspection and control ----------------------------------------------------------
+    def explain(self) -> Decision:
+        decision = self._decision
+        if decision is not None:
+            return decision
+        reason = (
+            "not decided yet: backend='auto' samples the first tasks of the first function "
+            "submitted or mapped, then chooses"
+        )
+        if self.broken is not None:
+            reason = f"auto could not choose: {self.broken}"
+        return Decision("auto", self.config.workers, None, (reason,), chosen_by="pending")
+
+    @property
+    def chosen(self) -> Backend | None:
+        """The backend the work runs on, once decided."""
+        return self._real
+
+    @property
+    def worker_restarts(self) -> int:
+        return int(getattr(self._real, "worker_restarts", 0))
+
+    def workers_alive(self) -> int:
+        probe = self._probe
+        alive = 1 if probe is not None and probe.is_alive() else 0
+        return alive + (self._real.workers_alive() if self._real is not None else 0)
+
+    def pending(self) -> int:
+        return len(self._queue) + (self._real.pending() if self._real is not None else 0)
+
+    def kill(self, task: Task) -> bool:
+        return self._real is not None and self._real.kill(task)
+
+    def resize(self, workers: int) -> None:
+        with self._lock:
+            real = self._real
+            if real is None:
+                self._settings = replace(self._settings, workers=workers)
+            self.config = replace(self.config, workers=workers)
+        if real is not None:
+            real.resize(workers)
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
+        with self._lock:
+            self._closed = True
+            current = self._current
+        if cancel_pending or kill_running:
+            for task in self._queue.drain():
+                task.cancel_pending()
+        if kill_running and current is not None:
+            current[0].fail(
+                PoolClosed(
+                    "the pool was shut down with kill_running=True while backend='auto' "
+                    "sampled this task on a thread, which cannot be stopped; it was abandoned"
+                )
+            )
+        self._queue.close()
+        probe = self._probe
+        if wait and not kill_running and probe is not None:
+            if probe is not threading.current_thread():
+                probe.join()
+        with self._routing:
+            real = self._real
+        if real is not None:
+            real.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
+        if wait or kill_running:
+            self._stop_deadlines()
+
+
+def _task_needs(task: Task) -> set[str]:
+    """The requirements a task's own options imply."""
+    needs = set()
+    if task.timeout is not None:
+        needs.add("timeouts")
+    if task.retries:
+        needs.add("retries")
+    if task.priority:
+        needs.add("priority")
+    return needs
+
+
+backend_class = AutoBackend
