@@ -17,13 +17,12 @@ from ._exceptions import BrokenThreadPool as BrokenThreadPool
 from ._exceptions import CapabilityError as CapabilityError
 from ._exceptions import PoolClosed as PoolClosed
 from ._exceptions import PoolFull as PoolFull
-from ._exceptions import RemoteError as RemoteError
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import TaskTimeout as TaskTimeout
+from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
 from ._map import MapIterator as MapIterator
 from ._pool import Pool as Pool
-from ._pool import map as map  # noqa: A004 - the module-level map is the point
-from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
+from ._pool import map as map
 
 if TYPE_CHECKING:
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
@@ -44,7 +43,6 @@ __all__ = [
     "PoolClosed",
     "PoolFull",
     "ProcessPoolExecutor",
-    "RemoteError",
     "SerializationError",
     "TaskTimeout",
     "ThreadPoolExecutor",

@@ -7,11 +7,10 @@ already catch, so code written for ``concurrent.futures`` keeps working::
     └── AnyPoolError
         ├── PoolClosed ..................... also RuntimeError (submit after shutdown)
         ├── PoolFull ....................... also queue.Full (max_pending reached, block=False)
-        ├── CapabilityError ................ also ValueError (option the backend cannot honour)
+        ├── CapabilityError ................ also ValueError (option the backend cannot do)
         ├── BackendUnavailable ............. also ImportError (engine not installed)
-        ├── TaskTimeout .................... also TimeoutError (per-task timeout; the task was stopped)
+        ├── TaskTimeout .................... also TimeoutError (per-task timeout hit)
         ├── SerializationError ............. also pickle.PicklingError (call/result does not pickle)
-        ├── RemoteError .................... a worker exception that could not be sent back as itself
         └── BrokenPool ..................... also concurrent.futures.BrokenExecutor
             ├── BrokenThreadPool ........... also concurrent.futures.thread.BrokenThreadPool
             └── BrokenProcessPool .......... also concurrent.futures.process.BrokenProcessPool
@@ -40,7 +39,6 @@ __all__ = [
     "CapabilityError",
     "PoolClosed",
     "PoolFull",
-    "RemoteError",
     "SerializationError",
     "TaskTimeout",
 ]
@@ -72,10 +70,6 @@ class TaskTimeout(AnyPoolError, TimeoutError):
 
 class SerializationError(AnyPoolError, pickle.PicklingError):
     """A function, argument, result or exception could not cross a process boundary."""
-
-
-class RemoteError(AnyPoolError):
-    """A worker raised an exception that could not be pickled; this carries its text."""
 
 
 class BrokenPool(AnyPoolError, BrokenExecutor):

@@ -77,7 +77,9 @@ class PoolExecutor(cf.Executor):
         inflight = deque(self._submit_chunk(fn, chunk) for chunk in window)
         return self._results(inflight, chunks if buffersize else iter(()), fn, deadline)
 
-    def _submit_chunk(self, fn: Callable[..., Any], chunk: list[Any]) -> tuple[Future[ChunkResult], int]:
+    def _submit_chunk(
+        self, fn: Callable[..., Any], chunk: list[Any]
+    ) -> tuple[Future[ChunkResult], int]:
         task = Task(fn, chunk, {}, Future(), chunk=True, star=True)
         return self._pool._submit_task(task), len(chunk)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Generic, TypeVar
 
@@ -61,7 +61,7 @@ class MapIterator(Iterator[R], Generic[R]):
         self._on_item = on_item
         self._inflight: deque[tuple[Future[ChunkResult], int]] = deque()
         self._exhausted = False
-        self._gen = self._run(ordered)
+        self._gen: Generator[R, None, None] = self._run(ordered)
 
     def __next__(self) -> R:
         return next(self._gen)
@@ -89,7 +89,7 @@ class MapIterator(Iterator[R], Generic[R]):
                 return
             self._inflight.append((self._submit_chunk(chunk), len(chunk)))
 
-    def _run(self, ordered: bool) -> Iterator[R]:
+    def _run(self, ordered: bool) -> Generator[R, None, None]:
         try:
             self._fill()
             while self._inflight:

@@ -57,7 +57,8 @@ class PoolObservability:
             backend=running.name,
             workers=self._backend.config.workers,
             workers_alive=self._backend.workers_alive(),
-            worker_restarts=int(getattr(self._backend, "worker_restarts", 0)),
+            # duck-typed: backends that replace workers count them in ``restarts``
+            worker_restarts=int(getattr(self._backend, "restarts", 0)),
         )
 
     def timeline(self) -> Timeline:

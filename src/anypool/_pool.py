@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
@@ -253,12 +253,12 @@ class Pool(PoolObservability):
                 task.timeout *= len(chunk)
             return self._submit_task(task)
 
-        total = len(iterables[0]) if not star and hasattr(iterables[0], "__len__") else None
+        total = len(iterables[0]) if not star and isinstance(iterables[0], Sized) else None
         hook = progress_hook(progress, iterables)
         iterator: MapIterator[R] = MapIterator(
             submit_chunk,
             items,
-            chunker=make_chunker(chunksize, self.workers, total),  # type: ignore[arg-type]
+            chunker=make_chunker(chunksize, self.workers, total),
             # read at each refill: the worker count can change (auto decides, resize)
             window=window or (lambda: _CHUNKS_PER_WORKER * self.workers + 1),
             ordered=ordered,
@@ -299,7 +299,7 @@ class Pool(PoolObservability):
             self.shutdown(wait=True)
 
 
-def map(  # noqa: A001 - mirrors builtins.map on purpose
+def map(
     fn: Callable[..., R],
     /,
     *iterables: Iterable[Any],
@@ -336,12 +336,12 @@ def map(  # noqa: A001 - mirrors builtins.map on purpose
 class _OwningMapIterator(MapIterator[R]):
     """A MapIterator that owns its pool and shuts it down when iteration ends."""
 
-    def __init__(self, inner: MapIterator[R], pool: Pool) -> None:  # noqa: D107
+    def __init__(self, inner: MapIterator[R], pool: Pool) -> None:
         self._inner = inner
         self._pool = pool
         self._gen = self._drive()
 
-    def _drive(self) -> Any:
+    def _drive(self) -> Generator[R, None, None]:
         interrupted = False
         try:
             yield from self._inner

@@ -11,8 +11,8 @@ from pathlib import Path
 __all__ = [
     "default_start_method",
     "engine_installed",
-    "gil_enabled",
     "free_threaded_build",
+    "gil_enabled",
     "usable_cpus",
 ]
 
@@ -61,13 +61,12 @@ def usable_cpus() -> int:
 
 def default_start_method() -> str:
     """anypool's default: forkserver on Linux (fork is unsafe once threads exist), else spawn."""
-    if sys.platform.startswith("linux"):
-        return "forkserver"
-    return "spawn"
+    # macOS lacks a safe fork and Windows has only spawn; 3.14 made the same choice
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
 def engine_installed(module: str) -> bool:
-    """Whether an optional engine (``dask.distributed``, ``ray``...) can be imported, without importing it."""
+    """Whether an optional engine (``distributed``, ``ray``) is importable; imports nothing."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):

@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,8 @@ def outcome_of(task: Task, future: Future[Any]) -> tuple[str, int, float | None]
         return "cancelled", 0, None
     ran = None if task.started_at is None else (time.monotonic() - task.started_at) / n
     exc = future.exception()
+    if isinstance(exc, CancelledError):  # cancelled while queued for a retry
+        return "cancelled", 0, None
     if exc is not None:
         kind = "timeout" if isinstance(exc, TaskTimeout) else "error"
         return ("crashed" if isinstance(exc, BrokenPool) else kind), n, ran

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +78,9 @@ class Task:
         return self.fn(*self.args, **self.kwargs)
 
     def mark_started(self, worker: str) -> bool:
-        """Move the future to RUNNING; False means it was cancelled and must be skipped."""
-        if self.attempts == 0 and not self.future.set_running_or_notify_cancel():
+        """Move the future to RUNNING; False: it was cancelled (or failed), skip it."""
+        future = self.future
+        if not future.running() and (future.done() or not future.set_running_or_notify_cancel()):
             return False
         self.attempts += 1
         self.worker = worker
@@ -101,6 +102,7 @@ class Task:
                 pass
 
     def cancel_pending(self) -> None:
-        """Cancel a task that no worker has started (a started one is left alone)."""
-        if self.attempts == 0:
-            self.future.cancel()
+        """Cancel a queued task. One already RUNNING (queued again for a retry) cannot be
+        cancelled per the stdlib, so it fails with CancelledError instead."""
+        if not self.future.cancel():
+            self.fail(CancelledError("the task was cancelled before it could run again"))

@@ -552,8 +552,9 @@ class AutoBackend(Backend):
         return self._real
 
     @property
-    def worker_restarts(self) -> int:
-        return int(getattr(self._real, "worker_restarts", 0))
+    def restarts(self) -> int:
+        """Workers the chosen backend replaced (crashes, timeouts, recycling)."""
+        return int(getattr(self._real, "restarts", 0))
 
     def workers_alive(self) -> int:
         probe = self._probe

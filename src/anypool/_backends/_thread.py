@@ -21,7 +21,7 @@ import time
 
 from .._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._task import Task
-from .._workers._deadlines import Deadlines
+from .._workers._deadlines import Deadlines, Handle
 from .._workers._queue import TaskQueue
 from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
@@ -138,7 +138,7 @@ class ThreadBackend(Backend):
             task.settle(value)
 
     # -- timeouts ---------------------------------------------------------------------------
-    def _watch(self, task: Task, worker: _Worker) -> object:
+    def _watch(self, task: Task, worker: _Worker) -> Handle:
         with self._lock:
             if self._deadlines is None:
                 self._deadlines = Deadlines(f"{self._prefix}-deadlines")

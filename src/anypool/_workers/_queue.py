@@ -37,7 +37,7 @@ class TaskQueue:
     def put(self, task: Task) -> None:
         with self._ready:
             if self.order == "priority":
-                # seq breaks ties so equal priorities keep submission order (queue.PriorityQueue style)
+                # seq breaks ties: equal priorities keep submission order
                 heapq.heappush(self._heap, (task.priority, task.seq, task))
             else:
                 self._fifo.append(task)

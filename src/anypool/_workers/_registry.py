@@ -8,9 +8,10 @@ shutdown sequence before non-daemon threads are joined (the same place
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["register_for_exit"]
 
@@ -24,9 +25,29 @@ _hooked = False
 _lock = threading.Lock()
 
 
+_interrupted = False
+
+
+def _note_interrupt(hook: Any) -> Any:
+    """Wrap sys.excepthook: remember that the program is ending because of Ctrl-C."""
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> Any:
+        global _interrupted
+        if issubclass(exc_type, KeyboardInterrupt):
+            _interrupted = True
+        return hook(exc_type, exc, tb)
+
+    return excepthook
+
+
 def _at_exit() -> None:
+    """Finish pending work, as the stdlib does, unless the program ends on Ctrl-C:
+    then stop everything at once, and a second Ctrl-C skips straight to killing."""
     for backend in list(_live):
-        backend.shutdown(wait=True, cancel_pending=False, kill_running=False)
+        try:
+            backend.shutdown(wait=True, cancel_pending=_interrupted, kill_running=_interrupted)
+        except KeyboardInterrupt:
+            backend.shutdown(wait=True, cancel_pending=True, kill_running=True)
 
 
 def register_for_exit(backend: _Stoppable) -> None:
@@ -37,4 +58,5 @@ def register_for_exit(backend: _Stoppable) -> None:
             # threading._register_atexit exists since 3.9 and is what concurrent.futures uses;
             # plain atexit runs too late (after non-daemon threads are joined).
             threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+            sys.excepthook = _note_interrupt(sys.excepthook)
             _hooked = True
