@@ -23,6 +23,12 @@ from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
 from ._map import MapIterator as MapIterator
 from ._pool import Pool as Pool
 from ._pool import map as map
+from ._scheduler._select import Decision as Decision
+from ._scheduler._select import Measurements as Measurements
+from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
+from ._stats import PoolStatistics as PoolStatistics
+from ._timeline import Timeline as Timeline
+from ._timeline import TimelineEvent as TimelineEvent
 
 if TYPE_CHECKING:
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
@@ -38,14 +44,20 @@ __all__ = [
     "BrokenProcessPool",
     "BrokenThreadPool",
     "CapabilityError",
+    "Decision",
     "MapIterator",
+    "Measurements",
     "Pool",
     "PoolClosed",
     "PoolFull",
+    "PoolStatistics",
     "ProcessPoolExecutor",
+    "RuntimeSnapshot",
     "SerializationError",
     "TaskTimeout",
     "ThreadPoolExecutor",
+    "Timeline",
+    "TimelineEvent",
     "WorkerCrashed",
     "map",
 ]

@@ -13,7 +13,8 @@ Without a length (a generator) it counts up with a rate and no total.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ._map import MapIterator
@@ -31,7 +32,18 @@ def _import_tqdm() -> Any:
             "progress= needs tqdm, which is not installed; "
             "install it with: pip install 'anypool[progress]'"
         ) from exc
-    return tqdm
+    return _bar_class(tqdm)
+
+
+@functools.cache
+def _bar_class(tqdm: Any) -> Any:
+    class Bar(tqdm):  # type: ignore[misc]
+        # tqdm's monitor thread lives until the interpreter exits (tqdm >= 4.66 no longer
+        # stops it with the last bar); it only re-arms dynamic miniters, and these bars
+        # use miniters=1, so none is started.
+        monitor_interval = 0
+
+    return Bar
 
 
 def _total(iterables: tuple[Iterable[Any], ...]) -> int | None:
@@ -63,7 +75,13 @@ class ProgressHook:
         self._tqdm = tqdm_class
         # tqdm's disable=None hides the bar when the stream is not a terminal; a stream
         # the caller passed is a request to see it, so it is shown there.
-        defaults = {"total": total, "unit": "item", "disable": False if "file" in options else None}
+        defaults = {
+            "total": total,
+            "unit": "item",
+            "disable": False if "file" in options else None,
+            # redraw as soon as mininterval has passed, however bursty the chunks are
+            "miniters": 1,
+        }
         self._options = {**defaults, **options}
         self._bar: Any = None
 
@@ -84,12 +102,12 @@ class ProgressHook:
 class ProgressMapIterator(MapIterator[R]):
     """Drives a MapIterator whose ``on_item`` feeds ``hook``, and owns the bar's lifetime."""
 
-    def __init__(self, inner: MapIterator[R], hook: ProgressHook) -> None:  # noqa: D107
+    def __init__(self, inner: MapIterator[R], hook: ProgressHook) -> None:
         self._inner = inner
         self._hook = hook
         self._gen = self._drive()
 
-    def _drive(self) -> Iterator[R]:
+    def _drive(self) -> Generator[R, None, None]:
         self._hook.start()
         try:
             yield from self._inner

@@ -65,6 +65,17 @@ PICKLE_PROBES = 3
 # The key in BackendConfig.options that carries AutoSettings from Pool to the front.
 SETTINGS_KEY = "_anypool_auto"
 
+# What the probe thread can promise while it runs the user's tasks: it is a thread in
+# this process. Requirements beyond these (kill_on_timeout, crash_isolation...) skip
+# sampling: the choice is made at the first task, without measurements.
+PROBE_CAPABILITIES = Capabilities(
+    kills_running_tasks=False,
+    shares_memory=True,
+    needs_pickling=False,
+    isolates_crashes=False,
+    parallel_cpu=False,
+)
+
 _ids = itertools.count()
 _NO_VALUE = object()  # the item raised: there is no result to pickle
 
@@ -166,18 +177,14 @@ def _dumps(obj: object) -> bytes:
         return data
 
 
-def _pickle_problem(obj: object, where: str) -> str | None:
-    try:
-        _dumps(obj)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc} (in the {where})"
-    return None
-
-
-def _round_trip_s(payload: object) -> float:
+def _round_trip(obj: object, where: str) -> tuple[float, str | None]:
+    """Seconds to pickle and unpickle ``obj``, and what went wrong (None: it pickles)."""
     start = time.perf_counter()
-    pickle.loads(_dumps(payload))
-    return time.perf_counter() - start
+    try:
+        pickle.loads(_dumps(obj))
+    except Exception as exc:
+        return 0.0, f"{type(exc).__name__}: {exc} (in the {where})"
+    return time.perf_counter() - start, None
 
 
 class Sampler:
@@ -201,21 +208,32 @@ class Sampler:
         self.wall_s += max(0.0, wall)
         self.cpu_s += min(max(0.0, cpu), max(0.0, wall))
 
-    def wants_pickle_probe(self) -> bool:
-        return self.problem is None and len(self._transfers) < PICKLE_PROBES
+    def probe_call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> float | None:
+        """Before an item runs: do the function and its arguments pickle? Returns the
+        arguments' round-trip seconds, or None when not probed (enough probes, or a problem).
 
-    def probe_pickling(self, fn: Callable[..., Any], args: Any, kwargs: Any, value: Any) -> None:
-        """Check that the call and its result cross a process boundary, and time it."""
+        Checked before running, so that a choice made while a long first task still
+        runs already knows whether the call can reach a process.
+        """
+        if self.problem is not None or len(self._transfers) >= PICKLE_PROBES:
+            return None
         if not self._fn_checked:
             self._fn_checked = True
-            self.problem = _pickle_problem(fn, "function")
-        payloads = [((args, kwargs), "arguments")]
-        if value is not _NO_VALUE:
-            payloads.append((value, "result"))
-        for payload, where in payloads:
-            self.problem = self.problem or _pickle_problem(payload, where)
+            self.problem = _round_trip(fn, "function")[1]
         if self.problem is None:
-            self._transfers.append(sum(_round_trip_s(p) for p, _ in payloads))
+            seconds, self.problem = _round_trip((args, kwargs), "arguments")
+            return seconds
+        return None
+
+    def probe_result(self, value: Any, args_s: float | None) -> None:
+        """After an item ran: does its result pickle? Record the item's transfer cost."""
+        if args_s is None or self.problem is not None:
+            return
+        result_s = 0.0
+        if value is not _NO_VALUE:
+            result_s, self.problem = _round_trip(value, "result")
+        if self.problem is None:
+            self._transfers.append(args_s + result_s)
 
     def measurements(self, partial: tuple[float, float] | None = None) -> Measurements | None:
         """What the samples showed; None before any item finished (and no partial one)."""
@@ -224,7 +242,8 @@ class Sampler:
             samples, wall, cpu = samples + 1, wall + partial[0], cpu + min(partial)
         if samples == 0:
             return None
-        transfer = sum(self._transfers) / len(self._transfers) if self._transfers else None
+        transfers = list(self._transfers)  # the probe thread may append meanwhile
+        transfer = sum(transfers) / len(transfers) if transfers else None
         return Measurements(
             samples,
             wall,
@@ -271,6 +290,7 @@ class AutoBackend(Backend):
         super().__init__(replace(config, options=options))
         self._settings: AutoSettings = settings
         self._required = set(settings.require)
+        self._sampling = not unmet(PROBE_CAPABILITIES, self._required, gil_enabled())
         self._lock = threading.Lock()
         self._routing = threading.RLock()  # held while queued tasks move to the real backend
         self._queue = TaskQueue(config.order)
@@ -290,6 +310,8 @@ class AutoBackend(Backend):
         if self._routed:  # the hot path once decided: one attribute read
             self._forward(task)
             return
+        if not self._sampling and not self._closed:  # a probe thread would break require=
+            self._decide()
         with self._lock:
             if self._real is None:
                 self._enqueue(task)
@@ -372,15 +394,16 @@ class AutoBackend(Backend):
                 self._decide()
 
     def _run_call(self, task: Task) -> Any:
+        args_s = self._probe_call(task.fn, task.args, task.kwargs)
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
             value = task.run()
         except Exception:
-            self._record(task, time.perf_counter() - wall, time.thread_time() - cpu)
+            self._record(time.perf_counter() - wall, time.thread_time() - cpu)
+            self._probe_result(_NO_VALUE, args_s)
             raise
-        self._record(task, time.perf_counter() - wall, time.thread_time() - cpu)
-        if self._sampler.wants_pickle_probe():
-            self._probe_pickling(task.fn, task.args, task.kwargs, value)
+        self._record(time.perf_counter() - wall, time.thread_time() - cpu)
+        self._probe_result(value, args_s)
         return value
 
     def _run_chunk(self, task: Task) -> ChunkResult:
@@ -388,6 +411,7 @@ class AutoBackend(Backend):
         errors: dict[int, BaseException] = {}
         start = time.perf_counter()
         for index, item in enumerate(task.args):
+            args_s = self._probe_call(task.fn, item if task.star else (item,), {})
             wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 value = task.fn(*item) if task.star else task.fn(item)
@@ -397,20 +421,23 @@ class AutoBackend(Backend):
                 value = _NO_VALUE
             else:
                 values.append(value)
-            self._record(task, time.perf_counter() - wall, time.thread_time() - cpu)
-            if self._sampler.wants_pickle_probe():
-                self._probe_pickling(task.fn, item if task.star else (item,), {}, value)
+            self._record(time.perf_counter() - wall, time.thread_time() - cpu)
+            self._probe_result(value, args_s)
         return ChunkResult(values, errors, time.perf_counter() - start)
 
-    def _record(self, task: Task, wall: float, cpu: float) -> None:
+    def _record(self, wall: float, cpu: float) -> None:
         with self._lock:
             if self._real is None:
                 self._sampler.add(wall, cpu)
 
-    def _probe_pickling(self, fn: Callable[..., Any], args: Any, kwargs: Any, value: Any) -> None:
-        with self._lock:
-            if self._real is None:
-                self._sampler.probe_pickling(fn, args, kwargs, value)
+    # Pickling probes run without the lock (big arguments take a while to pickle); only
+    # the probe thread writes the sampler's pickling fields.
+    def _probe_call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> float | None:
+        return self._sampler.probe_call(fn, args, kwargs) if self._real is None else None
+
+    def _probe_result(self, value: Any, args_s: float | None) -> None:
+        if self._real is None:
+            self._sampler.probe_result(value, args_s)
 
     # -- deadlines: long samples and timeouts -----------------------------------------------
     def _watch(self, task: Task) -> list[Handle]:
@@ -509,6 +536,11 @@ class AutoBackend(Backend):
             require=self._required,
             workers=self._settings.workers,
         )
+        if not self._sampling:
+            skipped = "sampling skipped: a probe thread cannot honour require=" + ", ".join(
+                unmet(PROBE_CAPABILITIES, self._required, gil_enabled())
+            )
+            decision = replace(decision, reasons=(*decision.reasons, skipped))
         backend_type = load_backend(decision.backend)
         return decision, backend_type(replace(self.config, workers=decision.workers))
 
@@ -592,9 +624,9 @@ class AutoBackend(Backend):
             )
         self._queue.close()
         probe = self._probe
-        if wait and not kill_running and probe is not None:
-            if probe is not threading.current_thread():
-                probe.join()
+        if wait and not kill_running and probe not in (None, threading.current_thread()):
+            assert probe is not None
+            probe.join()
         with self._routing:
             real = self._real
         if real is not None:

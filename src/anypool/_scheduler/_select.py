@@ -76,9 +76,9 @@ PROCESS_DISPATCH_S = 150e-6
 DEFAULT_TRANSFER_S = 20e-6
 # A cheaper candidate within this fraction of the best estimate is chosen instead.
 CHEAPER_WITHIN = 0.9
-# Worker counts round down fractions below this: 2.1 "needed" workers for 97% CPU
-# work is measurement noise, and a third process would only contend for 2 CPUs.
-_NOISE_WORKERS = 0.2
+# Worker counts round down this share of the CPUs: 2.06 "needed" workers for 97% CPU
+# work on 2 CPUs is measurement noise, and a third process would only contend.
+_NOISE_SHARE = 0.1
 # Wall times are clamped to this floor so that instant tasks do not divide by zero.
 _TINY_S = 1e-7
 
@@ -328,7 +328,8 @@ def _estimate(
     cpus = snap.usable_cpus if effective_parallel_cpu(caps, snap.gil_enabled) else 1
     if workers is None:
         cap = snap.usable_cpus * MAX_PROCESSES_PER_CPU if caps.needs_pickling else MAX_THREADS
-        workers = max(1, min(cap, math.ceil(cpus * busy / cpu_busy - _NOISE_WORKERS)))
+        needed = cpus * busy / cpu_busy - _NOISE_SHARE * cpus
+        workers = max(cpus, min(cap, math.ceil(needed)))
     rate = min(workers / busy, cpus / cpu_busy)
     if caps.needs_pickling:
         rate = min(rate, 2.0 / overhead)  # the parent pickles and unpickles half of it, serially
