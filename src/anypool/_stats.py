@@ -70,18 +70,23 @@ def outcome_of(task: Task, future: Future[Any]) -> tuple[str, int, float | None]
     """(outcome, failed items, seconds per item) of a finished task.
 
     Outcomes: ``ok``, ``error``, ``partial`` (some items of a chunk failed),
-    ``timeout``, ``crashed`` (the pool or worker broke), ``cancelled``.
+    ``timeout``, ``crashed`` (the pool or worker broke), ``cancelled``. Runs once per
+    task, so it asks the future as little as possible (each call takes its lock).
     """
     n = task.n_items
-    if future.cancelled():
+    try:
+        exc = future.exception()
+    except CancelledError:
         return "cancelled", 0, None
-    ran = None if task.started_at is None else (time.monotonic() - task.started_at) / n
-    exc = future.exception()
-    if isinstance(exc, CancelledError):  # cancelled while queued for a retry
-        return "cancelled", 0, None
+    started = task.started_at
+    ran = None if started is None else (time.monotonic() - started) / n
     if exc is not None:
+        if isinstance(exc, CancelledError):  # cancelled while queued for a retry
+            return "cancelled", 0, None
         kind = "timeout" if isinstance(exc, TaskTimeout) else "error"
         return ("crashed" if isinstance(exc, BrokenPool) else kind), n, ran
+    if not task.chunk:
+        return "ok", 0, ran
     result = future.result()
     if not isinstance(result, ChunkResult):
         return "ok", 0, ran
