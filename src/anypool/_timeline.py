@@ -180,7 +180,9 @@ def _gantt(timeline: Timeline, title: str) -> Any:
                 if e.worker == worker and e.outcome == outcome
             ]
             if spans:
-                axes.broken_barh(spans, (row - 0.4, 0.8), facecolors=colour)
+                axes.broken_barh(
+                    spans, (row - 0.4, 0.8), facecolors=colour, edgecolors="white", linewidth=1
+                )
     _decorate(axes, timeline, workers, title)
     figure.tight_layout()
     return figure
@@ -199,4 +201,4 @@ def _decorate(axes: Any, timeline: Timeline, workers: tuple[str, ...], title: st
     from matplotlib.patches import Patch
 
     handles = [Patch(color=c, label=o) for o, c in _COLOURS.items() if o in seen]
-    axes.legend(handles=handles, loc="upper right", fontsize="small")
+    axes.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
