@@ -470,10 +470,15 @@ class AutoBackend(Backend):
         return time.perf_counter() - wall0, read_cpu() - cpu0
 
     def _overdue(self, task: Task) -> None:
-        """The sample ran past the budget: decide now from what it has done so far."""
+        """The sample ran past the budget: decide now, from the finished samples, or, if
+        this is the first, from what it has done so far (a cut through a task that
+        computes and then waits would skew the share, so finished samples come first)."""
         with self._lock:
-            partial = self._partial(task) if self._real is None else None
-        if partial is not None:
+            if self._real is not None:
+                return
+            finished = self._sampler.samples > 0
+            partial = None if finished else self._partial(task)
+        if finished or partial is not None:
             self._decide(partial)
 
     def _expire(self, task: Task) -> None:
