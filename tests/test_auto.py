@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +72,29 @@ def test_sleeping_function_picks_threads(make_pool: Callable[..., anypool.Pool])
     assert decision.workers > usable_cpus()  # sized for overlapping waits, not for CPUs
     assert decision.measurements is not None
     assert decision.measurements.cpu_fraction < 0.2
+
+
+@needs_two_cpus
+@pytest.mark.skipif(not Path("/proc/thread-self/schedstat").exists(), reason="needs schedstat")
+@pytest.mark.timeout(60)
+def test_a_busy_machine_does_not_make_cpu_work_look_like_waiting(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    hog = "while True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(usable_cpus())]
+    try:
+        pool = make_pool()
+        assert list(pool.map(busy, [BUSY_N] * 8)) == [BUSY_N] * 8
+        decision = pool.explain()
+    finally:
+        for proc in hogs:
+            proc.kill()
+            proc.wait()
+    assert decision.measurements is not None
+    assert decision.measurements.preempted_s > 0  # the hogs took the CPUs for a while
+    assert decision.measurements.cpu_fraction > 0.7, str(decision)
+    assert decision.backend == "process", str(decision)
+    assert decision.workers <= usable_cpus() + 1
 
 
 def test_explain_carries_numbers(make_pool: Callable[..., anypool.Pool]) -> None:

@@ -308,3 +308,16 @@ def test_bad_measurements_rejected() -> None:
         Measurements(0, 1.0, 1.0)
     with pytest.raises(ValueError, match="usable_cpus"):
         RuntimeSnapshot(True, 0, ALL)
+
+
+def test_time_waiting_for_a_busy_cpu_is_not_io() -> None:
+    # 40 ms tasks, 97% CPU, but on a loaded machine half the wall time went to other programs
+    loaded = Measurements(8, 0.64, 0.31, transfer_s=5e-6, preempted_s=0.32)
+    assert loaded.cpu_fraction == pytest.approx(0.97, abs=0.01)
+    assert loaded.per_task_s == pytest.approx(0.04)
+    decision = choose_backend(snap(), loaded)
+    assert (decision.backend, decision.workers) == ("process", 2)
+    assert "busy machine: 50% of it waiting for a CPU" in decision.summary
+    # without the correction the same numbers look like half waiting: many processes
+    naive = Measurements(8, 0.64, 0.31, transfer_s=5e-6)
+    assert choose_backend(snap(), naive).workers > 2

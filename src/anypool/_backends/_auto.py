@@ -25,6 +25,7 @@ CPU clock), so a long first task does not hold the choice back.
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import threading
 import time
@@ -60,6 +61,9 @@ MAX_SAMPLES = 8
 # one thread, so on P CPUs the probe can cost up to (1 - 1/P) of this; 50 ms is below a
 # 5% loss on a workload of a second or more, and 2+ tasks of 20 ms are enough to tell.
 PROBE_BUDGET_S = 0.05
+# The budget counts time the samples had a CPU: on a loaded machine they are stretched
+# until they have run that long, or until this much wall time, whichever comes first.
+PROBE_MAX_WALL_S = 0.5
 # Items whose arguments and result are pickled to time the cost of crossing a process.
 PICKLE_PROBES = 3
 # The key in BackendConfig.options that carries AutoSettings from Pool to the front.
@@ -195,18 +199,26 @@ class Sampler:
         self.samples = 0
         self.wall_s = 0.0
         self.cpu_s = 0.0
+        self.preempted_s = 0.0
         self.chunked = False
         self.problem: str | None = None
         self._fn_checked = False
         self._transfers: list[float] = []
 
     def enough(self) -> bool:
-        return self.samples >= MAX_SAMPLES or (self.samples > 0 and self.wall_s >= PROBE_BUDGET_S)
+        if self.samples >= MAX_SAMPLES or self.wall_s >= PROBE_MAX_WALL_S:
+            return True
+        return self.samples > 0 and self.active_s() >= PROBE_BUDGET_S
 
-    def add(self, wall: float, cpu: float) -> None:
+    def active_s(self) -> float:
+        """Wall time the samples were not kept off a CPU by other programs."""
+        return self.wall_s - self.preempted_s
+
+    def add(self, wall: float, cpu: float, queued: float = 0.0) -> None:
         self.samples += 1
         self.wall_s += max(0.0, wall)
         self.cpu_s += min(max(0.0, cpu), max(0.0, wall))
+        self.preempted_s += max(0.0, queued)
 
     def probe_call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> float | None:
         """Before an item runs: do the function and its arguments pickle? Returns the
@@ -235,11 +247,12 @@ class Sampler:
         if self.problem is None:
             self._transfers.append(args_s + result_s)
 
-    def measurements(self, partial: tuple[float, float] | None = None) -> Measurements | None:
+    def measurements(self, partial: _Partial | None = None) -> Measurements | None:
         """What the samples showed; None before any item finished (and no partial one)."""
-        samples, wall, cpu = self.samples, self.wall_s, self.cpu_s
+        samples, wall, cpu, preempted = self.samples, self.wall_s, self.cpu_s, self.preempted_s
         if partial is not None:
-            samples, wall, cpu = samples + 1, wall + partial[0], cpu + min(partial)
+            samples, wall = samples + 1, wall + partial[0]
+            cpu, preempted = cpu + min(partial[:2]), preempted + partial[2]
         if samples == 0:
             return None
         transfers = list(self._transfers)  # the probe thread may append meanwhile
@@ -253,7 +266,42 @@ class Sampler:
             transfer_s=transfer,
             chunked=self.chunked,
             partial=partial is not None,
+            preempted_s=min(preempted, max(0.0, wall - cpu)),
         )
+
+
+# A running sample measured from outside: wall, CPU and run-queue seconds so far.
+_Partial = tuple[float, float, float]
+
+
+class RunQueueClock:
+    """Seconds a thread has spent ready to run while other programs held the CPUs.
+
+    Linux's ``/proc/self/task/<tid>/schedstat`` (second field, ns). Without it (other
+    systems, or a kernel without schedstats) it reads 0 and nothing is corrected. The
+    file stays open and is re-read with ``pread``: about a microsecond per reading.
+    """
+
+    def __init__(self, native_id: int | None) -> None:
+        self._fd: int | None = None
+        if native_id is not None and hasattr(os, "pread"):
+            try:
+                self._fd = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY)
+            except OSError:
+                pass
+
+    def read(self) -> float:
+        if self._fd is None:
+            return 0.0
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def _thread_cpu_clock(thread: threading.Thread) -> Callable[[], float] | None:
@@ -296,7 +344,9 @@ class AutoBackend(Backend):
         self._queue = TaskQueue(config.order)
         self._sampler = Sampler()
         self._probe: threading.Thread | None = None
-        self._current: tuple[Task, float, float] | None = None  # task, wall and CPU at start
+        # the running sample: task, and wall, CPU and run-queue clocks when it started
+        self._current: tuple[Task, float, float, float] | None = None
+        self._runqueue = RunQueueClock(None)  # the probe thread opens its own
         self._deadlines: Deadlines | None = None
         self._real: Backend | None = None
         self._routed = False
@@ -350,6 +400,8 @@ class AutoBackend(Backend):
 
     # -- the probe thread -------------------------------------------------------------------
     def _probe_loop(self) -> None:
+        with self._lock:
+            self._runqueue = RunQueueClock(threading.get_native_id())
         try:
             if not self._initialize():
                 return
@@ -359,6 +411,8 @@ class AutoBackend(Backend):
                     self._sample(task)
         finally:
             self._stop_deadlines()
+            with self._lock:  # the deadline thread reads it under the lock too
+                self._runqueue.close()
 
     def _initialize(self) -> bool:
         if self.config.initializer is None:
@@ -375,8 +429,6 @@ class AutoBackend(Backend):
         return True
 
     def _sample(self, task: Task) -> None:
-        with self._lock:
-            self._current = (task, time.perf_counter(), time.thread_time())
         watches = self._watch(task)
         try:
             value = self._run_chunk(task) if task.chunk else self._run_call(task)
@@ -395,24 +447,24 @@ class AutoBackend(Backend):
 
     def _run_call(self, task: Task) -> Any:
         args_s = self._probe_call(task.fn, task.args, task.kwargs)
-        wall, cpu = time.perf_counter(), time.thread_time()
+        start = self._item_starts(task)
         try:
             value = task.run()
         except Exception:
-            self._record(time.perf_counter() - wall, time.thread_time() - cpu)
+            self._record(start)
             self._probe_result(_NO_VALUE, args_s)
             raise
-        self._record(time.perf_counter() - wall, time.thread_time() - cpu)
+        self._record(start)
         self._probe_result(value, args_s)
         return value
 
     def _run_chunk(self, task: Task) -> ChunkResult:
         values: list[Any] = []
         errors: dict[int, BaseException] = {}
-        start = time.perf_counter()
+        began = time.perf_counter()
         for index, item in enumerate(task.args):
             args_s = self._probe_call(task.fn, item if task.star else (item,), {})
-            wall, cpu = time.perf_counter(), time.thread_time()
+            start = self._item_starts(task)
             try:
                 value = task.fn(*item) if task.star else task.fn(item)
             except Exception as exc:
@@ -421,14 +473,24 @@ class AutoBackend(Backend):
                 value = _NO_VALUE
             else:
                 values.append(value)
-            self._record(time.perf_counter() - wall, time.thread_time() - cpu)
+            self._record(start)
             self._probe_result(value, args_s)
-        return ChunkResult(values, errors, time.perf_counter() - start)
+        return ChunkResult(values, errors, time.perf_counter() - began)
 
-    def _record(self, wall: float, cpu: float) -> None:
+    def _item_starts(self, task: Task) -> tuple[float, float, float]:
+        """Read the clocks just before an item runs (pickling probes stay outside them)."""
+        clocks = (time.perf_counter(), time.thread_time(), self._runqueue.read())
+        with self._lock:
+            self._current = (task, *clocks)
+        return clocks
+
+    def _record(self, start: tuple[float, float, float]) -> None:
+        wall = time.perf_counter() - start[0]
+        cpu = time.thread_time() - start[1]
+        queued = self._runqueue.read() - start[2]
         with self._lock:
             if self._real is None:
-                self._sampler.add(wall, cpu)
+                self._sampler.add(wall, cpu, queued)
 
     # Pickling probes run without the lock (big arguments take a while to pickle); only
     # the probe thread writes the sampler's pickling fields.
@@ -442,7 +504,7 @@ class AutoBackend(Backend):
     # -- deadlines: long samples and timeouts -----------------------------------------------
     def _watch(self, task: Task) -> list[Handle]:
         with self._lock:
-            budget_left = PROBE_BUDGET_S - self._sampler.wall_s
+            budget_left = PROBE_BUDGET_S - self._sampler.active_s()
             undecided = self._real is None
         now = time.monotonic()
         handles = []
@@ -459,15 +521,15 @@ class AutoBackend(Backend):
             deadlines = self._deadlines
         return deadlines.schedule(when, fn)
 
-    def _partial(self, task: Task) -> tuple[float, float] | None:
+    def _partial(self, task: Task) -> _Partial | None:
         """Wall and CPU seconds so far of ``task`` if it is the running sample; lock held."""
         if self._current is None or self._current[0] is not task or self._probe is None:
             return None
         read_cpu = _thread_cpu_clock(self._probe)
         if read_cpu is None:
             return None
-        _, wall0, cpu0 = self._current
-        return time.perf_counter() - wall0, read_cpu() - cpu0
+        _, wall0, cpu0, queued0 = self._current
+        return time.perf_counter() - wall0, read_cpu() - cpu0, self._runqueue.read() - queued0
 
     def _overdue(self, task: Task) -> None:
         """The sample ran past the budget: decide now, from the finished samples, or, if
@@ -478,6 +540,11 @@ class AutoBackend(Backend):
                 return
             finished = self._sampler.samples > 0
             partial = None if finished else self._partial(task)
+        if partial is not None and partial[0] < PROBE_MAX_WALL_S:
+            active = partial[0] - partial[2]
+            if active < PROBE_BUDGET_S:  # a busy machine held it back: let it run longer
+                self._at(time.monotonic() + PROBE_BUDGET_S - active, lambda: self._overdue(task))
+                return
         if finished or partial is not None:
             self._decide(partial)
 
@@ -505,7 +572,7 @@ class AutoBackend(Backend):
             deadlines.stop()
 
     # -- deciding ---------------------------------------------------------------------------
-    def _decide(self, partial: tuple[float, float] | None = None) -> None:
+    def _decide(self, partial: _Partial | None = None) -> None:
         failure: BaseException | None = None
         with self._routing:
             with self._lock:

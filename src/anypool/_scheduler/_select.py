@@ -84,9 +84,10 @@ CHEAPER_WITHIN = 0.9
 # the pool is sized for that, up to the caps. (Bench, mixed workload, 2 CPUs, ~45% CPU:
 # 4 processes reached 75%, 5 reached 75-89% and 8 reached 85% of 10 processes' speed.)
 WAIT_HEADROOM = 10.0
-# Below this much waiting per second of computing, the waiting is measurement noise
-# (timer granularity, a busy machine): the work counts as purely CPU-bound.
-_NOISE_WAITS = 0.1
+# This much waiting per second of computing is measurement noise, not waiting: timer
+# granularity, and on a loaded machine what the run-queue correction misses (a busy loop
+# sampled beside 4 CPU hogs on 2 CPUs still showed 0.27). Sizing counts only the excess.
+_NOISE_WAITS = 0.3
 # Wall times are clamped to this floor so that instant tasks do not divide by zero.
 _TINY_S = 1e-7
 
@@ -136,6 +137,9 @@ class Measurements:
     """The tasks came from ``map``, so chunks can spread per-task overhead."""
     partial: bool = False
     """The last sample was still running when measured (a long task)."""
+    preempted_s: float = 0.0
+    """Of ``wall_s``, the time the tasks were ready to run but other programs had the
+    CPUs (Linux schedstat). Left out of the shares: a busy machine is not IO."""
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -144,18 +148,25 @@ class Measurements:
             raise ValueError("wall_s and cpu_s must be >= 0")
         if self.transfer_s is not None and self.transfer_s < 0:
             raise ValueError("transfer_s must be >= 0 or None")
+        if self.preempted_s < 0:
+            raise ValueError("preempted_s must be >= 0")
+
+    @property
+    def active_s(self) -> float:
+        """Wall time minus the time spent waiting for a CPU held by other programs."""
+        return max(self.cpu_s, self.wall_s - self.preempted_s)
 
     @property
     def per_task_s(self) -> float:
-        """Mean wall time of one item."""
-        return max(self.wall_s / self.samples, _TINY_S)
+        """Mean wall time of one item, as on an idle machine."""
+        return max(self.active_s / self.samples, _TINY_S)
 
     @property
     def cpu_fraction(self) -> float:
-        """CPU time over wall time, 0..1 (1: pure computation, 0: pure waiting)."""
-        if self.wall_s <= 0:
+        """CPU time over (active) wall time, 0..1 (1: pure computation, 0: pure waiting)."""
+        if self.active_s <= 0:
             return 1.0
-        return min(1.0, self.cpu_s / self.wall_s)
+        return min(1.0, self.cpu_s / self.active_s)
 
     @property
     def kind(self) -> str:
@@ -173,6 +184,8 @@ class Measurements:
         )
         if self.partial:
             text += " (the last one still running)"
+        if self.wall_s > 0 and self.preempted_s >= 0.1 * self.wall_s:
+            text += f" (busy machine: {self.preempted_s / self.wall_s:.0%} of it waiting for a CPU)"
         return text
 
 
@@ -338,9 +351,8 @@ def _estimate(
         cap = MAX_THREADS
         if caps.needs_pickling:
             cap = min(MAX_PROCESSES, snap.usable_cpus * MAX_PROCESSES_PER_CPU)
-        waits = (busy - cpu_busy) / cpu_busy  # seconds waiting per second computing
-        if waits < _NOISE_WAITS:
-            waits = 0.0
+        # seconds waiting per second computing, less what measurement noise can produce
+        waits = max(0.0, (busy - cpu_busy) / cpu_busy - _NOISE_WAITS)
         workers = max(cpus, min(cap, math.ceil(cpus * (1 + WAIT_HEADROOM * waits))))
     rate = min(workers / busy, cpus / cpu_busy)
     if caps.needs_pickling:
