@@ -350,6 +350,7 @@ class AutoBackend(Backend):
         self._deadlines: Deadlines | None = None
         self._real: Backend | None = None
         self._routed = False
+        self._abandoned = False  # the probe thread is stuck in a timed-out or killed task
         self._decision: Decision | None = None
         self._closed = False
         self._prefix = config.thread_name_prefix or f"anypool-auto-{next(_ids)}"
@@ -551,7 +552,9 @@ class AutoBackend(Backend):
     def _expire(self, task: Task) -> None:
         with self._lock:
             running = self._current is not None and self._current[0] is task
-            partial = self._partial(task) if self._real is None else None
+            undecided = self._real is None and self._sampler.samples == 0
+            partial = self._partial(task) if undecided else None
+            self._abandoned |= running
         if not running:
             return
         # A thread cannot be stopped: the probe thread is abandoned to finish on its own,
@@ -688,6 +691,8 @@ class AutoBackend(Backend):
             for task in self._queue.drain():
                 task.cancel_pending()
         if kill_running and current is not None:
+            with self._lock:
+                self._abandoned = True
             current[0].fail(
                 PoolClosed(
                     "the pool was shut down with kill_running=True while backend='auto' "
@@ -696,7 +701,10 @@ class AutoBackend(Backend):
             )
         self._queue.close()
         probe = self._probe
-        if wait and not kill_running and probe not in (None, threading.current_thread()):
+        with self._lock:
+            abandoned = self._abandoned
+        # an abandoned probe thread finishes on its own, as the thread backend's do
+        if wait and not abandoned and probe not in (None, threading.current_thread()):
             assert probe is not None
             probe.join()
         with self._routing:
