@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -99,3 +103,71 @@ def make_pool() -> Iterator[Callable[..., anypool.Pool]]:
         pool.shutdown(wait=True)
         elapsed = time.monotonic() - start
         assert elapsed < SHUTDOWN_BOUND_S, f"{pool!r} took {elapsed:.1f}s to shut down"
+
+
+@pytest.fixture
+def workers_gone() -> Callable[[], bool]:
+    """Snapshot threads and child processes now; the returned callable waits (up to
+    LEAK_GRACE_S) until every thread and child started since the snapshot has exited.
+
+    For checks in the middle of a test, e.g. "the one-shot ``anypool.map`` shut its
+    pool down as soon as the iterator was exhausted", before teardown could do it.
+    """
+    threads_before = live_threads()
+    children_before = live_children()
+
+    def check() -> bool:
+        def none_new() -> bool:
+            return not (live_threads() - threads_before) and not (live_children() - children_before)
+
+        return wait_for(none_new)
+
+    return check
+
+
+def _processes_tagged(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment carries ``ANYPOOL_TEST_RUN=tag``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (
+                proc.environ().get("ANYPOOL_TEST_RUN") == tag
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+@pytest.fixture
+def run_python() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python ARGS`` in a subprocess and check that it left no process behind.
+
+    The subprocess and everything it starts (workers, forkserver, grandchildren)
+    inherit a unique ``ANYPOOL_TEST_RUN`` environment variable; once it has exited,
+    no live process may still carry that tag after LEAK_GRACE_S. Orphans are
+    re-parented away from us, so the tag is how they are found.
+    """
+
+    def run(
+        *args: str, cwd: str | os.PathLike[str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        tag = uuid.uuid4().hex
+        env = {**os.environ, "ANYPOOL_TEST_RUN": tag}
+        # files, not pipes: a leaked grandchild holding a pipe would block the read
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            returncode = subprocess.run(
+                [sys.executable, *args], stdout=out, stderr=err, timeout=timeout, cwd=cwd, env=env
+            ).returncode
+            out.seek(0)
+            err.seek(0)
+            proc = subprocess.CompletedProcess(args, returncode, out.read(), err.read())
+        wait_for(lambda: not _processes_tagged(tag))
+        leftovers = _processes_tagged(tag)
+        for leftover in leftovers:  # do not let one leak poison the next tests
+            leftover.kill()
+        assert not leftovers, f"processes left behind: {[p.cmdline() for p in leftovers]}"
+        return proc
+
+    return run

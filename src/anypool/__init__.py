@@ -21,6 +21,11 @@ from ._exceptions import SerializationError as SerializationError
 from ._exceptions import TaskTimeout as TaskTimeout
 from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
 from ._map import MapIterator as MapIterator
+from ._named import TaskFunction as TaskFunction
+from ._named import pool as pool
+from ._named import task as task
+from ._named import wait as wait
+from ._named import wait_all as wait_all
 from ._pool import Pool as Pool
 from ._pool import map as map
 from ._scheduler._select import Decision as Decision
@@ -29,6 +34,7 @@ from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
 from ._stats import PoolStatistics as PoolStatistics
 from ._timeline import Timeline as Timeline
 from ._timeline import TimelineEvent as TimelineEvent
+from ._timers import Periodic as Periodic
 
 if TYPE_CHECKING:
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
@@ -47,6 +53,7 @@ __all__ = [
     "Decision",
     "MapIterator",
     "Measurements",
+    "Periodic",
     "Pool",
     "PoolClosed",
     "PoolFull",
@@ -54,12 +61,17 @@ __all__ = [
     "ProcessPoolExecutor",
     "RuntimeSnapshot",
     "SerializationError",
+    "TaskFunction",
     "TaskTimeout",
     "ThreadPoolExecutor",
     "Timeline",
     "TimelineEvent",
     "WorkerCrashed",
     "map",
+    "pool",
+    "task",
+    "wait",
+    "wait_all",
 ]
 
 _LAZY = {

@@ -9,7 +9,8 @@ already catch, so code written for ``concurrent.futures`` keeps working::
         ├── PoolFull ....................... also queue.Full (max_pending reached, block=False)
         ├── CapabilityError ................ also ValueError (option the backend cannot do)
         ├── BackendUnavailable ............. also ImportError (engine not installed)
-        ├── TaskTimeout .................... also TimeoutError (per-task timeout hit)
+        ├── TaskTimeout .................... also TimeoutError (per-task timeout hit; and
+        │                                     concurrent.futures.TimeoutError on 3.10)
         ├── SerializationError ............. also pickle.PicklingError (call/result does not pickle)
         └── BrokenPool ..................... also concurrent.futures.BrokenExecutor
             ├── BrokenThreadPool ........... also concurrent.futures.thread.BrokenThreadPool
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import pickle
 import queue
+import sys
 from concurrent.futures import BrokenExecutor
+from concurrent.futures import TimeoutError as _StdFuturesTimeoutError
 from concurrent.futures.thread import BrokenThreadPool as _StdBrokenThreadPool
 
 __all__ = [
@@ -64,8 +67,15 @@ class BackendUnavailable(AnyPoolError, ImportError):
     """The engine behind a backend is not installed; the message names the extra to install."""
 
 
-class TaskTimeout(AnyPoolError, TimeoutError):
-    """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
+if sys.version_info >= (3, 11):
+
+    class TaskTimeout(AnyPoolError, TimeoutError):
+        """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
+
+else:  # concurrent.futures.TimeoutError became the builtin only in 3.11
+
+    class TaskTimeout(AnyPoolError, TimeoutError, _StdFuturesTimeoutError):
+        """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
 
 
 class SerializationError(AnyPoolError, pickle.PicklingError):

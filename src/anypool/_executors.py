@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures as cf
@@ -52,6 +53,12 @@ class PoolExecutor(cf.Executor):
     """``concurrent.futures.Executor`` semantics on top of an anypool :class:`Pool`."""
 
     _pool: Pool
+
+    def _adopt(self, pool: Pool) -> None:
+        """Run on ``pool``. An executor dropped without ``shutdown()`` lets its workers
+        finish the queued work and exit, as the stdlib's do, instead of idling forever."""
+        self._pool = pool
+        weakref.finalize(self, pool.shutdown, wait=False)
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
         task = Task(fn, args, kwargs, Future())
@@ -96,14 +103,19 @@ class PoolExecutor(cf.Executor):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 cf.wait([future], timeout=remaining)
                 if not future.done():
+                    future.cancel()  # as the stdlib does: the item that timed out is dropped too
                     raise cf.TimeoutError()
                 outcome = chunk_outcomes(future, size)
                 for chunk in itertools.islice(rest, 1):
                     inflight.append(self._submit_chunk(fn, chunk))
-                for index, value in enumerate(outcome.values):
+                # Pop each value as it is yielded, so this suspended generator holds no
+                # result the caller has already dropped (CPython issue 14406).
+                values = outcome.values
+                values.reverse()
+                for index in range(len(values)):
                     if index in outcome.errors:
                         raise outcome.errors[index]
-                    yield value
+                    yield values.pop()
         finally:
             for future, _ in inflight:
                 future.cancel()
@@ -132,10 +144,11 @@ class ThreadPoolExecutor(PoolExecutor):
         max_workers = check_max_workers(max_workers, default)
         check_initializer(initializer)
         self._max_workers = max_workers
-        self._pool = Pool(
+        pool = Pool(
             "thread",
             max_workers,
             initializer=initializer,
             initargs=initargs,
             thread_name_prefix=thread_name_prefix or f"ThreadPoolExecutor-{next(_executor_ids)}",
         )
+        self._adopt(pool)

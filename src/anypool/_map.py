@@ -87,7 +87,13 @@ class MapIterator(Iterator[R], Generic[R]):
             if not chunk:
                 self._exhausted = True
                 return
-            self._inflight.append((self._submit_chunk(chunk), len(chunk)))
+            future = self._submit_chunk(chunk)
+            self._inflight.append((future, len(chunk)))
+            if future.done():
+                # It ran inside submit (the inline backend): reading further ahead would
+                # run items before the consumer asks for them, so map stays one item per
+                # consumed item, as docs/design.md promises for inline.
+                return
 
     def _run(self, ordered: bool) -> Generator[R, None, None]:
         try:

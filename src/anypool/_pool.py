@@ -23,10 +23,11 @@ from typing import Any, Literal, TypeVar
 from ._backends import load_backend
 from ._backends._auto import steer_options
 from ._chunking import make_chunker
+from ._coordination import Callback, CoordinationMixin
 from ._exceptions import CapabilityError, PoolClosed
 from ._map import MapIterator
 from ._observe import PoolObservability
-from ._progress import ProgressMapIterator, progress_hook
+from ._progress import ProgressMapIterator, both, progress_hook
 from ._task import ChunkResult, Task
 from .abc import Backend, BackendConfig, Order
 
@@ -59,7 +60,7 @@ def _check_callable(fn: object, what: str = "fn") -> None:
         raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
 
 
-class Pool(PoolObservability):
+class Pool(CoordinationMixin, PoolObservability):
     """A pool of workers on one backend: ``"auto"``, ``"thread"``, ``"process"``, ``"inline"``...
 
     ``backend="auto"`` (the default) samples the first tasks and picks the backend and
@@ -85,12 +86,14 @@ class Pool(PoolObservability):
         max_tasks_per_worker: int | None = None,
         max_worker_memory: int | None = None,
         thread_name_prefix: str = "",
+        max_pending: int | None = None,
         prefer: str | None = None,
         require: str | Iterable[str] | None = None,
         timeline: bool = False,
         **backend_options: Any,
     ) -> None:
         _check_positive("workers", workers, integer=True)
+        _check_positive("max_pending", max_pending, integer=True)
         _check_positive("timeout", timeout)
         _check_positive("max_tasks_per_worker", max_tasks_per_worker, integer=True)
         _check_positive("max_worker_memory", max_worker_memory, integer=True)
@@ -127,6 +130,7 @@ class Pool(PoolObservability):
         self._backend: Backend = backend_class(config)
         self._lock = threading.Lock()
         self._closed = False
+        self._init_coordination(max_pending)
         self._observe_init(timeline=timeline)
 
     # -- introspection ----------------------------------------------------------------------
@@ -173,11 +177,12 @@ class Pool(PoolObservability):
         if retries is not None:
             _check_retries(retries)
         self._check_capabilities(type(self._backend), timeout=timeout, priority=priority)
+        self._check_task_options(priority)
         return Task(
             fn,
             args,
             kwargs,
-            Future(),
+            self._new_future(),
             chunk=opts.get("chunk", False),
             star=opts.get("star", False),
             timeout=self._timeout if timeout is None else timeout,
@@ -185,13 +190,16 @@ class Pool(PoolObservability):
             priority=0.0 if priority is None else priority,
         )
 
-    def _submit_task(self, task: Task) -> Future[Any]:
+    def _submit_task(
+        self, task: Task, *, block: bool | float = True, callback: Callback | None = None
+    ) -> Future[Any]:
         if self._closed:
             raise PoolClosed("cannot submit: the pool is shut down")
         # a weak back-reference lets Pool.kill(future) find the task without a cycle
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
-        self._backend.submit(task)
-        self._observe_task(task)
+        with self._admission(task, block, callback):  # max_pending, callback, join()
+            self._backend.submit(task)
+        self._observe_task(task)  # statistics and timeline
         return task.future
 
     def submit(
@@ -202,16 +210,21 @@ class Pool(PoolObservability):
         timeout: float | None = None,
         retries: int | None = None,
         priority: float | None = None,
+        callback: Callback | None = None,
+        block: bool | float = True,
         **kwargs: Any,
     ) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
 
         ``timeout``, ``retries`` and ``priority`` override the pool's defaults for this
         task (and so cannot be passed through to ``fn`` as keyword arguments).
+        ``callback(result, error)`` is called in this process when the task ends.
+        With ``max_pending`` reached, ``block=True`` waits for room, ``block=False``
+        raises :class:`~anypool.PoolFull` at once and ``block=seconds`` waits that long.
         """
         _check_callable(fn)
         task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
-        return self._submit_task(task)
+        return self._submit_task(task, block=block, callback=callback)
 
     def map(
         self,
@@ -225,6 +238,7 @@ class Pool(PoolObservability):
         retries: int | None = None,
         priority: float | None = None,
         return_exceptions: bool = False,
+        callback: Callback | None = None,
         progress: bool | Mapping[str, Any] = False,
     ) -> MapIterator[R]:
         """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
@@ -232,9 +246,10 @@ class Pool(PoolObservability):
         At most ``window`` chunks (default: 2 per worker) are in flight, so the input
         may be endless. ``ordered=False`` yields in completion order. An item's
         exception is raised when that item is reached, or yielded in its place with
-        ``return_exceptions=True``. ``timeout`` applies to each item. ``progress=True``
-        (or a dict of tqdm options) shows a bar counting items; it stays silent when the
-        output is not a terminal, unless a ``file`` is given.
+        ``return_exceptions=True``. ``timeout`` applies to each item.
+        ``callback(result, error)`` is called for each item as the iterator reaches it.
+        ``progress=True`` (or a dict of tqdm options) shows a bar counting items; it stays
+        silent when the output is not a terminal, unless a ``file`` is given.
         """
         _check_callable(fn)
         if not iterables:
@@ -263,7 +278,7 @@ class Pool(PoolObservability):
             window=window or (lambda: _CHUNKS_PER_WORKER * self.workers + 1),
             ordered=ordered,
             return_exceptions=return_exceptions,
-            on_item=hook.on_item if hook is not None else None,
+            on_item=both(self._item_callback(callback), hook.on_item if hook else None),
         )
         return iterator if hook is None else ProgressMapIterator(iterator, hook)
 
@@ -286,7 +301,9 @@ class Pool(PoolObservability):
         """Stop accepting work. Safe to call more than once."""
         with self._lock:
             self._closed = True
+        self._begin_shutdown()
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
+        self._close_primitives(wait)
 
     def __enter__(self) -> Pool:
         return self

@@ -40,7 +40,7 @@ class ProcessPoolExecutor(PoolExecutor):
                 raise ValueError("max_tasks_per_child must be >= 1")
         self._max_workers = max_workers
         options: dict[str, Any] = {} if mp_context is None else {"mp_context": mp_context}
-        self._pool = Pool(
+        pool = Pool(
             "process",
             max_workers,
             initializer=initializer,
@@ -48,3 +48,4 @@ class ProcessPoolExecutor(PoolExecutor):
             max_tasks_per_worker=max_tasks_per_child,
             **options,
         )
+        self._adopt(pool)

@@ -14,12 +14,12 @@ Without a length (a generator) it counts up with a rate and no total.
 from __future__ import annotations
 
 import functools
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ._map import MapIterator
 
-__all__ = ["ProgressHook", "ProgressMapIterator", "progress_hook"]
+__all__ = ["ProgressHook", "ProgressMapIterator", "both", "progress_hook"]
 
 R = TypeVar("R")
 
@@ -51,6 +51,21 @@ def _total(iterables: tuple[Iterable[Any], ...]) -> int | None:
         return min(len(it) for it in iterables)  # type: ignore[arg-type]
     except TypeError:  # an input without a length: a generator, an iterator
         return None
+
+
+ItemHook = Callable[[Any, BaseException | None], None]
+
+
+def both(first: ItemHook | None, second: ItemHook | None) -> ItemHook | None:
+    """One ``on_item`` hook that calls two (a user callback and the progress bar)."""
+    if first is None or second is None:
+        return first or second
+
+    def call_both(value: Any, error: BaseException | None) -> None:
+        first(value, error)
+        second(value, error)
+
+    return call_both
 
 
 def progress_hook(

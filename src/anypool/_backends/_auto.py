@@ -172,11 +172,12 @@ class AutoBackend(Backend):
 
     name = "auto"
     # Before the choice nothing beyond the defaults is promised; after it, the instance
-    # reports the chosen backend's flags (see _publish).
+    # reports the chosen backend's flags (see _publish). needs_pickling is False: auto
+    # only picks a backend that pickles when the function and its data do pickle.
     capabilities = Capabilities(
         kills_running_tasks=False,
         shares_memory=False,
-        needs_pickling=True,
+        needs_pickling=False,
         isolates_crashes=False,
         parallel_cpu=False,
     )
@@ -504,6 +505,16 @@ class AutoBackend(Backend):
         if self.broken is not None:
             reason = f"auto could not choose: {self.broken}"
         return Decision("auto", self.config.workers, None, (reason,), chosen_by="pending")
+
+    def primitives(self) -> Any:
+        """``pool.Lock()`` and friends (see :mod:`anypool._sync`): the chosen backend's, or,
+        before the choice, cross-process ones, which work between threads as well."""
+        from .._sync import primitives_for
+        from .._sync_process import ProcessPrimitives
+
+        if self._real is not None:
+            return primitives_for(self._real)
+        return ProcessPrimitives(self.config.start_method)
 
     @property
     def chosen(self) -> Backend | None:

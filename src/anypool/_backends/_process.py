@@ -151,7 +151,7 @@ class ProcessBackend(Backend):
             raise TypeError(f"unknown option(s) for the process backend: {sorted(unknown)}")
         if ctx is not None:
             return ctx
-        method = config.start_method or default_start_method()
+        method = default_start_method() if config.start_method is None else config.start_method
         if method not in _START_METHODS:
             raise ValueError(f"start_method must be one of {_START_METHODS}, got {method!r}")
         ctx = multiprocessing.get_context(method)
@@ -193,6 +193,10 @@ class ProcessBackend(Backend):
             while not self._finished():
                 self._spawn_as_needed()
                 self._send_work()
+                if self._finished():
+                    # _send_work may have dropped the last (cancelled) queued tasks: no
+                    # event will come to wake wait() below, so check again first
+                    break
                 waitables = self._waitables()
                 for ready in wait(waitables):
                     self._handle_ready(ready)
@@ -275,6 +279,10 @@ class ProcessBackend(Backend):
     def _send_work(self) -> None:
         """Hand queued tasks to workers, least loaded first, until none has room."""
         while True:
+            # tasks may have arrived since the loop's spawn check: start workers for them
+            # first, or they would be sent ahead into a busy worker's pipe and wait behind
+            # its task (a deadlock if that task waits for them, e.g. on a Barrier)
+            self._spawn_as_needed()
             with self._lock:
                 workers = sorted(self._workers.values(), key=lambda w: len(w.inflight))
                 worker = next((w for w in workers if self._can_take(w)), None)

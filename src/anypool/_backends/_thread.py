@@ -91,19 +91,27 @@ class ThreadBackend(Backend):
         if not self._initialize():
             return
         while (task := self._next_task(worker)) is not None:
-            if not task.mark_started(worker.thread.name if worker.thread else "?"):
-                continue
-            worker.task = task
-            handle = self._watch(task, worker) if task.timeout is not None else None
-            self._run(task)
-            if handle is not None:
-                handle.cancel()
-            with self._lock:
-                worker.task = None
-                if worker.abandoned:  # a replacement took this slot while we were stuck
-                    return
+            abandoned = self._run_one(worker, task)
+            # An idle worker must not keep its last task (function, arguments, result)
+            # alive while it waits for the next one: CPython issue 16284.
+            del task
+            if abandoned:  # a replacement took this slot while we were stuck
+                return
         with self._lock:
             self._workers.discard(worker)
+
+    def _run_one(self, worker: _Worker, task: Task) -> bool:
+        """Run one task; True if the worker was abandoned meanwhile and must exit."""
+        if not task.mark_started(worker.thread.name if worker.thread else "?"):
+            return False
+        worker.task = task
+        handle = self._watch(task, worker) if task.timeout is not None else None
+        self._run(task)
+        if handle is not None:
+            handle.cancel()
+        with self._lock:
+            worker.task = None
+            return worker.abandoned
 
     def _initialize(self) -> bool:
         if self.config.initializer is None:
@@ -125,6 +133,11 @@ class ThreadBackend(Backend):
             task = self._queue.get(timeout=_IDLE_POLL_S)
             with self._lock:
                 self._idle -= 1
+                # a submit() between our get() and this line counted us as idle and may not
+                # have spawned for its task: make up for it now that the count is right
+                missed = task is not None and self._idle < len(self._queue)
+                if missed and not self._closed and len(self._workers) < self._target:
+                    self._spawn()
             if task is not None or self._closed:
                 return task
 

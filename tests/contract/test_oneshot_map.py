@@ -1,0 +1,82 @@
+"""Contract: ``anypool.map``, the one-shot lazy map that owns (and shuts down) its pool."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import anypool
+
+from ._tasks import Counted, fail_at, square
+
+
+def test_oneshot_map_results(backend):
+    assert list(anypool.map(square, range(20), backend=backend, workers=2)) == [
+        x * x for x in range(20)
+    ]
+
+
+def test_oneshot_map_is_lazy(backend):
+    source = Counted(range(10))
+    results = anypool.map(square, source, backend=backend, workers=2)
+    assert source.pulled == 0, "anypool.map read its input before the first next()"
+    assert next(results) == 0
+    results.close()
+
+
+def test_oneshot_map_shuts_its_pool_down_when_exhausted(backend, workers_gone):
+    results = anypool.map(square, range(10), backend=backend, workers=2)
+    assert list(results) == [x * x for x in range(10)]
+    assert workers_gone(), "the pool's workers are still alive after the iterator ended"
+
+
+def test_oneshot_map_shuts_its_pool_down_when_closed_early(backend, workers_gone):
+    source = Counted(itertools.count())
+    results = anypool.map(square, source, backend=backend, workers=2, chunksize=1)
+    assert list(itertools.islice(results, 5)) == [0, 1, 4, 9, 16]
+    results.close()
+    assert workers_gone(), "the pool's workers are still alive after close()"
+    assert source.pulled < 100
+
+
+def test_oneshot_map_with_statement_and_break(backend, workers_gone):
+    with anypool.map(square, itertools.count(), backend=backend, workers=2) as results:
+        for value in results:
+            if value >= 25:
+                break
+    assert workers_gone()
+
+
+def test_oneshot_map_shuts_down_when_an_item_raises(backend, workers_gone):
+    results = anypool.map(fail_at, range(10), itertools.repeat(4), backend=backend, workers=2)
+    with pytest.raises(ValueError, match="bad item 4"):
+        list(results)
+    assert workers_gone()
+
+
+def test_oneshot_map_options(backend):
+    got = list(
+        anypool.map(
+            fail_at,
+            range(6),
+            itertools.repeat(1),
+            backend=backend,
+            workers=2,
+            ordered=False,
+            chunksize=2,
+            return_exceptions=True,
+        )
+    )
+    assert sorted(g for g in got if not isinstance(g, Exception)) == [0, 2, 3, 4, 5]
+    assert [str(g) for g in got if isinstance(g, Exception)] == ["bad item 1"]
+
+
+def test_oneshot_map_bad_input_fails_at_once_and_leaks_nothing(backend, workers_gone):
+    with pytest.raises(ValueError, match="chunksize"):
+        anypool.map(square, [1], backend=backend, chunksize=0)
+    with pytest.raises(TypeError, match="callable"):
+        anypool.map(42, [1], backend=backend)
+    with pytest.raises(ValueError, match="workers"):
+        anypool.map(square, [1], backend=backend, workers=0)
+    assert workers_gone()

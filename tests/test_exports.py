@@ -1,0 +1,90 @@
+"""The public namespace (trio's test_exports): complete, unique, resolvable, and light to import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+import anypool
+import anypool.abc
+
+HEAVY_MODULES = [
+    "multiprocessing",
+    "concurrent.futures.process",
+    "dask",
+    "distributed",
+    "ray",
+    "tqdm",
+    "matplotlib",
+    "psutil",
+]
+
+
+@pytest.mark.parametrize("module", [anypool, anypool.abc], ids=lambda m: m.__name__)
+def test_all_has_no_duplicates(module):
+    assert len(module.__all__) == len(set(module.__all__))
+
+
+@pytest.mark.parametrize("module", [anypool, anypool.abc], ids=lambda m: m.__name__)
+def test_every_name_in_all_resolves(module):
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+
+
+@pytest.mark.parametrize("module", [anypool, anypool.abc], ids=lambda m: m.__name__)
+def test_every_public_anypool_object_is_in_all(module):
+    # names the package defines (not typing helpers or submodules) must be exported
+    missing = [
+        name
+        for name in dir(module)
+        if not name.startswith("_")
+        and not isinstance(getattr(module, name), types.ModuleType)
+        and getattr(getattr(module, name), "__module__", "").startswith("anypool")
+        and name not in module.__all__
+    ]
+    assert not missing, f"public but not in {module.__name__}.__all__: {missing}"
+
+
+def test_dir_lists_the_lazy_names():
+    assert set(anypool.__all__) <= set(dir(anypool))
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_name"):
+        anypool.no_such_name  # noqa: B018
+
+
+def _imported_after(code: str) -> list[str]:
+    script = (
+        f"import sys, json\n{code}\n"
+        f"heavy = {HEAVY_MODULES!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if any(m == h or m.startswith(h + '.') for h in heavy))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(out.stdout)
+
+
+def test_import_anypool_is_light():
+    assert _imported_after("import anypool") == []
+
+
+def test_import_anypool_abc_is_light():
+    assert _imported_after("import anypool.abc") == []
+
+
+def test_creating_a_thread_pool_stays_light():
+    code = "import anypool\nwith anypool.Pool('thread', 2) as p: p.submit(abs, -1).result()"
+    assert _imported_after(code) == []
+
+
+def test_process_flavoured_names_load_on_first_use():
+    # BrokenProcessPool's stdlib base lives in concurrent.futures.process: resolved lazily
+    imported = _imported_after("import anypool\nanypool.BrokenProcessPool")
+    assert "concurrent.futures.process" in imported
