@@ -137,3 +137,20 @@ def test_missing_tqdm_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "tqdm", None)
     with pytest.raises(ImportError, match=r"pip install 'anypool\[progress\]'"):
         make_pool("thread", 1).map(double, range(3), progress=True)
+
+
+def test_decorated_function_map_has_progress(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool("thread", 2)
+    doubled = pool.task(double)
+    options = shown_every_update()
+    assert list(doubled.map(range(25), chunksize=5, progress=options)) == [2 * x for x in range(25)]
+    assert counts(options["file"].getvalue(), 25)[-1] == 25  # type: ignore[attr-defined]
+
+
+def test_progress_and_callback_together(make_pool: Callable[..., anypool.Pool]) -> None:
+    seen: list[int] = []
+    options = shown_every_update()
+    pool = make_pool("thread", 2)
+    out = list(pool.map(double, range(12), callback=lambda v, e: seen.append(v), progress=options))
+    assert out == seen == [2 * x for x in range(12)]
+    assert counts(options["file"].getvalue(), 12)[-1] == 12  # type: ignore[attr-defined]

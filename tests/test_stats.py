@@ -140,3 +140,10 @@ def test_executor_tasks_are_counted() -> None:
 def anypool_wait(futures: Sequence[Future[Any]]) -> None:
     _done, pending = wait(futures, timeout=30)
     assert not pending
+
+
+def test_timer_tasks_are_counted(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool("thread", 2)
+    assert pool.submit_after(0.01, abs, -1).result(timeout=5) == 1
+    stats = pool.statistics()
+    assert stats.tasks_submitted == stats.tasks_done == 1
