@@ -126,6 +126,7 @@ class Pool(CoordinationMixin, PoolObservability):
             max_worker_memory=max_worker_memory,
             thread_name_prefix=thread_name_prefix,
             options=backend_options,
+            workers_given=workers is not None,
         )
         self._backend: Backend = backend_class(config)
         self._lock = threading.Lock()

@@ -68,6 +68,9 @@ class BackendConfig:
     max_worker_memory: int | None = None
     thread_name_prefix: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    workers_given: bool = True
+    """False when ``workers`` came from ``default_workers()``: a backend attached to an
+    existing cluster then sizes itself from the cluster instead."""
 
 
 class Backend(abc.ABC):
