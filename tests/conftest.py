@@ -32,6 +32,21 @@ LEAK_GRACE_S = 5.0
 
 LOCAL_BACKENDS = ["thread", "process", "inline"]
 
+# Root pids of clusters that session-scoped fixtures started (a Dask scheduler and workers,
+# a Ray head). They and everything they spawn outlive single tests by design: a Dask nanny
+# restarts a killed worker, Ray grows its worker pool on demand. Not leaks.
+SESSION_PROCESS_ROOTS: set[int] = set()
+# Process-wide threads an engine starts once and never stops: distributed's offload executor.
+ENGINE_THREAD_PREFIXES = ("pydevd", "Dask-Offload")
+
+# Ray binds to the machine's address unless told otherwise; tests stay on 127.0.0.1.
+# Read once, when ray is first imported, so it is set here, before any test imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# When CI provides a Dask cluster, every Pool("dask") of the session uses it (Dask's own
+# setting, read when dask is first imported), so the contract suite runs unchanged against it.
+if os.environ.get("ANYPOOL_DASK_ADDRESS"):
+    os.environ.setdefault("DASK_SCHEDULER_ADDRESS", os.environ["ANYPOOL_DASK_ADDRESS"])
+
 
 def _helper_process(proc: psutil.Process) -> bool:
     """multiprocessing's own long-lived helpers (forkserver, resource tracker) are not leaks."""
@@ -48,12 +63,24 @@ def _helper_process(proc: psutil.Process) -> bool:
     return "multiprocessing.resource_tracker import main" in cmdline
 
 
+def _session_cluster_process(proc: psutil.Process) -> bool:
+    try:
+        lineage = {proc.pid} | {p.pid for p in proc.parents()}
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return True
+    return bool(lineage & SESSION_PROCESS_ROOTS)
+
+
 def live_children() -> set[int]:
     me = psutil.Process(os.getpid())
     out = set()
     for child in me.children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and not _helper_process(child):
+            if (
+                child.status() != psutil.STATUS_ZOMBIE
+                and not _helper_process(child)
+                and not _session_cluster_process(child)
+            ):
                 out.add(child.pid)
         except psutil.NoSuchProcess:
             pass
@@ -83,7 +110,11 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     gc.collect()
 
     def new_threads() -> set[threading.Thread]:
-        return {t for t in live_threads() - threads_before if not t.name.startswith("pydevd")}
+        return {
+            t
+            for t in live_threads() - threads_before
+            if not t.name.startswith(ENGINE_THREAD_PREFIXES)
+        }
 
     def new_children() -> set[int]:
         return live_children() - children_before
@@ -91,6 +122,46 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     wait_for(lambda: not new_threads() and not new_children())
     assert not new_threads(), f"threads leaked: {sorted(t.name for t in new_threads())}"
     assert not new_children(), f"child processes leaked: {sorted(new_children())}"
+
+
+@pytest.fixture(scope="session")
+def session_process_roots() -> set[int]:
+    """Add the pid of a process a session fixture started; its process tree is not a leak."""
+    return SESSION_PROCESS_ROOTS
+
+
+@pytest.fixture(scope="session")
+def ray_session(session_process_roots: set[int]) -> Iterator[None]:
+    """One local ``ray.init`` for the session (starting Ray takes seconds); pools reuse it."""
+    ray = pytest.importorskip(
+        "ray", reason="ray has no wheel for this Python/platform: pip install 'anypool[ray]'"
+    )
+    if ray.is_initialized():
+        yield
+        return
+    me = psutil.Process()
+    before = {c.pid for c in me.children()}
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+        # workers import test modules by name to unpickle test functions
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+    )
+    session_process_roots.update({c.pid for c in me.children()} - before)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_ray_for_extra_backends(request: pytest.FixtureRequest) -> None:
+    """``ANYPOOL_EXTRA_BACKENDS`` naming ray: every ``Pool("ray")`` of the session reuses one
+    Ray instead of starting and stopping its own for each test."""
+    if "ray" in os.environ.get("ANYPOOL_EXTRA_BACKENDS", "").replace(" ", "").split(","):
+        request.getfixturevalue("ray_session")
 
 
 @pytest.fixture

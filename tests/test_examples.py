@@ -32,6 +32,10 @@ def test_every_coordination_lesson_has_an_example():
     assert len([p for p in EXAMPLES if p.name.startswith("coord_")]) >= 10
 
 
+def test_the_cluster_examples_exist():
+    assert len([p for p in EXAMPLES if p.name.startswith("cluster_")]) >= 2
+
+
 @pytest.mark.timeout(TIMEOUT_S + 30)
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_example_runs(example, run_python):

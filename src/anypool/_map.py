@@ -47,7 +47,7 @@ class MapIterator(Iterator[R], Generic[R]):
         items: Iterable[Any],
         *,
         chunker: Chunker,
-        window: int,
+        window: int | Callable[[], int],
         ordered: bool,
         return_exceptions: bool,
         on_item: Callable[[Any, BaseException | None], None] | None = None,
@@ -55,6 +55,7 @@ class MapIterator(Iterator[R], Generic[R]):
         self._submit_chunk = submit_chunk
         self._items = iter(items)
         self._chunker = chunker
+        # an int, or a callable read at each refill for pools whose size changes
         self._window = window
         self._return_exceptions = return_exceptions
         self._on_item = on_item
@@ -80,7 +81,8 @@ class MapIterator(Iterator[R], Generic[R]):
 
     # -- internals --------------------------------------------------------------------------
     def _fill(self) -> None:
-        while not self._exhausted and len(self._inflight) < self._window:
+        window = self._window() if callable(self._window) else self._window
+        while not self._exhausted and len(self._inflight) < window:
             chunk = list(itertools.islice(self._items, self._chunker.next_size()))
             if not chunk:
                 self._exhausted = True

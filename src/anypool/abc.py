@@ -51,6 +51,8 @@ class Capabilities:
     """``retries=`` re-runs a task whose worker died."""
     supports_timeouts: bool = True
     """``timeout=`` is honoured (stopping or abandoning the task, see kills_running_tasks)."""
+    runs_in_caller: bool = False
+    """Tasks run synchronously in the submitting thread (``submit`` returns a finished future)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class BackendConfig:
     max_worker_memory: int | None = None
     thread_name_prefix: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    workers_given: bool = True
+    """False when ``workers`` came from ``default_workers()``: a backend attached to an
+    existing cluster then sizes itself from the cluster instead."""
 
 
 class Backend(abc.ABC):

@@ -1,0 +1,306 @@
+"""Ray backend: tasks run as Ray tasks, on a local Ray or on a cluster.
+
+::
+
+    Pool.submit ─► dumps_call ─► TaskQueue (fifo/lifo/priority)
+                                    │ dispatcher thread: one slot per worker
+                                    ▼ mark_started, _remote_fn.remote(bytes)
+                     ObjectRef.future() ─done─► _finish (Ray's callback thread):
+                                    loads_outcome ─► task.settle / task.fail, free the slot
+    Deadlines ── timeout ──► ray.cancel(ref, force=True) ─► fail(TaskTimeout)
+    Pool.kill / shutdown(kill_running=True) ─► ray.cancel(ref, force=True)
+
+anypool keeps the queue itself and hands Ray at most ``workers`` tasks at a
+time, so a task handed to Ray is running: ``cancel()`` works on queued tasks,
+a timeout counts from the real start, and priorities and LIFO order hold.
+The price is one hand-off per task (about 3x Ray's own rate on un-chunked tiny
+tasks, measured in benchmarks/); ``map`` batches tiny tasks, which hides it.
+
+With no ``address`` the first pool starts a local Ray sized to ``workers``
+and the last pool to shut down stops it; a Ray that the program started
+itself (``ray.init``) is used as it is and left running.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from .._exceptions import CapabilityError, PoolClosed, SerializationError, TaskTimeout
+from .._remote import dumps_call, loads_outcome, run_payload
+from .._task import Task
+from .._workers._deadlines import Deadlines, Handle
+from .._workers._queue import TaskQueue
+from .._workers._registry import register_for_exit
+from ..abc import Backend, BackendConfig, Capabilities
+
+__all__ = ["RayBackend", "backend_class"]
+
+# Typed as Any on purpose: ray's annotations are partial and change between releases,
+# and mypy --strict must pass whichever one CI installs.
+ray: Any = importlib.import_module("ray")
+
+_OPTIONS = ("address", "init_kwargs", "remote_options")
+
+_remote_fn: Any = None
+# Pools using a Ray that anypool started; the last one to shut down stops it.
+_owned_users = 0
+_init_lock = threading.Lock()
+
+
+def _acquire_ray(config: BackendConfig) -> bool:
+    """Make sure Ray is initialised; True if anypool started it (and must stop it)."""
+    global _owned_users
+    with _init_lock:
+        if _owned_users:
+            _owned_users += 1
+            return True
+        if ray.is_initialized():
+            return False
+        address = config.options.get("address")
+        kwargs: dict[str, Any] = {"include_dashboard": False}
+        if address is None:
+            kwargs["num_cpus"] = config.workers
+        kwargs.update(config.options.get("init_kwargs") or {})
+        ray.init(address=address, **kwargs)
+        _owned_users = 1
+        return True
+
+
+def _release_ray() -> None:
+    global _owned_users
+    with _init_lock:
+        _owned_users -= 1
+        if _owned_users == 0:
+            ray.shutdown()
+
+
+def _remote_function(max_calls: int | None) -> Any:
+    global _remote_fn
+    if max_calls is not None:  # a decoration-time setting: .options() refuses it
+        return ray.remote(max_calls=max_calls)(run_payload)
+    if _remote_fn is None:
+        _remote_fn = ray.remote(run_payload)
+    return _remote_fn
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) for the ray backend: {', '.join(unknown)}; "
+            f"it accepts {', '.join(_OPTIONS)}"
+        )
+    address = options.get("address")
+    if address is not None and not isinstance(address, str):
+        raise TypeError(
+            f"address= must be a str like 'ray://host:10001' or 'auto', got {address!r}"
+        )
+    for name in ("init_kwargs", "remote_options"):
+        if not isinstance(options.get(name) or {}, Mapping):
+            raise TypeError(f"{name}= must be a dict, got {type(options[name]).__name__}")
+
+
+def _check_config(config: BackendConfig) -> None:
+    unsupported = {
+        "initializer": config.initializer,
+        "start_method": config.start_method,
+        "max_worker_memory": config.max_worker_memory,
+        "thread_name_prefix": config.thread_name_prefix or None,
+    }
+    for name, value in unsupported.items():
+        if value is not None:
+            raise CapabilityError(
+                f"the 'ray' backend does not support {name}= (Ray runs its own workers; "
+                "see init_kwargs={'runtime_env': ...} for worker set-up)"
+            )
+
+
+class RayBackend(Backend):
+    name = "ray"
+    capabilities = Capabilities(
+        kills_running_tasks=True,  # ray.cancel(force=True) ends the worker process
+        shares_memory=False,
+        needs_pickling=True,
+        isolates_crashes=True,
+        parallel_cpu=True,
+        remote=True,
+        supports_priority=True,  # anypool's own queue orders tasks before Ray sees them
+        supports_retries=True,  # onto Ray's max_retries (worker deaths only, like anypool)
+        supports_timeouts=True,  # onto ray.cancel(force=True)
+    )
+
+    def __init__(self, config: BackendConfig) -> None:
+        _check_options(config.options)
+        _check_config(config)
+        super().__init__(config)
+        self._queue = TaskQueue(config.order)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._running: dict[Task, Any] = {}
+        self._slots = threading.Semaphore(config.workers)
+        self._closed = False
+        self._released = False
+        self._deadlines: Deadlines | None = None
+        self._remote_options: dict[str, Any] = {
+            "num_cpus": 1,
+            **(config.options.get("remote_options") or {}),
+        }
+        self._owns_ray = _acquire_ray(config)
+        self._fn = _remote_function(config.max_tasks_per_worker)
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="anypool-ray-dispatcher", daemon=True
+        )
+        self._dispatcher.start()
+        register_for_exit(self)
+
+    # -- submission -------------------------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("cannot submit: the pool is shut down")
+        try:
+            dumps_call(
+                task
+            )  # pickled here, so a bad call fails at once and the dispatcher stays quick
+        except SerializationError as exc:
+            task.fail(exc)
+            return
+        self._queue.put(task)
+
+    def _dispatch(self) -> None:
+        while True:
+            self._slots.acquire()
+            task = self._queue.get()
+            if task is None:
+                break
+            if not task.mark_started("ray"):
+                self._slots.release()
+                continue
+            self._start(task)
+        self._slots.release()
+        with self._idle:
+            while self._running:
+                self._idle.wait()
+        self._release()
+
+    def _start(self, task: Task) -> None:
+        options = {**self._remote_options, "max_retries": task.retries}
+        try:
+            ref = self._fn.options(**options).remote(dumps_call(task))
+        except BaseException as exc:
+            self._slots.release()
+            task.fail(exc)
+            return
+        handle = self._watch(task, ref) if task.timeout is not None else None
+        with self._lock:
+            self._running[task] = ref
+        ref.future().add_done_callback(lambda f: self._finish(task, f, handle))
+
+    def _finish(self, task: Task, future: Future[Any], handle: Handle | None) -> None:
+        if handle is not None:
+            handle.cancel()
+        with self._idle:
+            self._running.pop(task, None)
+            self._idle.notify_all()
+        self._slots.release()
+        if task.future.done():
+            return  # timed out or killed: its outcome is already set
+        exc = future.exception()
+        if exc is None:
+            ok, value = loads_outcome(future.result())
+            (task.settle if ok else task.fail)(value)
+        else:
+            task.fail(_engine_error(exc))
+
+    # -- timeouts and killing ---------------------------------------------------------------
+    def _watch(self, task: Task, ref: Any) -> Handle:
+        with self._lock:
+            if self._deadlines is None:
+                self._deadlines = Deadlines("anypool-ray-deadlines")
+        assert task.timeout is not None
+        return self._deadlines.schedule(
+            time.monotonic() + task.timeout, lambda: self._expire(task, ref)
+        )
+
+    def _expire(self, task: Task, ref: Any) -> None:
+        task.fail(
+            TaskTimeout(
+                f"task {task.fn!r} ran longer than its timeout of {task.timeout} s and was stopped"
+            )
+        )
+        ray.cancel(ref, force=True)
+
+    def kill(self, task: Task) -> bool:
+        with self._lock:
+            ref = self._running.get(task)
+        if ref is None or task.future.done():
+            return False
+        task.fail(CancelledError("the task was killed by Pool.kill() while it ran"))
+        ray.cancel(ref, force=True)
+        return True
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
+        with self._lock:
+            self._closed = True
+            running = list(self._running.items())
+        if cancel_pending or kill_running:
+            for task in self._queue.drain():
+                task.cancel_pending()
+        self._queue.close()
+        if kill_running:
+            for task, ref in running:
+                task.fail(
+                    PoolClosed("the pool was shut down with kill_running=True while this task ran")
+                )
+                ray.cancel(ref, force=True)
+        if wait and self._dispatcher is not threading.current_thread():
+            self._dispatcher.join()
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+            deadlines = self._deadlines
+        if deadlines is not None:
+            deadlines.stop()
+        if self._owns_ray:
+            _release_ray()
+
+    # -- introspection ----------------------------------------------------------------------
+    def workers_alive(self) -> int:
+        """CPU slots in the Ray cluster (each runs one task at a time)."""
+        if self._released or not ray.is_initialized():
+            return 0
+        return int(ray.cluster_resources().get("CPU", 0))
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+
+def _engine_error(exc: BaseException) -> BaseException:
+    """A Ray-level failure (not the task's own exception) as an anypool exception."""
+    if isinstance(exc, ray.exceptions.WorkerCrashedError):
+        from .._process_errors import WorkerCrashed
+
+        crashed = WorkerCrashed(
+            "the Ray worker running this task died (killed by a signal, os._exit, a segfault "
+            f"or the out-of-memory killer) and its retries are used up: {exc}"
+        )
+        crashed.__cause__ = exc
+        return crashed
+    if isinstance(exc, ray.exceptions.TaskCancelledError):
+        cancelled = CancelledError(f"Ray cancelled the task: {exc}")
+        cancelled.__cause__ = exc
+        return cancelled
+    return exc
+
+
+backend_class = RayBackend

@@ -1,0 +1,218 @@
+"""The Ray backend on a local ``ray.init`` (one per session: Ray takes seconds to start).
+
+Task functions live at module level: Ray's workers import this module to unpickle them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from concurrent.futures import CancelledError
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import anypool
+
+ray = pytest.importorskip(
+    "ray", reason="ray has no wheel for this Python/platform: pip install 'anypool[ray]'"
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+class CustomError(Exception):
+    pass
+
+
+def fail_with(x: int) -> int:
+    if x % 3 == 0:
+        raise CustomError(f"bad item {x}")
+    return x
+
+
+def sleep_and_report(path: str, seconds: float) -> int:
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def die_once(marker: str) -> int:
+    if not os.path.exists(marker):
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+def append_after(gate: str, path: str, value: int) -> None:
+    deadline = time.monotonic() + 60  # bounded: a failed test must not leave it running
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(path, "a") as f:
+        f.write(f"{value}\n")
+
+
+@pytest.fixture
+def pool(make_pool: Any, ray_session: None) -> anypool.Pool:
+    return make_pool("ray", 2)
+
+
+def _wait_until(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def _first_pid(path: Path) -> int:
+    _wait_until(lambda: path.exists() and path.read_text().strip())
+    return int(path.read_text().split()[0])
+
+
+def test_submit_map_and_exceptions(pool: anypool.Pool) -> None:
+    assert pool.submit(inc, 1).result(timeout=60) == 2
+    assert list(pool.map(inc, range(50))) == list(range(1, 51))
+    assert sorted(pool.map(inc, range(50), ordered=False)) == list(range(1, 51))
+    with pytest.raises(CustomError, match="bad item 3") as info:
+        pool.submit(fail_with, 3).result(timeout=60)
+    assert "raise CustomError" in str(info.value.__cause__)
+    outcomes = list(pool.map(fail_with, [1, 3], return_exceptions=True))
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], CustomError)
+
+
+def test_lazy_map_and_chunking(pool: anypool.Pool) -> None:
+    sizes: list[int] = []
+    backend = pool._backend
+    real_submit = backend.submit
+
+    def counting_submit(task: Any) -> None:
+        sizes.append(task.n_items)
+        real_submit(task)
+
+    backend.submit = counting_submit  # type: ignore[method-assign]
+    with pool.map(inc, itertools.count()) as endless:
+        assert list(itertools.islice(endless, 20)) == list(range(1, 21))
+    sizes.clear()
+    assert sum(pool.map(inc, range(20_000))) == sum(range(1, 20_001))
+    assert len(sizes) < 500, f"{len(sizes)} Ray tasks for 20 000 tiny items"
+
+
+def test_timeout_stops_the_task(pool: anypool.Pool, tmp_path: Path) -> None:
+    log = tmp_path / "pids"
+    future = pool.submit(sleep_and_report, str(log), 60, timeout=1.0)
+    pid = _first_pid(log)
+    with pytest.raises(anypool.TaskTimeout):
+        future.result(timeout=30)
+    _wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    assert pool.submit(inc, 1).result(timeout=60) == 2
+
+
+def test_kill_stops_a_running_task(pool: anypool.Pool, tmp_path: Path) -> None:
+    log = tmp_path / "pids"
+    future = pool.submit(sleep_and_report, str(log), 60)
+    pid = _first_pid(log)
+    assert future.running()
+    assert pool.kill(future)
+    with pytest.raises(CancelledError):
+        future.result(timeout=10)
+    _wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+
+
+def test_queued_tasks_cancel_and_priorities_order(
+    make_pool: Any, ray_session: None, tmp_path: Path
+) -> None:
+    pool = make_pool("ray", 1, order="priority")
+    gate, log = str(tmp_path / "gate"), tmp_path / "order"
+    blocker = pool.submit(append_after, gate, str(log), -1)
+    _wait_until(blocker.running)  # handed to Ray with a free slot: it is running
+    futures = [pool.submit(append_after, gate, str(log), p, priority=p) for p in (5, 1, 4, 2, 3)]
+    assert not futures[0].running()
+    assert futures[0].cancel()  # still in anypool's queue
+    Path(gate).touch()
+    for f in [blocker, *futures[1:]]:
+        f.result(timeout=60)
+    assert [int(line) for line in log.read_text().split()] == [-1, 1, 2, 3, 4]
+
+
+def test_worker_death_is_retried_or_fails_clearly(pool: anypool.Pool, tmp_path: Path) -> None:
+    assert pool.submit(die_once, str(tmp_path / "a"), retries=1).result(timeout=90) > 0
+    with pytest.raises(anypool.WorkerCrashed, match="Ray worker running this task died"):
+        pool.submit(die_once, str(tmp_path / "b")).result(timeout=90)
+
+
+def test_shutdown_cancel_pending_and_kill_running(
+    make_pool: Any, ray_session: None, tmp_path: Path
+) -> None:
+    pool = make_pool("ray", 1)
+    log = tmp_path / "pids"
+    running = pool.submit(sleep_and_report, str(log), 60)
+    queued = [pool.submit(inc, i) for i in range(3)]
+    pid = _first_pid(log)
+    start = time.monotonic()
+    pool.shutdown(wait=True, kill_running=True)
+    assert time.monotonic() - start < 10
+    assert all(f.cancelled() for f in queued)
+    with pytest.raises(anypool.PoolClosed):
+        running.result(timeout=0)
+    _wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    with pytest.raises(anypool.PoolClosed):
+        pool.submit(inc, 1)
+
+
+def test_shutdown_waits_for_running_work(make_pool: Any, ray_session: None) -> None:
+    pool = make_pool("ray", 2)
+    futures = [pool.submit(time.sleep, 0.2) for _ in range(4)]
+    pool.shutdown(wait=True)
+    assert all(f.done() and f.exception() is None for f in futures)
+
+
+def test_unpicklable_argument_fails_that_future(pool: anypool.Pool) -> None:
+    with pytest.raises(anypool.SerializationError, match="argument 0"):
+        pool.submit(inc, (i for i in range(3))).result(timeout=1)
+
+
+def test_options_and_capabilities(ray_session: None, make_pool: Any) -> None:
+    with pytest.raises(TypeError, match=r"unknown option.*client.*accepts address"):
+        anypool.Pool("ray", client=object())
+    with pytest.raises(anypool.CapabilityError, match="initializer"):
+        anypool.Pool("ray", initializer=print)
+    pool = make_pool("ray", 1, max_tasks_per_worker=1, remote_options={"num_cpus": 0.5})
+    pids = [pool.submit(os.getpid).result(timeout=60) for _ in range(3)]
+    assert len(set(pids)) == 3  # max_tasks_per_worker=1 -> Ray's max_calls: a fresh worker each
+    caps = pool.capabilities
+    assert caps.kills_running_tasks
+    assert caps.supports_timeouts
+    assert caps.remote
+    assert not caps.shares_memory
+    assert pool._backend.workers_alive() == 2  # the session's Ray has 2 CPUs
+
+
+def test_pool_starts_and_stops_its_own_ray_when_none_is_running(tmp_path: Path) -> None:
+    """In a fresh interpreter: no ray.init by the program, so the pool owns Ray's lifetime."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "own_ray.py"
+    script.write_text(
+        "import anypool, ray\n"
+        "with anypool.Pool('ray', 1, init_kwargs={'log_to_driver': False}) as pool:\n"
+        "    assert pool.submit(abs, -3).result(timeout=60) == 3\n"
+        "    assert ray.is_initialized()\n"
+        "assert not ray.is_initialized()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=150, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
