@@ -24,7 +24,7 @@ import anypool
 TARGET = Path(__file__).with_name("ctrl_c_target.py")
 EXIT_BOUND_S = 1.0
 # forkserver and resource tracker exit when they see their parent's pipe close
-HELPERS_BOUND_S = 3.0
+HELPERS_BOUND_S = 5.0
 MODES = ["map", "result", "shutdown", "exit_hook"] + (
     ["join"] if hasattr(anypool.Pool, "join") else []
 )
