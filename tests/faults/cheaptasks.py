@@ -4,6 +4,7 @@ once instead of spending tens of milliseconds importing (see the exactly-once te
 from __future__ import annotations
 
 import os
+import time
 
 
 def square(x: int) -> int:
@@ -12,3 +13,9 @@ def square(x: int) -> int:
 
 def getpid(_: object = None) -> int:
     return os.getpid()
+
+
+def square_after_a_moment(x: int) -> int:
+    """Takes 1 ms, so 5000 calls on 2 workers take seconds: time for the killer to act."""
+    time.sleep(0.001)
+    return x * x

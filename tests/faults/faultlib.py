@@ -208,3 +208,31 @@ class FunctionThatFailsToUnpickle:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _raise_value_error, ("this function cannot be rebuilt",)
+
+
+_SERVER = "multiprocessing.forkserver import main"
+_TRACKER = "multiprocessing.resource_tracker import main"
+
+
+def _is_helper(proc: psutil.Process) -> bool:
+    """The forkserver itself or the resource tracker (processes the forkserver forks share
+    its command line: those are workers)."""
+    cmdline = " ".join(proc.cmdline())
+    if _TRACKER in cmdline:
+        return True
+    if _SERVER not in cmdline:
+        return False
+    parent = proc.parent()
+    return parent is None or _SERVER not in " ".join(parent.cmdline())
+
+
+def worker_pids() -> set[int]:
+    """Live worker processes of this process (children and the forkserver's children)."""
+    pids = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and not _is_helper(child):
+                pids.add(child.pid)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            pass
+    return pids

@@ -23,10 +23,10 @@ from faultlib import (
     initializer_raises,
     sleep_and_return,
     square,
+    worker_pids,
 )
 
 import anypool
-from conftest import live_children
 
 
 # -- exactly once --------------------------------------------------------------------------
@@ -42,7 +42,7 @@ class Killer:
     def _run(self) -> None:
         rng = random.Random(1234)
         while not self._stop.wait(self.interval):
-            workers = sorted(live_children())
+            workers = sorted(worker_pids())
             if workers:
                 try:
                     os.kill(rng.choice(workers), signal.SIGKILL)
@@ -71,11 +71,12 @@ def test_exactly_once_under_random_kills(make_pool, start_method):
     n = 5000
     pool = make_pool("process", 2, max_tasks_per_worker=10, retries=3, start_method=start_method)
     with Killer(interval=0.05) as killer:
-        futures = [pool.submit(cheaptasks.square, i) for i in range(n // 2)]
+        task = cheaptasks.square_after_a_moment
+        futures = [pool.submit(task, i) for i in range(n // 2)]
         deliveries: collections.Counter[int] = collections.Counter()
         for index, future in enumerate(futures):
             future.add_done_callback(lambda _f, index=index: deliveries.update([index]))
-        mapped = list(pool.map(cheaptasks.square, range(n // 2, n), chunksize=1, ordered=False))
+        mapped = list(pool.map(task, range(n // 2, n), chunksize=1, ordered=False))
         results = [f.result(timeout=60) for f in futures]
     assert killer.kills >= 20, f"only {killer.kills} kills: the test did not test much"
     assert results == [i * i for i in range(n // 2)]
@@ -267,7 +268,7 @@ def test_shutdown_still_waits_after_an_interrupted_shutdown():
     before the pool is done. (Python < 3.13: a Thread.join() interrupted by a signal
     handler's exception marks the still-running thread stopped, and later joins return at
     once; a signal other than SIGINT stands in for Ctrl-C here.)"""
-    before = live_children()
+    before = worker_pids()
     pool = anypool.Pool("process", 2)
     # two running (they ignore SIGTERM: stopping them takes the SIGKILL grace) and two
     # waiting in the workers' pipes, which the pool fails once the workers are gone
@@ -286,4 +287,4 @@ def test_shutdown_still_waits_after_an_interrupted_shutdown():
         signal.signal(signal.SIGUSR1, previous)
     pool.shutdown(cancel_pending=True, kill_running=True)
     assert all(f.done() for f in futures), "shutdown returned before the pool was done"
-    assert live_children() - before == set(), "shutdown returned with workers still alive"
+    assert worker_pids() - before == set(), "shutdown returned with workers still alive"
