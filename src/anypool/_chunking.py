@@ -14,8 +14,11 @@ TARGET_CHUNK_S = 0.02
 MAX_CHUNK = 1 << 15
 # Growth per observation; shrinking is immediate. 8x reaches MAX_CHUNK in 5 steps.
 GROWTH = 8
-# Never read ahead of the consumer by more than this many items beyond what it has taken,
-# so a consumer that stops early leaves little work wasted and memory stays flat.
+# An input without a length (a generator, maybe endless) is never read ahead of the
+# consumer by more than this many items beyond what it has taken, so a consumer that
+# stops early leaves little work wasted and memory stays flat. An input with a length
+# is already in memory: its chunks are bounded by time (TARGET_CHUNK_S) and by `total`
+# only, which lets them reach full size in a few chunks instead of dozens (benchmarks/).
 MIN_READ_AHEAD = 16
 
 
@@ -46,16 +49,20 @@ class AdaptiveChunks:
 
     ``total`` (when the input has a length) and ``workers`` cap the size so that
     every worker gets at least ~4 chunks, as ``multiprocessing.Pool.map`` does.
+    Without ``total``, a chunk is also capped by what the consumer has taken.
     """
 
     def __init__(self, workers: int, total: int | None = None) -> None:
         self.size = 1
         self._cap = MAX_CHUNK
+        self._sized = total is not None
         if total is not None:
             self._cap = max(1, min(MAX_CHUNK, -(-total // (4 * max(1, workers)))))
         self._consumed = 0
 
     def next_size(self) -> int:
+        if self._sized:
+            return max(1, min(self.size, self._cap))
         return max(1, min(self.size, self._cap, MIN_READ_AHEAD + self._consumed))
 
     def observe(self, items: int, duration: float) -> None:

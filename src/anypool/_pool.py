@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
@@ -348,24 +348,10 @@ def map(
     except BaseException:
         pool.shutdown(wait=True)
         raise
-    return _OwningMapIterator(inner, pool)
 
+    def shut_down(interrupted: bool) -> None:
+        # Ctrl-C while waiting on the stream: the user wants out now, not after running tasks
+        pool.shutdown(wait=True, cancel_pending=True, kill_running=interrupted)
 
-class _OwningMapIterator(MapIterator[R]):
-    """A MapIterator that owns its pool and shuts it down when iteration ends."""
-
-    def __init__(self, inner: MapIterator[R], pool: Pool) -> None:
-        self._inner = inner
-        self._pool = pool
-        self._gen = self._drive()
-
-    def _drive(self) -> Generator[R, None, None]:
-        interrupted = False
-        try:
-            yield from self._inner
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
-        finally:
-            self._inner.close()
-            self._pool.shutdown(wait=True, cancel_pending=True, kill_running=interrupted)
+    inner._add_finalizer(shut_down)
+    return inner
