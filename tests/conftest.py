@@ -50,11 +50,17 @@ if os.environ.get("ANYPOOL_DASK_ADDRESS"):
 
 def _helper_process(proc: psutil.Process) -> bool:
     """multiprocessing's own long-lived helpers (forkserver, resource tracker) are not leaks."""
+    server = "multiprocessing.forkserver import main"
     try:
         cmdline = " ".join(proc.cmdline())
+        if server in cmdline:
+            # the processes the forkserver forks (workers) share its command line: only the
+            # server itself is a helper
+            parent = proc.parent()
+            return parent is None or server not in " ".join(parent.cmdline())
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return True
-    return "forkserver" in cmdline or "resource_tracker" in cmdline
+    return "multiprocessing.resource_tracker import main" in cmdline
 
 
 def _session_cluster_process(proc: psutil.Process) -> bool:

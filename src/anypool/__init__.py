@@ -28,6 +28,12 @@ from ._named import wait as wait
 from ._named import wait_all as wait_all
 from ._pool import Pool as Pool
 from ._pool import map as map
+from ._scheduler._select import Decision as Decision
+from ._scheduler._select import Measurements as Measurements
+from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
+from ._stats import PoolStatistics as PoolStatistics
+from ._timeline import Timeline as Timeline
+from ._timeline import TimelineEvent as TimelineEvent
 from ._timers import Periodic as Periodic
 
 if TYPE_CHECKING:
@@ -44,16 +50,22 @@ __all__ = [
     "BrokenProcessPool",
     "BrokenThreadPool",
     "CapabilityError",
+    "Decision",
     "MapIterator",
+    "Measurements",
     "Periodic",
     "Pool",
     "PoolClosed",
     "PoolFull",
+    "PoolStatistics",
     "ProcessPoolExecutor",
+    "RuntimeSnapshot",
     "SerializationError",
     "TaskFunction",
     "TaskTimeout",
     "ThreadPoolExecutor",
+    "Timeline",
+    "TimelineEvent",
     "WorkerCrashed",
     "map",
     "pool",

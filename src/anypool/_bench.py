@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 WORKLOADS = ("cpu", "io", "mixed")
-DEFAULT_BACKENDS = ("thread", "process")
+DEFAULT_BACKENDS = ("thread", "process", "auto")
+AUTO = "auto"
 # Warm-up tasks sleep this long so that each one lands on a different idle worker.
 _WARM_NAP_S = 0.02
 # Warm-up stops after this many rounds in a row that met no new worker (an inline
@@ -259,15 +260,34 @@ class _Pools:
     """Pools kept open for the whole bench, one per (backend, workers), started once."""
 
     def __init__(self) -> None:
-        self._pools: dict[tuple[str, int], tuple[Pool, float]] = {}
+        self._pools: dict[tuple[str, int | str], tuple[Pool, float]] = {}
 
-    def get(self, backend: str, workers: int) -> tuple[Pool, float]:
+    def get(self, backend: str, workload: Workload) -> tuple[Pool, float]:
+        if backend == AUTO:
+            return self._auto(workload)
+        workers = workload.workers
         key = (backend, workers)
         if key not in self._pools:
             start = time.perf_counter()
             pool = Pool(backend, workers)
             try:
                 _warm_up(pool, workers)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
+                raise
+            self._pools[key] = (pool, time.perf_counter() - start)
+        return self._pools[key]
+
+    def _auto(self, workload: Workload) -> tuple[Pool, float]:
+        """An auto pool per workload, sized by auto itself. Its warm-up is one unmeasured run
+        of the workload, so it chooses from the workload's own tasks (as a long-lived pool
+        does on its first batch); the startup column shows that first run."""
+        key = (AUTO, workload.name)
+        if key not in self._pools:
+            start = time.perf_counter()
+            pool = Pool(AUTO)
+            try:
+                _time_pool(pool, workload)
             except BaseException:
                 pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
                 raise
@@ -299,8 +319,9 @@ def _measure(
 ) -> list[Measurement]:
     started = {}
     for backend in backends:
-        note(f"starting {backend} pool ({workload.workers} workers)")
-        started[backend] = pools.get(backend, workload.workers)
+        sized = "sized by auto" if backend == AUTO else f"{workload.workers} workers"
+        note(f"starting {backend} pool ({sized})")
+        started[backend] = pools.get(backend, workload)
     runs: dict[str, list[float]] = {mode: [] for mode in (SEQUENTIAL, *backends)}
     for round_no in range(1, repeat + 1):
         note(f"{workload.name}: round {round_no}/{repeat}")
@@ -309,9 +330,11 @@ def _measure(
             runs[backend].append(_time_pool(started[backend][0], workload))
     out = [Measurement(workload.name, SEQUENTIAL, 1, tuple(runs[SEQUENTIAL]))]
     for backend in backends:
-        startup = started[backend][1]
+        pool, startup = started[backend]
+        chose = pool.explain() if backend == AUTO else None
+        what = f"{chose.backend}, {chose.workers} workers" if chose is not None else None
         out.append(
-            Measurement(workload.name, backend, workload.workers, tuple(runs[backend]), startup)
+            Measurement(workload.name, backend, pool.workers, tuple(runs[backend]), startup, what)
         )
     return out
 

@@ -46,6 +46,8 @@ class Measurement:
     runs: tuple[float, ...]
     startup_s: float | None = None
     """Pool start plus warm-up, paid once and kept out of ``runs``; None for sequential."""
+    note: str | None = None
+    """For ``"auto"``: what it chose (``"process, 2 workers"``)."""
 
     @property
     def best_s(self) -> float:
@@ -190,7 +192,21 @@ def _verdict(workload: str, measurements: Sequence[Measurement], machine: _Machi
         "io": lambda: _io_reasons(sp, rows),
         "mixed": lambda: _mixed_reasons(sp, machine.gil_enabled),
     }.get(workload, list)()
-    return Verdict(workload, choice, sp, (first, *extra))
+    return Verdict(workload, choice, sp, (first, *extra, *_auto_reasons(sp, rows)))
+
+
+def _auto_reasons(sp: Mapping[str, float], rows: Sequence[Measurement]) -> list[str]:
+    """How the ``auto`` column did against the best fixed backend."""
+    auto = next((m for m in rows if m.mode == "auto"), None)
+    fixed = {m: s for m, s in sp.items() if m in _COST_ORDER}
+    if auto is None or not fixed:
+        return []
+    best = max(fixed, key=lambda m: fixed[m])
+    chose = f" chose {auto.note}" if auto.note else ""
+    return [
+        f"auto{chose}: x{sp['auto']:.2f}, {sp['auto'] / fixed[best]:.0%} of the best fixed "
+        f"backend ({words(best)}, x{fixed[best]:.2f})"
+    ]
 
 
 def _summary(choices: Mapping[str, str | None], gil_enabled: bool) -> str:

@@ -74,7 +74,7 @@ def _bench_backends(requested: tuple[str, ...] | None) -> tuple[str, ...]:
     from ._backends import available_backends
     from ._bench import DEFAULT_BACKENDS
 
-    available = available_backends()
+    available = {**available_backends(), "auto": True}  # auto chooses among those present
     if requested is None:
         present = tuple(b for b in DEFAULT_BACKENDS if available.get(b))
         for missing in (b for b in DEFAULT_BACKENDS if not available.get(b)):

@@ -69,6 +69,7 @@ class CoordinationMixin:
 
     _backend: Backend
     _closed: bool
+    _observe_task: Callable[[Task], None]  # statistics and timeline (PoolObservability)
 
     def _init_coordination(self, max_pending: int | None) -> None:
         self._backpressure = None if max_pending is None else Backpressure(max_pending)
@@ -132,6 +133,7 @@ class CoordinationMixin:
             raise PoolClosed("cannot submit: the pool is shut down")
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
         self._backend.submit(task)
+        self._observe_task(task)
 
     def _begin_shutdown(self) -> None:
         """First step of shutdown: no more timer submissions, no more waiting submitters."""

@@ -123,6 +123,13 @@ class PoolExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_pending=cancel_futures)
 
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C: stop now; the stdlib waits for every pending future here and hangs
+            self._pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
+        else:
+            self.shutdown(wait=True)
+
 
 def _chunked(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[Any]]:
     while chunk := list(itertools.islice(items, size)):

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
 from ._backends import load_backend
+from ._backends._auto import steer_options
 from ._chunking import make_chunker
 from ._coordination import Callback, CoordinationMixin
 from ._exceptions import CapabilityError, PoolClosed
 from ._map import MapIterator
+from ._observe import PoolObservability
+from ._progress import ProgressMapIterator, both, progress_hook
 from ._task import ChunkResult, Task
 from .abc import Backend, BackendConfig, Order
 
@@ -57,8 +60,12 @@ def _check_callable(fn: object, what: str = "fn") -> None:
         raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
 
 
-class Pool(CoordinationMixin):
-    """A pool of workers on one backend: ``"thread"``, ``"process"``, ``"inline"``, and more.
+class Pool(CoordinationMixin, PoolObservability):
+    """A pool of workers on one backend: ``"auto"``, ``"thread"``, ``"process"``, ``"inline"``...
+
+    ``backend="auto"`` (the default) samples the first tasks and picks the backend and
+    worker count; ``prefer=`` is a soft hint and ``require=`` a hard constraint for that
+    choice (see :meth:`explain`). ``timeline=True`` records every task for :meth:`timeline`.
 
     >>> with Pool(backend="thread", workers=2) as pool:
     ...     pool.submit(pow, 2, 10).result()
@@ -67,7 +74,7 @@ class Pool(CoordinationMixin):
 
     def __init__(
         self,
-        backend: str = "thread",
+        backend: str = "auto",
         workers: int | None = None,
         *,
         timeout: float | None = None,
@@ -80,6 +87,9 @@ class Pool(CoordinationMixin):
         max_worker_memory: int | None = None,
         thread_name_prefix: str = "",
         max_pending: int | None = None,
+        prefer: str | None = None,
+        require: str | Iterable[str] | None = None,
+        timeline: bool = False,
         **backend_options: Any,
     ) -> None:
         _check_positive("workers", workers, integer=True)
@@ -94,6 +104,16 @@ class Pool(CoordinationMixin):
             _check_callable(initializer, "initializer")
         backend_class = load_backend(backend)
         self._check_capabilities(backend_class, timeout=timeout, retries=retries, order=order)
+        backend_options = steer_options(
+            backend_class,
+            backend_options,
+            prefer=prefer,
+            require=require,
+            workers=workers,
+            timeout=timeout,
+            retries=retries,
+            order=order,
+        )
         self._timeout = timeout
         self._retries = retries
         config = BackendConfig(
@@ -112,6 +132,7 @@ class Pool(CoordinationMixin):
         self._lock = threading.Lock()
         self._closed = False
         self._init_coordination(max_pending)
+        self._observe_init(timeline=timeline)
 
     # -- introspection ----------------------------------------------------------------------
     @property
@@ -179,6 +200,7 @@ class Pool(CoordinationMixin):
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
         with self._admission(task, block, callback):  # max_pending, callback, join()
             self._backend.submit(task)
+        self._observe_task(task)  # statistics and timeline
         return task.future
 
     def submit(
@@ -218,6 +240,7 @@ class Pool(CoordinationMixin):
         priority: float | None = None,
         return_exceptions: bool = False,
         callback: Callback | None = None,
+        progress: bool | Mapping[str, Any] = False,
     ) -> MapIterator[R]:
         """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
 
@@ -226,6 +249,8 @@ class Pool(CoordinationMixin):
         exception is raised when that item is reached, or yielded in its place with
         ``return_exceptions=True``. ``timeout`` applies to each item.
         ``callback(result, error)`` is called for each item as the iterator reaches it.
+        ``progress=True`` (or a dict of tqdm options) shows a bar counting items; it stays
+        silent when the output is not a terminal, unless a ``file`` is given.
         """
         _check_callable(fn)
         if not iterables:
@@ -245,15 +270,18 @@ class Pool(CoordinationMixin):
             return self._submit_task(task)
 
         total = len(iterables[0]) if not star and isinstance(iterables[0], Sized) else None
-        return MapIterator(
+        hook = progress_hook(progress, iterables)
+        iterator: MapIterator[R] = MapIterator(
             submit_chunk,
             items,
             chunker=make_chunker(chunksize, self.workers, total),
-            window=window or _CHUNKS_PER_WORKER * self.workers + 1,
+            # read at each refill: the worker count can change (auto decides, resize)
+            window=window or (lambda: _CHUNKS_PER_WORKER * self.workers + 1),
             ordered=ordered,
             return_exceptions=return_exceptions,
-            on_item=self._item_callback(callback),
+            on_item=both(self._item_callback(callback), hook.on_item if hook else None),
         )
+        return iterator if hook is None else ProgressMapIterator(iterator, hook)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:
@@ -293,15 +321,20 @@ def map(
     fn: Callable[..., R],
     /,
     *iterables: Iterable[Any],
-    backend: str = "process",
+    backend: str = "auto",
     workers: int | None = None,
     ordered: bool = True,
     chunksize: int | Literal["auto"] = "auto",
     timeout: float | None = None,
     return_exceptions: bool = False,
+    progress: bool | Mapping[str, Any] = False,
     **pool_options: Any,
 ) -> MapIterator[R]:
-    """One-shot lazy ``map`` on a fresh pool that shuts down when the iterator ends or closes."""
+    """One-shot lazy ``map`` on a fresh pool that shuts down when the iterator ends or closes.
+
+    ``backend="auto"`` picks threads or processes from the first items; ``progress=``
+    shows a bar (see :meth:`Pool.map`).
+    """
     pool = Pool(backend, workers, timeout=timeout, **pool_options)
     try:
         inner = pool.map(
@@ -310,6 +343,7 @@ def map(
             ordered=ordered,
             chunksize=chunksize,
             return_exceptions=return_exceptions,
+            progress=progress,
         )
     except BaseException:
         pool.shutdown(wait=True)

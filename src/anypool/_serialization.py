@@ -8,7 +8,12 @@ sends the same function with every chunk.
 Exceptions raised in a worker travel as :class:`ExceptionWithTraceback`,
 which rebuilds the original exception in the parent with the worker's
 formatted traceback attached as ``__cause__`` (CPython's own approach in
-``concurrent.futures.process``).
+``concurrent.futures.process``); one that would not survive the trip is
+replaced by a :class:`~anypool.SerializationError` carrying its text.
+
+When pickling fails, the error says where: the argument, and the element inside
+it (``its element [1]['key'] of type lock``). A ``map`` chunk whose items do not
+pickle together is pickled without the bad items, which fail alone.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ __all__ = [
     "ExceptionWithTraceback",
     "FunctionCache",
     "RemoteTraceback",
+    "cloudpickle_dumps",
     "dumps",
     "dumps_call",
+    "dumps_chunk",
     "wrap_exception",
 ]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def _cloudpickle_dumps(obj: Any) -> bytes:
+def cloudpickle_dumps(obj: Any) -> bytes:
     import cloudpickle
 
     data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
@@ -47,39 +54,119 @@ def dumps(obj: Any, what: str) -> bytes:
     except Exception:
         pass  # retried below with cloudpickle, which handles lambdas and closures
     try:
-        return _cloudpickle_dumps(obj)
+        return cloudpickle_dumps(obj)
     except Exception as exc:
         raise SerializationError(
             f"{what} cannot be pickled to send it to another process: {type(exc).__name__}: {exc}"
         ) from exc
 
 
-def _locate(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], chunk: bool) -> str:
+# How deep, and how many elements per container, an error message looks for the part of an
+# argument that does not pickle; this runs only after pickling failed, but must stay cheap.
+_SEARCH_DEPTH = 3
+_SEARCH_WIDTH = 1000
+
+
+def _pickles(value: Any) -> bool:
+    return _dumps_or_none(value)[1] is None
+
+
+def _parts(value: Any) -> list[tuple[Any, Any]]:
+    if isinstance(value, (list, tuple)):
+        return list(enumerate(value[:_SEARCH_WIDTH]))
+    if isinstance(value, dict):
+        return list(value.items())[:_SEARCH_WIDTH]
+    return []
+
+
+def _describe(label: str, value: Any) -> str:
+    """``label`` and type of a value that does not pickle, naming the part inside it that
+    fails: "positional argument 1 of type list (its element [2] of type lock)"."""
+    text = f"{label} of type {type(value).__qualname__}"
+    path = ""
+    for _ in range(_SEARCH_DEPTH):
+        inner = next(((k, v) for k, v in _parts(value) if not _pickles(v)), None)
+        if inner is None:
+            break
+        path += f"[{inner[0]!r}]"
+        value = inner[1]
+    if path:
+        text += f" (its element {path} of type {type(value).__qualname__})"
+    return text
+
+
+def _locate(args: Any, kwargs: dict[str, Any]) -> str:
     """Name the first argument that fails to pickle, for the error message."""
-    named = [(f"item {i}" if chunk else f"positional argument {i}", a) for i, a in enumerate(args)]
+    named = [(f"positional argument {i}", a) for i, a in enumerate(args)]
     named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in named:
-        try:
-            dumps(value, label)
-        except SerializationError:
-            return f"{label} of type {type(value).__qualname__}"
+        if not _pickles(value):
+            return _describe(label, value)
     return "the arguments"
 
 
-def dumps_call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], chunk: bool) -> bytes:
-    """Pickle a call's arguments (the function travels separately, see FunctionCache)."""
+def _locate_in_item(item: Any, star: bool) -> str:
+    """Name a map item that fails to pickle (and, for several iterables, which argument)."""
+    if star and isinstance(item, tuple):
+        for position, value in enumerate(item):
+            if not _pickles(value):
+                return _describe(f"argument {position} of a map item", value)
+    return _describe("a map item", item)
+
+
+def _call_error(where: str, fn: Callable[..., Any], exc: Exception) -> SerializationError:
+    error = SerializationError(
+        f"{where} in a call of {_name(fn)} cannot be pickled to send it to a "
+        f"worker process: {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _dumps_or_none(obj: Any) -> tuple[bytes | None, Exception | None]:
     try:
-        return pickle.dumps((args, kwargs), PROTOCOL)
+        return pickle.dumps(obj, PROTOCOL), None
     except Exception:
-        pass
+        pass  # retried below with cloudpickle, which handles lambdas and closures
     try:
-        return _cloudpickle_dumps((args, kwargs))
+        return cloudpickle_dumps(obj), None
     except Exception as exc:
-        where = _locate(fn, args, kwargs, chunk)
-        raise SerializationError(
-            f"{where} in a call of {_name(fn)} cannot be pickled to send it to a "
-            f"worker process: {type(exc).__name__}: {exc}"
-        ) from exc
+        return None, exc
+
+
+def dumps_call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
+    """Pickle a call's arguments (the function travels separately, see FunctionCache)."""
+    data, exc = _dumps_or_none((args, kwargs))
+    if data is None:
+        assert exc is not None
+        raise _call_error(_locate(args, kwargs), fn, exc)
+    return data
+
+
+def dumps_chunk(
+    fn: Callable[..., Any], items: list[Any], star: bool
+) -> tuple[bytes, dict[int, BaseException]]:
+    """Pickle a map chunk's items. Items that do not pickle are left out and returned by
+    index with their error, so only those items fail and the rest of the chunk runs."""
+    data, exc = _dumps_or_none((items, {}))
+    if data is not None:
+        return data, {}
+    bad: dict[int, BaseException] = {}
+    good: list[Any] = []
+    for index, item in enumerate(items):
+        _, item_exc = _dumps_or_none(item)
+        if item_exc is None:
+            good.append(item)
+        else:
+            bad[index] = _call_error(_locate_in_item(item, star), fn, item_exc)
+    if not bad:  # every item pickles alone, but not together (rare): fail the whole chunk
+        assert exc is not None
+        raise _call_error("the items", fn, exc)
+    data, exc = _dumps_or_none((good, {}))
+    if data is None:
+        assert exc is not None
+        raise _call_error("the items", fn, exc)
+    return data, bad
 
 
 def _name(fn: Callable[..., Any]) -> str:
@@ -92,7 +179,7 @@ def _dumps_function(fn: Callable[..., Any]) -> bytes:
     the program has no file (``python -c``, notebooks, the REPL). cloudpickle still
     sends importable functions by reference, and the cache makes the cost once per map."""
     try:
-        return _cloudpickle_dumps(fn)
+        return cloudpickle_dumps(fn)
     except Exception as exc:
         raise SerializationError(
             f"the function {_name(fn)} cannot be pickled to send it to a worker process: "
@@ -157,16 +244,43 @@ class ExceptionWithTraceback:
         return _rebuild, (self.exc, self.tb)
 
 
-def wrap_exception(exc: BaseException) -> Any:
-    """Prepare a worker-side exception for the trip home; never fails to pickle."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    tb = f'\n"""\n{tb}"""'
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<its str() failed>"
+
+
+def _format(exc: BaseException) -> str:
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        tb = f"{type(exc).__qualname__}: {_safe_str(exc)} (the traceback could not be formatted)\n"
+    return f'\n"""\n{tb}"""'
+
+
+def _round_trips(exc: BaseException) -> Exception | None:
+    """None if ``exc`` survives pickling and unpickling (as it must to reach the parent)."""
     try:
         pickle.loads(pickle.dumps(exc, PROTOCOL))
+        return None
+    except Exception:
+        pass  # plain pickle refuses exception classes defined in functions; cloudpickle may not
+    try:
+        pickle.loads(cloudpickle_dumps(exc))
+        return None
     except Exception as pickling_error:
+        return pickling_error
+
+
+def wrap_exception(exc: BaseException) -> Any:
+    """Prepare a worker-side exception for the trip home; never fails to pickle."""
+    tb = _format(exc)
+    pickling_error = _round_trips(exc)
+    if pickling_error is not None:
         replacement = SerializationError(
-            f"the task raised {type(exc).__qualname__}: {exc}, which cannot be pickled "
-            f"to send it back ({type(pickling_error).__name__}: {pickling_error})"
+            f"the task raised {type(exc).__qualname__}: {_safe_str(exc)}, which cannot be "
+            f"pickled to send it back ({type(pickling_error).__name__}: {pickling_error})"
         )
         return ExceptionWithTraceback(replacement, tb)
     exc.__traceback__ = None  # frames do not pickle; their text travels in tb

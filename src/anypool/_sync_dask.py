@@ -17,6 +17,7 @@ priority queues) raises CapabilityError rather than half-working.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import queue
 import uuid
@@ -58,6 +59,14 @@ class DaskSemaphore:
         self.release()
 
 
+# distributed's timeout=0 times out before the scheduler is even asked on Python < 3.12
+# (asyncio.wait_for with 0 never lets the request run), so a non-blocking call checks
+# the size first and then allows one scheduler round trip.
+_NOWAIT_ROUND_TRIP_S = 5.0
+# before 3.11 asyncio.TimeoutError is not the builtin TimeoutError
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
+
+
 class DaskQueue:
     """``queue.Queue`` manners over ``distributed.Queue`` (FIFO; no task_done/join)."""
 
@@ -65,19 +74,23 @@ class DaskQueue:
         self._queue = inner
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if not block and self.full():
-            raise queue.Full
+        if not block:
+            if self.full():
+                raise queue.Full
+            timeout = _NOWAIT_ROUND_TRIP_S
         try:
             self._queue.put(item, timeout=timeout)
-        except TimeoutError as exc:
+        except _TIMEOUTS as exc:
             raise queue.Full from exc
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         if not block:
-            timeout = 0
+            if self.empty():
+                raise queue.Empty
+            timeout = _NOWAIT_ROUND_TRIP_S
         try:
             return self._queue.get(timeout=timeout)
-        except TimeoutError as exc:
+        except _TIMEOUTS as exc:
             raise queue.Empty from exc
 
     def put_nowait(self, item: Any) -> None:

@@ -51,6 +51,8 @@ class Capabilities:
     """``retries=`` re-runs a task whose worker died."""
     supports_timeouts: bool = True
     """``timeout=`` is honoured (stopping or abandoning the task, see kills_running_tasks)."""
+    runs_in_caller: bool = False
+    """Tasks run synchronously in the submitting thread (``submit`` returns a finished future)."""
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,10 @@ def available_backends() -> dict[str, bool]:
 
 def load_backend(name: str) -> type[Backend]:
     """The backend class called ``name``; clear errors for unknown or uninstalled ones."""
+    if name == "auto":  # not an engine but a front that chooses one (see _auto.py)
+        from ._auto import AutoBackend
+
+        return AutoBackend
     entry = BACKENDS.get(name)
     if entry is None or not _module_exists(entry):
         known = ", ".join(repr(n) for n, ok in available_backends().items() if ok)

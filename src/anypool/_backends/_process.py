@@ -13,42 +13,66 @@
                        │   task it was running, requeue the task it │
                        │   had not started, start a replacement     │
                        └──────┬──────────────────────────▲──────────┘
-                          Pipe│ task                     │ result
+                          Pipe│ task                     │ READY, then header + result
                               ▼                          │
                        worker process (_process_worker.worker_main)
 
     Deadlines thread ── task timeout ──► terminate that worker (SIGTERM, then
                                          SIGKILL after a grace); the death
-                                         path above fails it with TaskTimeout
+                                         path above requeues what it had not run
 
 Because each worker has its own pipe and runs its tasks in the order sent,
 the dispatcher always knows which task a dead worker was running: the first
 one it has not answered. A worker is sent a second task only if it is small
 enough to sit in the pipe's buffer, so the dispatcher never blocks on a send
 while that worker blocks sending a result back.
+
+Every answer starts with a fixed header naming its task, so a result that
+cannot be unpickled here fails only that task, never the dispatcher. How a
+worker ended decides the fate of the tasks it held:
+
+- we stopped it (timeout, ``Pool.kill``, shutdown) or it announced that it
+  retires (``max_tasks_per_worker``, ``max_worker_memory``): the task it was
+  stopped for is already resolved; every other task never ran and is requeued;
+- it died before saying READY: nothing ran; its tasks are requeued, and the
+  pool breaks if workers cannot start (initializer or import crash);
+- it died while running a task: that task is retried (``retries=``) or fails
+  with :class:`~anypool.WorkerCrashed`; the one waiting behind it is requeued.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
 import threading
 import time
 from collections import OrderedDict, deque
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from .._exceptions import PoolClosed, SerializationError, TaskTimeout
+from .._map import chunk_outcomes
 from .._process_errors import BrokenProcessPool, WorkerCrashed
 from .._runtime import default_start_method
-from .._serialization import FunctionCache, dumps, dumps_call
-from .._task import Task
-from .._workers._deadlines import Deadlines
+from .._serialization import FunctionCache, dumps, dumps_call, dumps_chunk
+from .._task import ChunkResult, Task
+from .._workers._deadlines import Deadlines, Handle
 from .._workers._queue import TaskQueue
 from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
-from ._process_worker import FN_CACHE_SIZE, INIT_FAILED, WorkerSpec, worker_main
+from ._process_worker import (
+    ARGS_FAILED,
+    FN_CACHE_SIZE,
+    HEADER,
+    INIT_FAILED,
+    OK,
+    READY,
+    RETIRING,
+    WorkerSpec,
+    worker_main,
+)
 
 __all__ = ["ProcessBackend", "backend_class", "describe_exit"]
 
@@ -60,26 +84,43 @@ _PREFETCH_MAX_BYTES = 16 * 1024
 _TERM_GRACE_S = 0.5
 # Workers asked to exit at shutdown get this long before they are killed.
 _EXIT_GRACE_S = 5.0
-_SIGNAL_HINTS = {
+# Workers killed from outside (SIGKILL, SIGTERM: the OOM killer, an operator) before they
+# were ready are replaced; this many in a row means workers cannot start, and the pool
+# breaks instead of starting processes forever. Any other early death breaks it at once.
+_MAX_STARTUP_KILLS = 10
+# Starting a worker is tried this often before the pool breaks: a forkserver killed from
+# outside makes one start fail, and multiprocessing starts a new server on the next.
+_SPAWN_ATTEMPTS = 4
+_SPAWN_BACKOFF_S = 0.05  # doubled per attempt: 0.35 s in all before the pool breaks
+_SIGNAL_HINTS: dict[int, str] = {
     signal.SIGKILL: "possibly by the OOM killer or an external `kill -9`",
     signal.SIGSEGV: "the task crashed the interpreter (a bug in C code, or ctypes)",
+    signal.SIGBUS: "the task crashed the interpreter (a bad memory access in C code)",
     signal.SIGTERM: "it was terminated from outside",
     signal.SIGABRT: "the interpreter or a C library aborted",
 }
 
 
-def describe_exit(pid: int, exitcode: int | None) -> str:
-    """Human-readable cause of a worker's death, naming pid, code or signal, likely cause."""
+def describe_exit(pid: int, exitcode: int | None, doing: str = "running the task") -> str:
+    """Human-readable cause of a worker's death: pid, exit code or signal, likely cause."""
     if exitcode is None:
-        return f"worker process {pid} stopped responding"
+        return f"worker process {pid} stopped responding while {doing}"
     if exitcode < 0:
-        sig = signal.Signals(-exitcode)
-        hint = _SIGNAL_HINTS.get(sig, "a signal ended it")
-        return f"worker process {pid} was killed by signal {-exitcode} ({sig.name}): {hint}"
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        hint = _SIGNAL_HINTS.get(-exitcode, "a signal ended it")
+        signalled = f"was killed by signal {-exitcode} ({name})"
+        return f"worker process {pid} {signalled} while {doing}: {hint}"
     return (
-        f"worker process {pid} exited with code {exitcode} while running the task "
+        f"worker process {pid} exited with code {exitcode} while {doing} "
         "(os._exit(), or a C library called exit())"
     )
+
+
+def _fn_name(task: Task) -> str:
+    return getattr(task.fn, "__qualname__", None) or repr(task.fn)
 
 
 class _Worker:
@@ -92,8 +133,12 @@ class _Worker:
         self.inflight: deque[tuple[int, Task]] = deque()  # sent, unanswered; [0] is running
         self.sent = 0
         self.functions: OrderedDict[int, None] = OrderedDict()  # mirrors the worker's LRU
+        self.ready = False  # said READY: its initializer ran, tasks now run for real
         self.stopping = False  # terminated by us (timeout, kill, shutdown): gets no work
-        self.retiring = False  # resized away: gets no work, is asked to exit once idle
+        self.retiring = False  # resized away or retiring itself: gets no work, then exits
+        self.announced_exit = False  # it said it exits: what is left in its pipe never ran
+        self.doomed: set[int] = set()  # ids of waiting tasks Pool.kill() stopped
+        self.deadline: Handle | None = None  # the running task's timeout
 
     @property
     def running(self) -> Task | None:
@@ -102,6 +147,10 @@ class _Worker:
     @property
     def accepts_work(self) -> bool:
         return not (self.stopping or self.retiring)
+
+    def holds(self, task: Task) -> int | None:
+        """The id under which ``task`` was sent to this worker, if it is in flight here."""
+        return next((task_id for task_id, t in self.inflight if t is task), None)
 
 
 class ProcessBackend(Backend):
@@ -126,6 +175,7 @@ class ProcessBackend(Backend):
         self._target = config.workers
         self._ids = itertools.count()
         self._labels = itertools.count()
+        self._startup_kills = 0
         self._deadlines = Deadlines("anypool-process-deadlines")
         self._spec_initializer = (
             dumps((config.initializer, config.initargs), "the initializer")
@@ -133,8 +183,13 @@ class ProcessBackend(Backend):
             else None
         )
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_open = True
         self._wake_pending = False
         self.restarts = 0
+        # Set when the dispatcher has stopped every worker. shutdown() waits on this, not on
+        # Thread.join(): on Python < 3.13 a join() interrupted by Ctrl-C can leave a thread
+        # that still runs marked as stopped, and every later join() returns at once.
+        self._dispatcher_done = threading.Event()
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="anypool-process-dispatcher", daemon=True
         )
@@ -169,12 +224,13 @@ class ProcessBackend(Backend):
         # Pickling here, in the caller's thread, fails a bad call at once and keeps the
         # dispatcher free; the function blob rides along so its id stays stable.
         try:
-            fn_id, fn_blob = self._functions.get(task.fn)
-            args_blob = dumps_call(task.fn, task.args, task.kwargs, task.chunk)
+            task.payload = self._pickle(task)
         except SerializationError as exc:
             task.fail(exc)  # only this future fails; the pool is untouched
             return
-        task.payload = (fn_id, fn_blob, args_blob)
+        if task.chunk and len(task.payload[3]) == task.n_items:
+            task.settle(_merge_failed_items(ChunkResult([], {}, 0.0), task.payload[3]))
+            return  # not one item pickles: nothing to run
         with self._lock:
             if self.broken is not None:
                 raise self.broken
@@ -183,31 +239,67 @@ class ProcessBackend(Backend):
             self._queue.put(task)
             self._wake()
 
+    def _pickle(self, task: Task) -> tuple[int, bytes, bytes, dict[int, BaseException]]:
+        """(function id, function blob, arguments blob, items left out because they do not
+        pickle); a chunk's bad items fail alone, the rest of the chunk still runs."""
+        fn_id, fn_blob = self._functions.get(task.fn)
+        if task.chunk:
+            args_blob, bad = dumps_chunk(task.fn, list(task.args), task.star)
+            return fn_id, fn_blob, args_blob, bad
+        return fn_id, fn_blob, dumps_call(task.fn, task.args, task.kwargs), {}
+
     def _wake(self) -> None:
         """Nudge the dispatcher; one byte per burst of submits is enough. Caller holds the lock."""
-        if not self._wake_pending:
-            self._wake_pending = True
+        if self._wake_open and not self._wake_pending:
+            # write before setting the flag: a KeyboardInterrupt between the two then costs
+            # one spare wake-up instead of a dispatcher that is never woken again
             os.write(self._wake_w, b"x")
+            self._wake_pending = True
 
     # -- the dispatcher thread ----------------------------------------------------------------
     def _dispatch_loop(self) -> None:
-        from multiprocessing.connection import wait
-
         try:
+            self._prepare_thread()
             while not self._finished():
-                self._spawn_as_needed()
-                self._send_work()
-                if self._finished():
-                    # _send_work may have dropped the last (cancelled) queued tasks: no
-                    # event will come to wake wait() below, so check again first
-                    break
-                waitables = self._waitables()
-                for ready in wait(waitables):
-                    self._handle_ready(ready)
+                self._step()
+        except BaseException as exc:  # a bug here must fail futures, never leave them hanging
+            self._break(BrokenProcessPool(f"the process pool's dispatcher failed: {exc!r}"), exc)
         finally:
             self._stop_all_workers()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._lock:
+                self._wake_open = False
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+            self._dispatcher_done.set()
+
+    def _prepare_thread(self) -> None:
+        """Start the forkserver (if used) with SIGINT blocked, like the workers below."""
+        if self._ctx.get_start_method() == "fork":
+            _block_sigint()
+            return
+        from multiprocessing import forkserver, resource_tracker
+
+        # Launching the resource tracker unblocks SIGINT in the calling thread when done,
+        # so it goes first (it blocks SIGINT for itself).
+        resource_tracker.ensure_running()
+        _block_sigint()
+        if self._ctx.get_start_method() == "forkserver":
+            # The forkserver ignores SIGINT only once it has imported its preload modules;
+            # started with SIGINT blocked, a Ctrl-C then cannot print a traceback from it.
+            # Processes it forks start with SIGINT blocked too; ours unblock it at once.
+            forkserver.ensure_running()
+
+    def _step(self) -> None:
+        from multiprocessing.connection import wait
+
+        self._spawn_as_needed()
+        self._send_work()
+        if self._finished():
+            # _send_work may have dropped the last (cancelled) queued tasks: no event will
+            # come to wake wait() below, so check again first
+            return
+        for ready in wait(self._waitables()):
+            self._handle_ready(ready)
 
     def _waitables(self) -> list[Any]:
         with self._lock:
@@ -251,7 +343,21 @@ class ProcessBackend(Backend):
             idle = sum(1 for w in self._workers.values() if not w.inflight and w.accepts_work)
             missing = min(self._target - self._active(), len(self._queue) - idle)
         for _ in range(max(0, missing)):
-            self._spawn()
+            if self._cancel_on_close or self.broken is not None:
+                return  # shut down meanwhile: a worker started now would only be stopped
+            self._spawn_or_break()
+
+    def _spawn_or_break(self) -> None:
+        for attempt in range(_SPAWN_ATTEMPTS):
+            try:
+                self._spawn()
+                return
+            except Exception as exc:  # fork failed, too many open files, a bad mp_context...
+                if attempt == _SPAWN_ATTEMPTS - 1:
+                    error = BrokenProcessPool(f"could not start a worker process: {exc!r}")
+                    self._break(error, exc)
+                    return
+                time.sleep(_SPAWN_BACKOFF_S * 2**attempt)  # a dying forkserver: let it die
 
     def _spawn(self) -> None:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
@@ -263,8 +369,20 @@ class ProcessBackend(Backend):
         )
         label = f"anypool-process-{next(self._labels)}"
         process = self._ctx.Process(target=worker_main, args=(child_conn, spec), name=label)
-        process.start()
-        child_conn.close()
+        if self._ctx.get_start_method() != "fork":
+            from multiprocessing import resource_tracker
+
+            # launching the tracker unblocks SIGINT in this thread when it is done; make sure
+            # that happens before we block it for the worker, not inside process.start()
+            resource_tracker.ensure_running()
+        _block_sigint()
+        try:
+            process.start()
+        except BaseException:
+            parent_conn.close()
+            raise
+        finally:
+            child_conn.close()
         with self._lock:
             self._workers[id(process)] = _Worker(process, parent_conn, label)
 
@@ -277,7 +395,7 @@ class ProcessBackend(Backend):
 
     @staticmethod
     def _size(worker: _Worker, task: Task) -> int:
-        fn_id, fn_blob, args_blob = task.payload
+        fn_id, fn_blob, args_blob, _ = task.payload
         return len(args_blob) + (0 if fn_id in worker.functions else len(fn_blob))
 
     def _send_work(self) -> None:
@@ -299,7 +417,7 @@ class ProcessBackend(Backend):
             self._send(worker, task)
 
     def _message(self, worker: _Worker, task: Task, task_id: int) -> bytes:
-        fn_id, fn_blob, args_blob = task.payload
+        fn_id, fn_blob, args_blob, _ = task.payload
         if fn_id in worker.functions:
             worker.functions.move_to_end(fn_id)
             fn_blob = None
@@ -313,24 +431,33 @@ class ProcessBackend(Backend):
         if not task.mark_started(worker.label):
             return  # cancelled while queued
         task_id = next(self._ids)
-        data = self._message(worker, task, task_id)
         with self._lock:
+            if task.future.done():
+                return  # killed between the queue and here
+            data = self._message(worker, task, task_id)
             worker.inflight.append((task_id, task))
             worker.sent += 1
             if len(worker.inflight) == 1:
-                self._arm_timeout(worker, task)
+                self._start_clock(worker)
         try:
             worker.conn.send_bytes(data)
         except OSError:
             pass  # the worker died; its sentinel fires and _on_exit requeues or fails the task
 
     # -- timeouts and kills -------------------------------------------------------------------
-    def _arm_timeout(self, worker: _Worker, task: Task) -> None:
-        """Start the clock on the task the worker is now running. Caller holds the lock."""
+    def _start_clock(self, worker: _Worker) -> None:
+        """The worker starts its first unanswered task now (or once it is READY): arm that
+        task's timeout, or stop the worker if Pool.kill() doomed the task. Holds the lock."""
+        if not worker.inflight or not worker.ready or worker.announced_exit:
+            return
+        task_id, task = worker.inflight[0]
+        if task_id in worker.doomed:
+            self._terminate(worker)
+            return
         task.started_at = time.monotonic()
         if task.timeout is not None:
             attempt = task.attempts
-            self._deadlines.schedule(
+            worker.deadline = self._deadlines.schedule(
                 task.started_at + task.timeout, lambda: self._expire(worker, task, attempt)
             )
 
@@ -338,60 +465,126 @@ class ProcessBackend(Backend):
         with self._lock:
             if worker.running is not task or task.attempts != attempt or task.future.done():
                 return
+            worker.stopping = True  # decided under the lock: no other task is blamed
         task.fail(
             TaskTimeout(
-                f"task {getattr(task.fn, '__qualname__', task.fn)!r} ran longer than its timeout "
-                f"of {task.timeout} s; its worker (pid {worker.process.pid}) was stopped"
+                f"task {_fn_name(task)} ran longer than its timeout of {task.timeout} s; its "
+                f"worker process {worker.process.pid} was stopped and will be replaced"
             )
         )
-        self._stop_worker(worker)
+        self._terminate(worker)
 
     def kill(self, task: Task) -> bool:
         with self._lock:
-            worker = next((w for w in self._workers.values() if w.running is task), None)
-        if worker is None:
-            return False
+            worker = next((w for w in self._workers.values() if w.holds(task) is not None), None)
+            if worker is None and task.future.done():
+                return False
+            if worker is not None and worker.running is task:
+                worker.stopping = True
+            elif worker is not None:
+                worker.doomed.add(worker.holds(task))  # type: ignore[arg-type]
+        # not in a worker: it waits in the queue for a retry, and will be skipped
         task.fail(CancelledError("the task was killed by Pool.kill()"))
-        self._stop_worker(worker)
+        if worker is not None and worker.stopping:
+            self._terminate(worker)
         return True
 
-    def _stop_worker(self, worker: _Worker) -> None:
+    def _terminate(self, worker: _Worker) -> None:
         """SIGTERM now, SIGKILL after a grace period if it is still alive."""
         with self._lock:
             worker.stopping = True
         process = worker.process
         if process.exitcode is None:
-            process.terminate()
+            try:
+                process.terminate()
+            except (OSError, ValueError):
+                return  # already reaped
             self._deadlines.schedule(time.monotonic() + _TERM_GRACE_S, lambda: _kill(process))
 
-    # -- results and deaths -------------------------------------------------------------------
+    # -- results ------------------------------------------------------------------------------
     def _drain(self, worker: _Worker) -> None:
-        """Read every result the worker has sent so far."""
-        import pickle
-
+        """Read every message the worker has sent so far."""
         try:
             while worker.conn.poll():
-                self._on_message(worker, pickle.loads(worker.conn.recv_bytes()))
+                self._on_message(worker, worker.conn.recv_bytes())
         except (EOFError, OSError):
             pass  # the worker is gone; its sentinel will fire
 
-    def _on_message(self, worker: _Worker, message: tuple[int, bool, Any]) -> None:
-        task_id, ok, value = message
-        if task_id == INIT_FAILED:
-            self._break(BrokenProcessPool(f"a worker initializer failed: {value!r}"), value)
-            return
+    def _on_message(self, worker: _Worker, data: bytes) -> None:
+        task_id, flags = HEADER.unpack_from(data)
+        if task_id == READY:
+            self._on_ready(worker)
+        elif task_id == INIT_FAILED:
+            _, error = self._load(worker, data, None)
+            message = f"a worker initializer failed: {error!r}"
+            self._break(BrokenProcessPool(message), error)
+        else:
+            self._on_answer(worker, task_id, flags, data)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.ready = True
+            self._startup_kills = 0
+            self._start_clock(worker)
+
+    def _on_answer(self, worker: _Worker, task_id: int, flags: int, data: bytes) -> None:
         with self._lock:
             sent_id, task = worker.inflight.popleft()
             assert sent_id == task_id, "workers answer in the order tasks were sent"
-            if worker.inflight:
-                self._arm_timeout(worker, worker.inflight[0][1])
-            elif worker.retiring:
+            self._cancel_deadline(worker)
+            if flags & RETIRING:
+                worker.retiring = worker.announced_exit = True
+            self._start_clock(worker)
+            if worker.retiring and not worker.inflight and not worker.announced_exit:
                 self._ask_to_exit(worker)
-        if ok:
-            task.settle(value)
+        loaded, value = self._load(worker, data, task)
+        if flags & ARGS_FAILED and task.chunk and task.n_items - len(task.payload[3]) > 1:
+            self._split(task)
+        elif loaded and flags & OK:
+            task.settle(_merge_failed_items(value, task.payload[3]) if task.chunk else value)
         else:
             task.fail(value)
 
+    def _split(self, task: Task) -> None:
+        """A chunk's items did not unpickle in the worker, so none of them ran: run them one
+        by one, so that only the item at fault fails. (In the dispatcher thread.)"""
+        bad = task.payload[3]
+        items = [item for index, item in enumerate(task.args) if index not in bad]
+        parts = _ChunkParts(task, len(items))
+        timeout = None if task.timeout is None else task.timeout / task.n_items
+        for index in reversed(range(len(items))):  # requeued at the front, in order
+            part = Task(task.fn, [items[index]], {}, Future(), chunk=True, star=task.star)
+            part.timeout, part.retries, part.priority = timeout, task.retries, task.priority
+            part.future.add_done_callback(functools.partial(parts.collect, index))
+            try:
+                part.payload = self._pickle(part)
+            except SerializationError as exc:
+                part.fail(exc)
+                continue
+            self._requeue(part)
+
+    def _load(self, worker: _Worker, data: bytes, task: Task | None) -> tuple[bool, Any]:
+        """(True, the message's body), or (False, a SerializationError) if it cannot be
+        unpickled here; only the task it answers fails, the dispatcher carries on."""
+        import pickle
+
+        try:
+            return True, pickle.loads(memoryview(data)[HEADER.size :])
+        except BaseException as exc:  # the body's __reduce__ may raise anything
+            what = "an initializer's error" if task is None else f"the outcome of {_fn_name(task)}"
+            error = SerializationError(
+                f"{what} was sent back by worker process {worker.process.pid} but cannot be "
+                f"unpickled in the parent process: {type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            return False, error
+
+    def _cancel_deadline(self, worker: _Worker) -> None:
+        if worker.deadline is not None:
+            worker.deadline.cancel()
+            worker.deadline = None
+
+    # -- deaths -------------------------------------------------------------------------------
     def _on_exit(self, worker: _Worker) -> None:
         self._drain(worker)  # results sent before death still count
         worker.process.join()
@@ -399,49 +592,78 @@ class ProcessBackend(Backend):
             self._workers.pop(id(worker.process), None)
             lost = [task for _, task in worker.inflight]
             worker.inflight.clear()
+            self._cancel_deadline(worker)
         worker.conn.close()
-        if lost:
+        if not worker.retiring:
             self.restarts += 1
-            self._recover(worker, lost[0], started=True)
-            for task in reversed(lost[1:]):
-                self._recover(worker, task, started=False)
+        if worker.stopping or worker.announced_exit:
+            for task in lost:  # the task it was stopped for is resolved; the others never ran
+                self._recover(task, None)
+        elif not worker.ready:
+            self._on_startup_death(worker, lost)
+        elif lost:
+            doing = f"running {_fn_name(lost[0])}"
+            self._recover(
+                lost[0], describe_exit(worker.process.pid, worker.process.exitcode, doing)
+            )
+            for task in lost[1:]:
+                self._recover(task, None)
 
-    def _recover(self, worker: _Worker, task: Task, *, started: bool) -> None:
-        """Decide the fate of a task its worker died with: requeue, retry or fail."""
+    def _recover(self, task: Task, crash: str | None) -> None:
+        """Requeue a task its worker died with, retry it, or fail it. ``crash`` describes the
+        death if the task was running; None means it never started."""
         if task.future.done():
             return  # it timed out or was killed: already failed
-        if not started:
+        if crash is None:
             task.attempts -= 1  # it never ran
             self._requeue(task)
         elif task.attempts <= task.retries:
             self._requeue(task)
         else:
-            cause = describe_exit(worker.process.pid, worker.process.exitcode)
-            task.fail(WorkerCrashed(f"{cause}; the pool replaced it and carries on"))
+            tries = f" (attempt {task.attempts} of {task.retries + 1})" if task.retries else ""
+            task.fail(WorkerCrashed(f"{crash}{tries}; the pool replaced the worker and carries on"))
+
+    def _on_startup_death(self, worker: _Worker, lost: list[Task]) -> None:
+        """A worker died before its initializer finished: its tasks never ran."""
+        for task in lost:
+            self._recover(task, None)
+        exitcode = worker.process.exitcode
+        killed = exitcode in (-signal.SIGKILL, -signal.SIGTERM)
+        self._startup_kills += 1
+        if killed and self._startup_kills < _MAX_STARTUP_KILLS:
+            return  # killed from outside: replace it, as any worker
+        doing = "starting up (importing, or in the initializer)"
+        cause = describe_exit(worker.process.pid, exitcode, doing)
+        self._break(BrokenProcessPool(f"{cause}; workers cannot start, so the pool is broken"))
 
     def _requeue(self, task: Task) -> None:
         if self._cancel_on_close or self.broken is not None:
-            task.fail(CancelledError("the pool shut down before the task could be retried"))
+            task.fail(CancelledError("the pool shut down before the task could run again"))
         else:
             self._queue.push_front(task)
 
-    def _break(self, error: BaseException, cause: BaseException) -> None:
-        error.__cause__ = cause
+    def _break(self, error: BaseException, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
         with self._lock:
             if self.broken is None:
                 self.broken = error
             self._closed = True
             lost = [t for w in self._workers.values() for _, t in w.inflight]
+            workers = list(self._workers.values())
         for task in self._queue.drain() + lost:
             task.fail(error)
-        for worker in list(self._workers.values()):
-            self._stop_worker(worker)
+        for worker in workers:
+            self._terminate(worker)
 
     def _stop_all_workers(self) -> None:
         with self._lock:
             workers = list(self._workers.values())
+            stop_now = self._cancel_on_close or self.broken is not None
         for worker in workers:
-            self._ask_to_exit(worker)
+            # killing: no worker has work we want, and one still starting up (an
+            # interpreter import, an initializer) would read "exit" only when done
+            self._terminate(worker) if stop_now else self._ask_to_exit(worker)
         deadline = time.monotonic() + _EXIT_GRACE_S
         for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -449,7 +671,7 @@ class ProcessBackend(Backend):
                 _kill(worker.process)
                 worker.process.join()
             for _, task in worker.inflight:
-                task.fail(CancelledError("the pool shut down while the task ran"))
+                task.fail(CancelledError("the pool shut down before the task finished"))
             worker.conn.close()
         with self._lock:
             self._workers.clear()
@@ -467,14 +689,13 @@ class ProcessBackend(Backend):
                 workers = list(self._workers.values())
             else:
                 workers = []
-            if self._dispatcher.is_alive():
-                self._wake()
+            self._wake()
         for worker in workers:
             if worker.running is not None:
                 worker.running.fail(CancelledError("the pool was shut down with kill_running=True"))
-            self._stop_worker(worker)
+            self._terminate(worker)
         if wait and self._dispatcher is not threading.current_thread():
-            self._dispatcher.join()
+            self._dispatcher_done.wait()
 
     def workers_alive(self) -> int:
         with self._lock:
@@ -499,6 +720,56 @@ class ProcessBackend(Backend):
             worker.conn.send_bytes(b"N.")  # pickle of None: exit after the current task
         except OSError:
             pass  # already gone
+
+
+def _block_sigint() -> None:
+    """Block SIGINT in this thread: processes it starts inherit the mask, so a Ctrl-C that
+    lands while a worker starts up (before it ignores SIGINT) prints nothing. The main
+    thread, which handles SIGINT in Python, is never affected."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+class _ChunkParts:
+    """Collects the one-item chunks a split chunk became; settles the chunk when all are in."""
+
+    def __init__(self, chunk: Task, count: int) -> None:
+        self.chunk = chunk
+        self.outcomes: list[ChunkResult | None] = [None] * count
+        self.left = count
+        self.lock = threading.Lock()
+
+    def collect(self, index: int, future: Future[ChunkResult]) -> None:
+        outcome = chunk_outcomes(future, 1)
+        with self.lock:
+            self.outcomes[index] = outcome
+            self.left -= 1
+            if self.left:
+                return
+        done = [o for o in self.outcomes if o is not None]
+        errors = {i: o.errors[0] for i, o in enumerate(done) if 0 in o.errors}
+        values = [o.values[0] for o in done]
+        merged = ChunkResult(values, errors, sum(o.duration for o in done))
+        self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
+
+
+def _merge_failed_items(result: ChunkResult, bad: dict[int, BaseException]) -> ChunkResult:
+    """Put the items that could not be pickled back in their places, as failures."""
+    if not bad:
+        return result
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    sent = 0
+    for index in range(len(result.values) + len(bad)):
+        if index in bad:
+            values.append(None)
+            errors[index] = bad[index]
+            continue
+        values.append(result.values[sent])
+        if sent in result.errors:
+            errors[index] = result.errors[sent]
+        sent += 1
+    return ChunkResult(values, errors, result.duration)
 
 
 def _kill(process: Any) -> None:

@@ -5,21 +5,31 @@
     parent dispatcher ══ Pipe ══► recv_bytes ─► unpickle ─► run ─► pickle ─► send_bytes ══► parent
                                       ▲ EOF: parent gone, exit      │
                                       └──────── next task ◄─────────┘
+    watch thread: parent gone (PR_SET_PDEATHSIG, getppid(), pipe hang-up) ─► os._exit
 
 Messages from the parent: ``None`` (exit) or a task tuple
 ``(task_id, fn_id, fn_blob | None, chunk, star, payload)``; ``fn_blob`` is sent
 only the first time this worker sees ``fn_id`` (both sides keep the same LRU).
-Messages to the parent: ``(task_id, ok, value)`` per task, or
-``(INIT_FAILED, False, exception)`` once if the initializer raised.
+
+Messages to the parent are a fixed header, ``struct HEADER`` = (``task_id``,
+``flags``), followed by a pickled body. The header never fails to decode, so
+the parent always knows which task a message answers even when the body
+cannot be unpickled there. ``task_id`` is a task's id, ``READY`` (the
+initializer ran; no body) or ``INIT_FAILED`` (body: the exception). Flags:
+``OK`` (the body is the result, else an exception), ``RETIRING`` (this worker
+exits after this message and will not read the task waiting in its pipe),
+``ARGS_FAILED`` (the arguments could not be unpickled: nothing of the task ran).
 
 This module is imported in every worker: it must stay cheap to import.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
+import struct
 import sys
 import threading
 import time
@@ -27,14 +37,30 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FN_CACHE_SIZE", "INIT_FAILED", "WorkerSpec", "worker_main"]
+__all__ = [
+    "ARGS_FAILED",
+    "FN_CACHE_SIZE",
+    "HEADER",
+    "INIT_FAILED",
+    "OK",
+    "READY",
+    "RETIRING",
+    "WorkerSpec",
+    "worker_main",
+]
 
+HEADER = struct.Struct("<qB")
 INIT_FAILED = -1
+READY = -2
+OK = 1
+RETIRING = 2
+ARGS_FAILED = 4
 # Functions kept unpickled per worker; the parent mirrors this LRU exactly.
 FN_CACHE_SIZE = 64
-# How often a busy worker checks that its parent is still alive (portable
-# fallback for PR_SET_PDEATHSIG); the issue's bound is 2 s.
+# How often the watch thread checks that the parent is still alive (portable
+# fallback for PR_SET_PDEATHSIG); the contract is that workers exit within 2 s.
 PARENT_POLL_S = 0.25
+_PR_SET_PDEATHSIG = 1
 
 
 class WorkerSpec:
@@ -53,26 +79,57 @@ class WorkerSpec:
         self.max_memory = max_memory
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Exit if the parent dies: the kernel's PDEATHSIG on Linux plus a portable poll."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+# -- staying alive only as long as the parent ------------------------------------------------
+def _set_pdeathsig() -> None:
+    """Linux: the kernel SIGKILLs us when the thread that forked us exits (the dispatcher
+    thread, or the forkserver, which itself exits when the parent does)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the forking process
-        except (OSError, AttributeError):
-            pass
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _parent_gone(parent_pid: int, ppid: int, hangup: Callable[[], bool]) -> bool:
+    # getppid() changes the moment the forking process dies, even before it is reaped;
+    # kill(pid, 0) catches the parent itself under forkserver once it is reaped; the pipe
+    # hang-up catches it while it is an unreaped zombie (and works without procfs).
+    if os.getppid() != ppid or hangup():
+        return True
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return False
+
+
+def _hangup_probe(conn: Any) -> Callable[[], bool]:
+    """A check for 'the parent closed its end of our pipe' that never reads from it."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return lambda: False
+    poller = select.poll()
+    poller.register(conn.fileno(), 0)  # POLLHUP and POLLERR are always reported
+    hup = select.POLLHUP | select.POLLERR
+    return lambda: any(event & hup for _, event in poller.poll(0))
+
+
+def _die_with_parent(parent_pid: int, conn: Any) -> None:
+    """Exit if the parent dies, however it dies (the issue's bound is 2 s)."""
+    ppid = os.getppid()
+    _set_pdeathsig()
+    hangup = _hangup_probe(conn)
 
     def watch() -> None:
-        while True:
+        while not _parent_gone(parent_pid, ppid, hangup):
             time.sleep(PARENT_POLL_S)
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:
-                pass  # alive, but owned by someone else (pid reuse is the only way here)
+        os._exit(1)
 
     threading.Thread(target=watch, name="anypool-parent-watch", daemon=True).start()
 
@@ -87,30 +144,94 @@ def _rss_bytes() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
-def _dumps(message: tuple[Any, ...], fn: Any) -> bytes:
-    from .._serialization import dumps
-
-    fn = fn()  # the task's function, known only once it was unpickled
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    return dumps(message, f"the result of {name} (type {type(message[2]).__qualname__})")
+# -- pickling outcomes -----------------------------------------------------------------------
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _outcome(task_id: int, run: Callable[[], Any], fn: Any) -> bytes:
-    """Run a task and pickle its outcome; a result that does not pickle fails only this task."""
+def _frame(task_id: int, flags: int, body: Any) -> bytes:
+    """Header plus pickled body; raises if the body does not pickle."""
+    buffer = io.BytesIO()
+    buffer.write(HEADER.pack(task_id, flags))
+    try:
+        pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(body)
+    except Exception:
+        from .._serialization import cloudpickle_dumps
+
+        # plain pickle refuses lambdas, closures and classes defined in __main__
+        data = cloudpickle_dumps(body)
+        buffer.seek(HEADER.size)
+        buffer.truncate()
+        buffer.write(data)
+    return buffer.getvalue()
+
+
+def _error_frame(task_id: int, flags: int, exc: BaseException) -> bytes:
     from .._serialization import wrap_exception
 
+    return _frame(task_id, flags & ~OK, wrap_exception(exc))
+
+
+def _result_error(fn: Any, value: Any, exc: Exception, where: str = "") -> BaseException:
+    from .._exceptions import SerializationError
+
+    error = SerializationError(
+        f"the result of {_name(fn)}{where} (type {type(value).__qualname__}) cannot be "
+        f"pickled to send it back from the worker process: {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _isolate_bad_items(fn: Any, chunk: Any) -> None:
+    """A chunk's result did not pickle: fail only the items whose value does not."""
+    from .._serialization import dumps
+
+    for index, value in enumerate(chunk.values):
+        if index in chunk.errors:
+            continue
+        try:
+            dumps(value, "")
+        except Exception as exc:
+            chunk.values[index] = None
+            chunk.errors[index] = _result_error(fn, value, exc, f" for item {index}")
+
+
+def _outcome(task_id: int, flags: int, fn: Any, value: Any, is_chunk: bool) -> bytes:
+    """Pickle a result; a result that does not pickle fails only its task (or item)."""
     try:
-        value = run()
-    except BaseException as exc:  # SystemExit too: it must fail the task, not end the worker
-        return pickle.dumps((task_id, False, wrap_exception(exc)), pickle.HIGHEST_PROTOCOL)
-    try:
-        return pickle.dumps((task_id, True, value), pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pass  # retried with cloudpickle below, then reported as a SerializationError
-    try:
-        return _dumps((task_id, True, value), fn)
+        return _frame(task_id, flags | OK, value)
     except Exception as exc:
-        return pickle.dumps((task_id, False, wrap_exception(exc)), pickle.HIGHEST_PROTOCOL)
+        if not is_chunk:
+            return _error_frame(task_id, flags, _result_error(fn, value, exc))
+    _isolate_bad_items(fn, value)
+    try:
+        return _frame(task_id, flags | OK, value)
+    except Exception as exc:
+        return _error_frame(task_id, flags, _result_error(fn, value, exc))
+
+
+def _wrap_item_errors(chunk: Any) -> None:
+    """Give each failed item of a chunk its traceback, and make sure it pickles."""
+    from .._serialization import wrap_exception
+
+    chunk.errors = {index: wrap_exception(exc) for index, exc in chunk.errors.items()}
+
+
+# -- the worker ------------------------------------------------------------------------------
+class _ArgsFailed(Exception):
+    """The arguments did not unpickle: carries the error to report."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _unpicklable_function(error: BaseException) -> Callable[..., Any]:
+    def raise_error(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    return raise_error
 
 
 class _Worker:
@@ -118,51 +239,91 @@ class _Worker:
         self.conn = conn
         self.spec = spec
         self.functions: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+        self.done = 0
 
     def function(self, fn_id: int, blob: bytes | None) -> Callable[..., Any]:
         if blob is not None:
-            self.functions[fn_id] = pickle.loads(blob)
+            self.functions[fn_id] = self._load_function(blob)
             if len(self.functions) > FN_CACHE_SIZE:
                 self.functions.popitem(last=False)
         else:
             self.functions.move_to_end(fn_id)
         return self.functions[fn_id]
 
-    def run_one(self, message: tuple[Any, ...]) -> bytes:
-        task_id, fn_id, blob, chunk, star, payload = message
+    @staticmethod
+    def _load_function(blob: bytes) -> Callable[..., Any]:
+        """Unpickle a function; one that fails is cached as a function that raises, so this
+        LRU stays in step with the parent's mirror and later calls fail the same way."""
+        try:
+            fn: Callable[..., Any] = pickle.loads(blob)
+        except BaseException as exc:  # SystemExit from a __reduce__ too: stay in step
+            from .._exceptions import SerializationError
 
-        fn: Any = None
+            error = SerializationError(
+                f"the task's function cannot be unpickled in the worker process: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            return _unpicklable_function(error)
+        return fn
 
-        def run() -> Any:
-            nonlocal fn
-            from .._task import run_chunk
-
-            fn = self.function(fn_id, blob)
+    @staticmethod
+    def _load_args(fn: Any, payload: bytes) -> tuple[Any, dict[str, Any]]:
+        try:
             args, kwargs = pickle.loads(payload)
-            return run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
+        except BaseException as exc:
+            from .._exceptions import SerializationError
 
-        return _outcome(task_id, run, lambda: fn)
+            raise _ArgsFailed(
+                SerializationError(
+                    f"the arguments of a call of {_name(fn)} cannot be unpickled in the "
+                    f"worker process: {type(exc).__name__}: {exc}"
+                )
+            ) from exc
+        return args, kwargs
+
+    def run_one(self, message: tuple[Any, ...]) -> bytes:
+        from .._task import run_chunk
+
+        task_id, fn_id, blob, chunk, star, payload = message
+        fn: Any = None
+        try:
+            fn = self.function(fn_id, blob)
+            args, kwargs = self._load_args(fn, payload)
+            value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
+        except _ArgsFailed as failed:  # nothing ran: the parent may retry the items alone
+            self.done += 1
+            failed.error.__cause__ = failed.__cause__
+            return _error_frame(task_id, self._retire_flag() | ARGS_FAILED, failed.error)
+        except BaseException as exc:  # SystemExit too: it must fail the task, not end the worker
+            self.done += 1
+            return _error_frame(task_id, self._retire_flag(), exc)
+        if chunk:
+            _wrap_item_errors(value)
+        self.done += 1
+        return _outcome(task_id, self._retire_flag(), fn, value, chunk)
+
+    def _retire_flag(self) -> int:
+        """RETIRING if this worker should be replaced after the task it just ran."""
+        spec = self.spec
+        if spec.max_tasks is not None and self.done >= spec.max_tasks:
+            return RETIRING
+        if spec.max_memory is not None and _rss_bytes() > spec.max_memory:
+            return RETIRING
+        return 0
 
     def initialize(self) -> bool:
-        if self.spec.initializer is None:
-            return True
-        try:
-            initializer, initargs = pickle.loads(self.spec.initializer)
-            initializer(*initargs)
-        except BaseException as exc:
-            from .._serialization import wrap_exception
-
-            self.conn.send_bytes(pickle.dumps((INIT_FAILED, False, wrap_exception(exc))))
-            return False
+        if self.spec.initializer is not None:
+            try:
+                initializer, initargs = pickle.loads(self.spec.initializer)
+                initializer(*initargs)
+            except BaseException as exc:
+                self.conn.send_bytes(_error_frame(INIT_FAILED, 0, exc))
+                return False
+        self.conn.send_bytes(HEADER.pack(READY, 0))
         return True
 
-    def should_retire(self, done: int) -> bool:
-        if self.spec.max_tasks is not None and done >= self.spec.max_tasks:
-            return True
-        return self.spec.max_memory is not None and _rss_bytes() > self.spec.max_memory
-
     def loop(self) -> None:
-        done = 0
         while True:
             try:
                 data = self.conn.recv_bytes()
@@ -171,18 +332,25 @@ class _Worker:
             message = pickle.loads(data)
             if message is None:
                 return
-            self.conn.send_bytes(self.run_one(message))
-            done += 1
-            if self.should_retire(done):
+            answer = self.run_one(message)
+            self.conn.send_bytes(answer)
+            if HEADER.unpack_from(answer)[1] & RETIRING:
                 return
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C in a terminal reaches the whole process group; the parent decides what happens
+    to running tasks, and workers must not print KeyboardInterrupt tracebacks. The parent
+    starts workers with SIGINT blocked, so none arrives before this point."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def worker_main(conn: Any, spec: WorkerSpec) -> None:
     """Entry point of a worker process."""
-    # Ctrl-C in a terminal reaches the whole process group; the parent decides what
-    # happens to running tasks, and workers must not print KeyboardInterrupt tracebacks.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(spec.parent_pid)
+    _ignore_sigint()
+    _die_with_parent(spec.parent_pid, conn)
     worker = _Worker(conn, spec)
     if worker.initialize():
         worker.loop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from concurrent.futures import CancelledError
 
 from .._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._task import Task
@@ -168,10 +169,12 @@ class ThreadBackend(Backend):
             self._workers.discard(worker)
             if not self._closed:
                 self._spawn()  # keep the pool at full strength
+        name = getattr(task.fn, "__qualname__", None) or repr(task.fn)
         task.fail(
             TaskTimeout(
-                f"task {task.fn!r} ran longer than its timeout of {task.timeout} s; "
-                "threads cannot be killed, so it was abandoned and keeps running in the background"
+                f"task {name} ran longer than its timeout of {task.timeout} s; a thread cannot "
+                "be killed, so it was abandoned: it keeps running in the background and a new "
+                "thread took its place"
             )
         )
 
@@ -209,7 +212,7 @@ class ThreadBackend(Backend):
         if task is not None:
             worker.abandoned = True
             task.fail(
-                PoolClosed(
+                CancelledError(
                     "the pool was shut down with kill_running=True while this task ran; "
                     "a thread cannot be stopped, so it was abandoned"
                 )

@@ -21,21 +21,29 @@ __all__ = ["Deadlines", "Handle"]
 
 
 class Handle:
-    """Returned by :meth:`Deadlines.schedule`; ``cancel()`` stops the callback if not yet fired."""
+    """Returned by :meth:`Deadlines.schedule`; ``cancel()`` stops the callback if not yet fired.
 
-    __slots__ = ("cancelled",)
+    Cancelling drops the callback at once: a cancelled entry stays in the heap until its
+    time comes, and must not keep a finished task (and its result) alive until then.
+    """
 
-    def __init__(self) -> None:
-        self.cancelled = False
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object] | None) -> None:
+        self.fn = fn
+
+    @property
+    def cancelled(self) -> bool:
+        return self.fn is None
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.fn = None
 
 
 class Deadlines:
     def __init__(self, name: str = "anypool-deadlines") -> None:
         self._name = name
-        self._heap: list[tuple[float, int, Handle, Callable[[], object]]] = []
+        self._heap: list[tuple[float, int, Handle]] = []
         self._order = itertools.count()
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
@@ -43,12 +51,12 @@ class Deadlines:
 
     def schedule(self, when: float, fn: Callable[[], object]) -> Handle:
         """Call ``fn()`` at ``time.monotonic() >= when``."""
-        handle = Handle()
+        handle = Handle(fn)
         with self._wake:
             if self._stopped:
                 handle.cancel()
                 return handle
-            heapq.heappush(self._heap, (when, next(self._order), handle, fn))
+            heapq.heappush(self._heap, (when, next(self._order), handle))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -64,13 +72,23 @@ class Deadlines:
                     continue
                 delay = self._heap[0][0] - time.monotonic() if self._heap else None
                 if delay is not None and delay <= 0:
-                    return heapq.heappop(self._heap)[3]
+                    fn = heapq.heappop(self._heap)[2].fn
+                    if fn is not None:
+                        return fn
+                    continue
                 self._wake.wait(delay)
             return None
 
     def _run(self) -> None:
         while (fn := self._next_due()) is not None:
-            fn()
+            try:
+                fn()
+            except Exception:
+                # a failing callback must not end this thread: every later deadline would
+                # silently never fire
+                import traceback
+
+                traceback.print_exc()
 
     def stop(self) -> None:
         with self._wake:

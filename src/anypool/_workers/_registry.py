@@ -41,13 +41,17 @@ def _note_interrupt(hook: Any) -> Any:
 
 
 def _at_exit() -> None:
-    """Finish pending work, as the stdlib does, unless the program ends on Ctrl-C:
-    then stop everything at once, and a second Ctrl-C skips straight to killing."""
-    for backend in list(_live):
+    """Finish pending work, as the stdlib does, unless the program ends on Ctrl-C: then stop
+    everything at once. A Ctrl-C while this waits switches to stopping at once, for every
+    pool, however often it comes (shutdown is idempotent, so starting over is safe)."""
+    global _interrupted
+    while True:
         try:
-            backend.shutdown(wait=True, cancel_pending=_interrupted, kill_running=_interrupted)
+            for backend in list(_live):
+                backend.shutdown(wait=True, cancel_pending=_interrupted, kill_running=_interrupted)
+            return
         except KeyboardInterrupt:
-            backend.shutdown(wait=True, cancel_pending=True, kill_running=True)
+            _interrupted = True
 
 
 def register_for_exit(backend: _Stoppable) -> None:

@@ -1,0 +1,356 @@
+"""backend="auto" on real functions: it measures, chooses, explains, and routes everything."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import anypool
+from anypool._runtime import usable_cpus
+
+needs_two_cpus = pytest.mark.skipif(usable_cpus() < 2, reason="parallelism needs 2 usable CPUs")
+
+
+def busy(n: int) -> int:
+    """The tutorial's counter loop: pure-Python CPU work that holds the GIL."""
+    i = 0
+    for _ in range(n):
+        i = i + 1
+    return i
+
+
+def nap(x: float) -> float:
+    time.sleep(x)
+    return x
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x * 2
+
+
+# ~20-40 ms of counting on the 2-core dev VM: long enough to measure, short enough to run
+BUSY_N = 400_000
+
+
+def test_default_backend_is_auto(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    assert pool.backend == "auto"
+    decision = pool.explain()
+    assert decision.chosen_by == "pending"
+    assert "not decided yet" in decision.summary
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_busy_loop_picks_processes(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    assert list(pool.map(busy, [BUSY_N] * 12)) == [BUSY_N] * 12
+    decision = pool.explain()
+    assert decision.backend == "process", str(decision)
+    assert decision.workers >= 2
+    assert decision.measurements is not None
+    assert decision.measurements.cpu_fraction > 0.5
+    assert pool.statistics().backend == "process"
+    assert pool.capabilities.parallel_cpu  # the pool now reports the chosen backend's flags
+
+
+@pytest.mark.timeout(60)
+def test_sleeping_function_picks_threads(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    assert list(pool.map(nap, [0.03] * 20)) == [0.03] * 20
+    decision = pool.explain()
+    assert decision.backend == "thread", str(decision)
+    assert decision.workers > usable_cpus()  # sized for overlapping waits, not for CPUs
+    assert decision.measurements is not None
+    assert decision.measurements.cpu_fraction < 0.2
+
+
+@needs_two_cpus
+@pytest.mark.skipif(not Path("/proc/thread-self/schedstat").exists(), reason="needs schedstat")
+@pytest.mark.timeout(60)
+def test_a_busy_machine_does_not_make_cpu_work_look_like_waiting(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    hog = "while True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(usable_cpus())]
+    try:
+        pool = make_pool()
+        assert list(pool.map(busy, [BUSY_N] * 8)) == [BUSY_N] * 8
+        decision = pool.explain()
+    finally:
+        for proc in hogs:
+            proc.kill()
+            proc.wait()
+    assert decision.measurements is not None
+    assert decision.measurements.preempted_s > 0  # the hogs took the CPUs for a while
+    assert decision.measurements.cpu_fraction > 0.7, str(decision)
+    assert decision.backend == "process", str(decision)
+    assert decision.workers <= usable_cpus() + 1
+
+
+def test_explain_carries_numbers(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    list(pool.map(nap, [0.02] * 6))
+    text = str(pool.explain())
+    assert re.search(r"CPU \d+% of wall time over \d+ sampled tasks? of ~\d", text), text
+    assert re.search(r"GIL (enabled|disabled)", text)
+    assert re.search(rf"{usable_cpus()} usable CPUs?", text)
+    assert re.search(r"-> thread backend, \d+ workers", text)
+    assert "items/s" in text
+
+
+def test_explain_for_a_named_backend(make_pool: Callable[..., anypool.Pool]) -> None:
+    decision = make_pool("thread", 3).explain()
+    assert (decision.backend, decision.workers, decision.chosen_by) == ("thread", 3, "user")
+    assert "chosen by the caller" in str(decision)
+
+
+def test_unpicklable_function_stays_on_threads(make_pool: Callable[..., anypool.Pool]) -> None:
+    lock = threading.Lock()
+
+    def locked_busy(n: int) -> tuple[int, threading.Lock]:
+        with lock:
+            return busy(n), lock  # the result holds a lock: it cannot cross a process
+
+    pool = make_pool()
+    results = list(pool.map(locked_busy, [BUSY_N] * 4))
+    assert [r[0] for r in results] == [BUSY_N] * 4
+    decision = pool.explain()
+    assert decision.backend == "thread", str(decision)
+    assert "does not pickle" in str(decision)
+    assert "lock" in str(decision)
+
+
+def test_tiny_submitted_tasks_run_inline(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    futures = [pool.submit(abs, -i) for i in range(20)]
+    assert [f.result(timeout=10) for f in futures] == list(range(20))
+    decision = pool.explain()
+    assert decision.backend == "inline", str(decision)
+    # inline cannot enforce timeouts: a later task asking for one gets a clear error
+    with pytest.raises(anypool.CapabilityError, match="chose 'inline'"):
+        pool.submit(abs, -1, timeout=5)
+
+
+def test_pool_timeout_keeps_auto_off_inline(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool(timeout=5)
+    futures = [pool.submit(abs, -i) for i in range(20)]
+    assert [f.result(timeout=10) for f in futures] == list(range(20))
+    decision = pool.explain()
+    assert decision.backend != "inline"
+    assert any("timeouts" in r for r in decision.reasons)
+
+
+def test_prefer_and_require_steer(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool(prefer="thread")
+    list(pool.map(busy, [BUSY_N] * 4))
+    assert pool.explain().backend == "thread"
+    pool = make_pool(require="shared_memory")
+    list(pool.map(busy, [BUSY_N] * 4))
+    assert pool.explain().backend == "thread"
+
+
+@pytest.mark.timeout(60)
+def test_require_kill_on_timeout_picks_processes_for_io(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    pool = make_pool(require="kill_on_timeout")
+    assert list(pool.map(nap, [0.01] * 4)) == [0.01] * 4
+    assert pool.explain().backend == "process"
+
+
+def test_bad_steering_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown requirement 'fast'"):
+        anypool.Pool(require="fast")
+    with pytest.raises(ValueError, match="unknown prefer="):
+        anypool.Pool(prefer="gpu")
+    with pytest.raises(ValueError, match="prefer= steers backend='auto' only"):
+        anypool.Pool("thread", prefer="process")
+    with pytest.raises(anypool.CapabilityError, match="'thread' backend does not meet"):
+        anypool.Pool("thread", require="kill_on_timeout")
+
+
+def test_named_backend_meeting_require_is_fine(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool("thread", 2, require="shared_memory")
+    assert pool.submit(pow, 2, 5).result(timeout=5) == 32
+
+
+def test_exceptions_surface_in_place(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    out: list[object] = list(pool.map(fail_on_three, range(8), return_exceptions=True))
+    assert isinstance(out[3], ValueError)
+    assert [v for i, v in enumerate(out) if i != 3] == [0, 2, 4, 8, 10, 12, 14]
+    with pytest.raises(ValueError, match="three"):
+        list(pool.map(fail_on_three, range(8)))
+
+
+def test_submit_path_decides_and_routes(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    futures = [pool.submit(nap, 0.02) for _ in range(12)]
+    assert [f.result(timeout=10) for f in futures] == [0.02] * 12
+    assert pool.explain().backend == "thread"
+    assert pool.submit(nap, 0).result(timeout=5) == 0  # after the choice, straight through
+
+
+class _Concurrency:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+
+    def __call__(self, x: int) -> int:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(0.02)
+        with self.lock:
+            self.now -= 1
+        return x
+
+
+def test_map_window_grows_with_the_choice(make_pool: Callable[..., anypool.Pool]) -> None:
+    # before the choice the pool has usable_cpus() workers (window 2*cpus+1 chunks); an
+    # IO-bound choice must widen the window, or waits would not overlap beyond it
+    probe = _Concurrency()  # holds a lock: stays on threads, and counts overlap
+    pool = make_pool()
+    assert list(pool.map(probe, range(200), chunksize=1)) == list(range(200))
+    assert pool.explain().backend == "thread"
+    assert probe.peak > 2 * usable_cpus() + 1, probe.peak
+
+
+def test_workers_reflect_the_choice(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    before = pool.workers
+    assert before == usable_cpus()
+    list(pool.map(nap, [0.02] * 6))
+    assert pool.workers == pool.explain().workers
+
+
+def test_given_workers_are_respected(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool(workers=3)
+    list(pool.map(nap, [0.02] * 6))
+    assert pool.explain().workers == 3
+    assert pool.workers == 3
+
+
+@pytest.mark.skipif(not hasattr(time, "pthread_getcpuclockid"), reason="needs thread CPU clocks")
+@pytest.mark.timeout(60)
+def test_long_first_task_does_not_hold_the_choice(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    first = pool.submit(nap, 1.0)
+    rest = [pool.submit(nap, 0.01) for _ in range(4)]
+    # the choice is made ~50 ms into the first task, from what it did so far
+    assert [f.result(timeout=0.8) for f in rest] == [0.01] * 4
+    assert not first.done()
+    decision = pool.explain()
+    assert decision.measurements is not None
+    assert decision.measurements.partial
+    assert "still running" in decision.summary
+    assert first.result(timeout=5) == 1.0
+
+
+def test_timeout_while_sampling(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    slow = pool.submit(nap, 1.5, timeout=0.1)
+    with pytest.raises(anypool.TaskTimeout, match="abandoned"):
+        slow.result(timeout=5)
+    assert pool.submit(nap, 0.0).result(timeout=5) == 0.0
+    start = time.monotonic()
+    pool.shutdown(wait=True)
+    assert time.monotonic() - start < 0.75  # does not wait for the abandoned task
+    time.sleep(1.5)  # let the abandoned probe thread finish before the leak check
+
+
+def test_kill_running_while_sampling_returns_at_once() -> None:
+    pool = anypool.Pool()
+    slow = pool.submit(nap, 1.5)
+    time.sleep(0.1)  # running on the probe thread
+    start = time.monotonic()
+    pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
+    assert time.monotonic() - start < 0.75  # a thread cannot be stopped, so it is abandoned
+    with pytest.raises(anypool.PoolClosed, match="abandoned"):
+        slow.result(timeout=0)
+    time.sleep(1.5)  # let the abandoned probe thread finish before the leak check
+
+
+def test_shutdown_before_any_task(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool()
+    pool.shutdown(wait=True)
+    with pytest.raises(anypool.PoolClosed):
+        pool.submit(abs, 1)
+
+
+def test_shutdown_while_sampling_completes_queued_work() -> None:
+    pool = anypool.Pool()
+    futures = [pool.submit(nap, 0.01) for _ in range(6)]
+    pool.shutdown(wait=True)
+    assert [f.result(timeout=0) for f in futures] == [0.01] * 6
+
+
+def test_shutdown_cancel_pending_while_sampling() -> None:
+    pool = anypool.Pool()
+    futures = [pool.submit(nap, 0.03) for _ in range(10)]
+    pool.shutdown(wait=True, cancel_pending=True)  # at most the first one has started
+    assert all(f.done() for f in futures)
+    assert sum(f.cancelled() for f in futures) >= 9
+    assert all(f.result(timeout=0) == 0.03 for f in futures if not f.cancelled())
+
+
+def test_initializer_failure_breaks_the_pool() -> None:
+    def bad_init() -> None:
+        raise RuntimeError("no config")
+
+    pool = anypool.Pool(initializer=bad_init)
+    try:
+        future = pool.submit(abs, -1)
+        with pytest.raises(anypool.BrokenPool, match="initializer failed") as info:
+            future.result(timeout=5)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        with pytest.raises(anypool.BrokenPool):
+            pool.submit(abs, -1)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_one_shot_map_defaults_to_auto() -> None:
+    assert list(anypool.map(abs, [-1, -2, -3])) == [1, 2, 3]
+    assert list(anypool.map(nap, [0.01] * 5, workers=2)) == [0.01] * 5
+
+
+def test_threads_only_when_process_backend_is_missing(
+    make_pool: Callable[..., anypool.Pool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anypool import _backends
+
+    real = _backends.available_backends
+
+    def without_process() -> dict[str, bool]:
+        return {**real(), "process": False}
+
+    monkeypatch.setattr(_backends, "available_backends", without_process)
+    pool = make_pool()
+    list(pool.map(busy, [BUSY_N] * 4))
+    decision = pool.explain()
+    assert decision.backend == "thread"
+    assert any("process backend not available" in r for r in decision.reasons)
+
+
+def test_import_stays_light() -> None:
+    import subprocess
+
+    code = (
+        "import sys, anypool; anypool.Pool; "
+        "print(sorted(m for m in ('multiprocessing', 'tqdm', 'matplotlib', 'cloudpickle') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
