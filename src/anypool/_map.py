@@ -124,9 +124,15 @@ class MapIterator(itertools.chain[R]):
 
     def _add_finalizer(self, callback: Finalizer) -> None:
         """Call ``callback(interrupted)`` once when the stream ends, fails or is closed;
-        ``interrupted``: a KeyboardInterrupt reached the consumer through it."""
-        assert self._state is not None
-        self._state.finalizers.append(callback)
+        ``interrupted``: a KeyboardInterrupt reached the consumer through it. A wrapper
+        (see ``_gen``) hands it to the MapIterator it wraps as ``_inner``, whose end is
+        the stream's end."""
+        target: Any = self
+        while target._state is None and isinstance(getattr(target, "_inner", None), MapIterator):
+            target = target._inner
+        if target._state is None:
+            raise TypeError(f"{type(self).__name__} drives no map to finalize")
+        target._state.finalizers.append(callback)
 
     # A wrapper subclass may skip __init__ and set ``self._gen`` to a generator of
     # items that drives an inner MapIterator; chain then iterates that generator.
