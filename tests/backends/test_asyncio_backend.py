@@ -21,8 +21,9 @@ def test_coroutines_run_concurrently_up_to_the_worker_bound(make_pool):
     start = time.monotonic()
     assert list(pool.map(double_later, range(200))) == [2 * i for i in range(200)]
     elapsed = time.monotonic() - start
-    # 200 sleeps of 50 ms, 50 at a time: 4 rounds. Sequential would take 10 s.
-    assert elapsed < 2.0, elapsed
+    # 200 sleeps of 50 ms, 50 at a time: 4 rounds (0.2 s). One at a time would take 10 s;
+    # the bound is loose because CI machines are noisy, and still fails a serial run.
+    assert elapsed < 5.0, elapsed
 
 
 def test_plain_functions_run_off_the_loop_thread(make_pool):

@@ -31,9 +31,14 @@ import anypool
 
 # -- exactly once --------------------------------------------------------------------------
 class Killer:
-    """A thread that SIGKILLs a random worker process every ``interval`` seconds."""
+    """A thread that SIGKILLs a random worker process of ``pool`` every ``interval`` seconds.
 
-    def __init__(self, interval: float) -> None:
+    It asks the pool for its workers rather than listing this process's children: in a
+    session that also runs Ray or a Dask cluster, those are children too, and killing
+    Ray's raylet takes the test process down with it."""
+
+    def __init__(self, pool: anypool.Pool, interval: float) -> None:
+        self.pool = pool
         self.interval = interval
         self.kills = 0
         self._stop = threading.Event()
@@ -42,7 +47,8 @@ class Killer:
     def _run(self) -> None:
         rng = random.Random(1234)
         while not self._stop.wait(self.interval):
-            workers = sorted(worker_pids())
+            backend = self.pool._backend
+            workers = sorted(w.process.pid for w in list(backend._workers.values()))  # type: ignore[attr-defined]
             if workers:
                 try:
                     os.kill(rng.choice(workers), signal.SIGKILL)
@@ -70,7 +76,7 @@ def test_exactly_once_under_random_kills(make_pool, start_method):
     retries=3 against a kill every 50 ms instead."""
     n = 5000
     pool = make_pool("process", 2, max_tasks_per_worker=10, retries=3, start_method=start_method)
-    with Killer(interval=0.05) as killer:
+    with Killer(pool, interval=0.05) as killer:
         task = cheaptasks.square_after_a_moment
         futures = [pool.submit(task, i) for i in range(n // 2)]
         deliveries: collections.Counter[int] = collections.Counter()
