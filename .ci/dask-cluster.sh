@@ -42,8 +42,14 @@ stop() {
 
 start() {
     if [ -f "$dir/scheduler.pid" ]; then
-        log "a cluster is already running from $dir; stop it first"
-        exit 1
+        if kill -0 "$(cat "$dir/scheduler.pid")" 2>/dev/null; then
+            log "a cluster is already running from $dir; stop it first"
+            exit 1
+        fi
+        # a run that was killed before it could stop its cluster leaves its pid files
+        # behind; the processes are gone, so the directory is only debris
+        log "removing the stale cluster directory $dir"
+        stop
     fi
     mkdir -p "$dir"
     # workers import the test modules by name to unpickle test functions
