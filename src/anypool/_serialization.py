@@ -68,7 +68,7 @@ _SEARCH_WIDTH = 1000
 
 
 def _pickles(value: Any) -> bool:
-    return _dumps_or_none(value)[1] is None
+    return dumps_or_none(value)[1] is None
 
 
 def _parts(value: Any) -> list[tuple[Any, Any]]:
@@ -123,7 +123,7 @@ def _call_error(where: str, fn: Callable[..., Any], exc: Exception) -> Serializa
     return error
 
 
-def _dumps_or_none(obj: Any) -> tuple[bytes | None, Exception | None]:
+def dumps_or_none(obj: Any) -> tuple[bytes | None, Exception | None]:
     try:
         return pickle.dumps(obj, PROTOCOL), None
     except Exception:
@@ -136,7 +136,7 @@ def _dumps_or_none(obj: Any) -> tuple[bytes | None, Exception | None]:
 
 def dumps_call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
     """Pickle a call's arguments (the function travels separately, see FunctionCache)."""
-    data, exc = _dumps_or_none((args, kwargs))
+    data, exc = dumps_or_none((args, kwargs))
     if data is None:
         assert exc is not None
         raise _call_error(_locate(args, kwargs), fn, exc)
@@ -148,13 +148,13 @@ def dumps_chunk(
 ) -> tuple[bytes, dict[int, BaseException]]:
     """Pickle a map chunk's items. Items that do not pickle are left out and returned by
     index with their error, so only those items fail and the rest of the chunk runs."""
-    data, exc = _dumps_or_none((items, {}))
+    data, exc = dumps_or_none((items, {}))
     if data is not None:
         return data, {}
     bad: dict[int, BaseException] = {}
     good: list[Any] = []
     for index, item in enumerate(items):
-        _, item_exc = _dumps_or_none(item)
+        _, item_exc = dumps_or_none(item)
         if item_exc is None:
             good.append(item)
         else:
@@ -162,7 +162,7 @@ def dumps_chunk(
     if not bad:  # every item pickles alone, but not together (rare): fail the whole chunk
         assert exc is not None
         raise _call_error("the items", fn, exc)
-    data, exc = _dumps_or_none((good, {}))
+    data, exc = dumps_or_none((good, {}))
     if data is None:
         assert exc is not None
         raise _call_error("the items", fn, exc)

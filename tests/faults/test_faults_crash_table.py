@@ -30,7 +30,10 @@ TABLE: dict[str, tuple[type[BaseException], str]] = {
     "task_exit": (anypool.WorkerCrashed, CRASH + r"exited with code 7"),
     "task_sigkill": (anypool.WorkerCrashed, CRASH + r"was killed by signal 9 \(SIGKILL\)"),
     "task_segfault": (anypool.WorkerCrashed, CRASH + r"was killed by signal 11 \(SIGSEGV\)"),
-    "result_pickle": (anypool.SerializationError, r"result of fault .*type lock.* cannot be pick"),
+    "result_pickle": (
+        anypool.SerializationError,
+        r"result of fault .*type lock.* from the worker process: TypeError: cannot pickle",
+    ),
     "result_pickle_exits": (anypool.WorkerCrashed, CRASH + r"exited with code 5"),
     "result_unpickle_parent": (anypool.SerializationError, r"cannot be unpickled in the parent"),
     "exception_unpicklable": (anypool.SerializationError, r"raised UnpicklableError.* cannot be"),

@@ -185,14 +185,13 @@ def _result_error(fn: Any, value: Any, exc: Exception, where: str = "") -> BaseE
 
 def _isolate_bad_items(fn: Any, chunk: Any) -> None:
     """A chunk's result did not pickle: fail only the items whose value does not."""
-    from .._serialization import dumps
+    from .._serialization import dumps_or_none
 
     for index, value in enumerate(chunk.values):
         if index in chunk.errors:
             continue
-        try:
-            dumps(value, "")
-        except Exception as exc:
+        exc = dumps_or_none(value)[1]
+        if exc is not None:
             chunk.values[index] = None
             chunk.errors[index] = _result_error(fn, value, exc, f" for item {index}")
 
