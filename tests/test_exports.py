@@ -88,3 +88,41 @@ def test_process_flavoured_names_load_on_first_use():
     # BrokenProcessPool's stdlib base lives in concurrent.futures.process: resolved lazily
     imported = _imported_after("import anypool\nanypool.BrokenProcessPool")
     assert "concurrent.futures.process" in imported
+
+
+def test_import_anypool_loads_only_the_exceptions():
+    # every other public name resolves on first use (see _LAZY in anypool/__init__.py);
+    # a spawned worker and `anypool --help` import the package without paying for the rest
+    script = (
+        "import sys, json, anypool\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('anypool'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(out.stdout) == ["anypool", "anypool._exceptions"]
+
+
+def test_a_lazy_name_is_the_same_object_as_in_its_module():
+    from anypool._pool import Pool
+
+    assert anypool.Pool is Pool
+    assert "Pool" in vars(anypool)  # cached after the first lookup
+
+
+def test_a_process_worker_starts_without_the_pool_machinery():
+    # a spawned worker is a fresh interpreter: every module on this path is paid for at
+    # each worker start, so the entry point reaches only the stdlib and the exceptions
+    script = (
+        "import sys, json, anypool._backends._process_worker\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('anypool'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(out.stdout) == [
+        "anypool",
+        "anypool._backends",
+        "anypool._backends._process_worker",
+        "anypool._exceptions",
+    ]

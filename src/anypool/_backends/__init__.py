@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .._exceptions import BackendUnavailable
-from .._runtime import engine_installed
-from ..abc import Backend
+
+# A spawned process worker imports this package on its way to ``_process_worker``: keep
+# the registry's own imports out of that path (abc and _runtime cost it ~30 ms per start).
+if TYPE_CHECKING:
+    from ..abc import Backend
 
 __all__ = ["BACKENDS", "available_backends", "load_backend"]
 
@@ -39,6 +42,8 @@ def _module_exists(entry: _Entry) -> bool:
 
 def available_backends() -> dict[str, bool]:
     """Every known backend name and whether it can be used here."""
+    from .._runtime import engine_installed
+
     return {
         name: _module_exists(entry) and (entry.engine is None or engine_installed(entry.engine))
         for name, entry in BACKENDS.items()
@@ -55,6 +60,8 @@ def load_backend(name: str) -> type[Backend]:
     if entry is None or not _module_exists(entry):
         known = ", ".join(repr(n) for n, ok in available_backends().items() if ok)
         raise ValueError(f"unknown backend {name!r}; available backends: {known}, 'auto'")
+    from .._runtime import engine_installed
+
     if entry.engine is not None and not engine_installed(entry.engine):
         raise BackendUnavailable(
             f"the {name!r} backend needs {entry.engine!r}, which is not installed; "
