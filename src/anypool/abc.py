@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from ._exceptions import CapabilityError
 from ._task import ChunkResult, Task
 
 __all__ = ["Backend", "BackendConfig", "Capabilities", "ChunkResult", "Order", "Task"]
@@ -71,6 +72,14 @@ class BackendConfig:
     workers_given: bool = True
     """False when ``workers`` came from ``default_workers()``: a backend attached to an
     existing cluster then sizes itself from the cluster instead."""
+
+    def refuse(self, names: tuple[str, ...], message: str) -> None:
+        """Raise :class:`~anypool.CapabilityError` for the first of ``names`` that is set
+        (not None or ""); ``message`` names it through ``{name}``. For backends whose
+        engine owns the workers and so cannot honour per-worker options."""
+        for name in names:
+            if getattr(self, name) not in (None, ""):
+                raise CapabilityError(message.format(name=name))
 
 
 class Backend(abc.ABC):

@@ -295,6 +295,8 @@ def test_unknown_and_conflicting_options_are_clear_errors(dask_address: str) -> 
         anypool.Pool("dask", client="tcp://nowhere")
     with pytest.raises(anypool.CapabilityError, match="start_method"):
         anypool.Pool("dask", start_method="spawn", address=dask_address)
+    with pytest.raises(anypool.CapabilityError, match=r"support thread_name_prefix= \(Dask"):
+        anypool.Pool("dask", thread_name_prefix="net", address=dask_address)
 
 
 def test_retries_and_priority_reach_dask(pool: anypool.Pool) -> None:

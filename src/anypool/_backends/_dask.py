@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from concurrent.futures import CancelledError
 from typing import Any
 
-from .._exceptions import BrokenPool, CapabilityError, PoolClosed, SerializationError
+from .._exceptions import BrokenPool, PoolClosed, SerializationError
 from .._remote import dumps_call, loads_outcome, run_payload
 from .._task import Task
 from .._workers._queue import TaskQueue
@@ -102,17 +102,10 @@ def _configured_address(options: Mapping[str, Any]) -> str | None:
 
 
 def _check_config(config: BackendConfig) -> None:
-    unsupported = {
-        "start_method": config.start_method,
-        "max_tasks_per_worker": config.max_tasks_per_worker,
-        "max_worker_memory": config.max_worker_memory,
-        "thread_name_prefix": config.thread_name_prefix or None,
-    }
-    for name, value in unsupported.items():
-        if value is not None:
-            raise CapabilityError(
-                f"the 'dask' backend does not support {name}= (Dask runs its own workers)"
-            )
+    config.refuse(
+        ("start_method", "max_tasks_per_worker", "max_worker_memory", "thread_name_prefix"),
+        "the 'dask' backend does not support {name}= (Dask runs its own workers)",
+    )
 
 
 class _InitializerPlugin(distributed.WorkerPlugin):  # type: ignore[misc]

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
-from .._exceptions import CapabilityError, PoolClosed, SerializationError, TaskTimeout
+from .._exceptions import PoolClosed, SerializationError, TaskTimeout
 from .._remote import dumps_call, loads_outcome, run_payload
 from .._task import Task
 from .._workers._deadlines import Deadlines, Handle
@@ -106,18 +106,11 @@ def _check_options(options: Mapping[str, Any]) -> None:
 
 
 def _check_config(config: BackendConfig) -> None:
-    unsupported = {
-        "initializer": config.initializer,
-        "start_method": config.start_method,
-        "max_worker_memory": config.max_worker_memory,
-        "thread_name_prefix": config.thread_name_prefix or None,
-    }
-    for name, value in unsupported.items():
-        if value is not None:
-            raise CapabilityError(
-                f"the 'ray' backend does not support {name}= (Ray runs its own workers; "
-                "see init_kwargs={'runtime_env': ...} for worker set-up)"
-            )
+    config.refuse(
+        ("initializer", "start_method", "max_worker_memory", "thread_name_prefix"),
+        "the 'ray' backend does not support {name}= (Ray runs its own workers; "
+        "see init_kwargs={{'runtime_env': ...}} for worker set-up)",
+    )
 
 
 class RayBackend(Backend):
