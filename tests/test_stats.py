@@ -130,6 +130,17 @@ def test_retries_and_restarts_counted(
     assert (stats.tasks_done, stats.tasks_failed) == (1, 0)
 
 
+def test_a_thread_replaced_after_a_timeout_is_a_restart(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    pool = make_pool("thread", 1)
+    assert pool.statistics().worker_restarts == 0
+    with pytest.raises(anypool.TaskTimeout):
+        pool.submit(nap, 0.3, timeout=0.05).result(timeout=5)
+    assert pool.submit(abs, -1).result(timeout=5) == 1  # the replacement thread runs it
+    assert pool.statistics().worker_restarts == 1
+
+
 def test_executor_tasks_are_counted() -> None:
     with anypool.ThreadPoolExecutor(2) as executor:
         assert list(executor.map(abs, [-1, -2, -3])) == [1, 2, 3]

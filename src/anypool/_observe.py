@@ -57,8 +57,7 @@ class PoolObservability:
             backend=running.name,
             workers=self._backend.config.workers,
             workers_alive=self._backend.workers_alive(),
-            # duck-typed: backends that replace workers count them in ``restarts``
-            worker_restarts=int(getattr(self._backend, "restarts", 0)),
+            worker_restarts=self._backend.worker_restarts(),
         )
 
     def timeline(self) -> Timeline:

@@ -116,6 +116,11 @@ class Backend(abc.ABC):
         """Tasks accepted but not yet started; 0 when the backend cannot tell."""
         return 0
 
+    def worker_restarts(self) -> int:
+        """Workers replaced so far (after a crash, a timeout or recycling); 0 for backends
+        whose workers are never replaced by anypool (the engine may still do it)."""
+        return 0
+
     def kill(self, task: Task) -> bool:
         """Stop ``task`` if it is running; True if it was stopped. Default: cannot."""
         return False

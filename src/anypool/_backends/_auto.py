@@ -521,10 +521,8 @@ class AutoBackend(Backend):
         """The backend the work runs on, once decided."""
         return self._real
 
-    @property
-    def restarts(self) -> int:
-        """Workers the chosen backend replaced (crashes, timeouts, recycling)."""
-        return int(getattr(self._real, "restarts", 0))
+    def worker_restarts(self) -> int:
+        return 0 if self._real is None else self._real.worker_restarts()
 
     def workers_alive(self) -> int:
         probe = self._probe

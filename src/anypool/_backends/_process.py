@@ -185,7 +185,7 @@ class ProcessBackend(Backend):
         self._wake_r, self._wake_w = os.pipe()
         self._wake_open = True
         self._wake_pending = False
-        self.restarts = 0
+        self._restarts = 0
         # Set when the dispatcher has stopped every worker. shutdown() waits on this, not on
         # Thread.join(): on Python < 3.13 a join() interrupted by Ctrl-C can leave a thread
         # that still runs marked as stopped, and every later join() returns at once.
@@ -595,7 +595,7 @@ class ProcessBackend(Backend):
             self._cancel_deadline(worker)
         worker.conn.close()
         if not worker.retiring:
-            self.restarts += 1
+            self._restarts += 1
         if worker.stopping or worker.announced_exit:
             for task in lost:  # the task it was stopped for is resolved; the others never ran
                 self._recover(task, None)
@@ -703,6 +703,9 @@ class ProcessBackend(Backend):
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def worker_restarts(self) -> int:
+        return self._restarts
 
     def resize(self, workers: int) -> None:
         with self._lock:

@@ -63,6 +63,7 @@ class ThreadBackend(Backend):
         self._idle = 0
         self._target = config.workers
         self._closed = False
+        self._restarts = 0  # threads started in place of abandoned (timed-out) ones
         self._deadlines: Deadlines | None = None
         self._names = itertools.count()
         self._prefix = config.thread_name_prefix or f"anypool-thread-{next(_pool_ids)}"
@@ -169,6 +170,7 @@ class ThreadBackend(Backend):
             self._workers.discard(worker)
             if not self._closed:
                 self._spawn()  # keep the pool at full strength
+                self._restarts += 1
         name = getattr(task.fn, "__qualname__", None) or repr(task.fn)
         task.fail(
             TaskTimeout(
@@ -221,6 +223,10 @@ class ThreadBackend(Backend):
     def workers_alive(self) -> int:
         with self._lock:
             return sum(1 for w in self._workers if w.thread is not None and w.thread.is_alive())
+
+    def worker_restarts(self) -> int:
+        with self._lock:
+            return self._restarts
 
     def pending(self) -> int:
         return len(self._queue)
