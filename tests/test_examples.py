@@ -22,6 +22,7 @@ def test_the_basics_examples_exist():
         "basics_lazy_map.py",
         "basics_gil.py",
         "basics_executors.py",
+        "basics_processes.py",
     ):
         assert name in names
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
     from ._process_errors import WorkerCrashed as WorkerCrashed
     from ._process_executor import ProcessPoolExecutor as ProcessPoolExecutor
+    from ._process_handle import Process as Process
     from ._scheduler._select import Decision as Decision
     from ._scheduler._select import Measurements as Measurements
     from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
@@ -59,6 +60,7 @@ __all__ = [
     "PoolClosed",
     "PoolFull",
     "PoolStatistics",
+    "Process",
     "ProcessPoolExecutor",
     "RuntimeSnapshot",
     "SerializationError",
@@ -88,6 +90,7 @@ _LAZY = {
     "wait": "._named",
     "wait_all": "._named",
     "Pool": "._pool",
+    "Process": "._process_handle",
     "map": "._pool",
     "BrokenProcessPool": "._process_errors",
     "WorkerCrashed": "._process_errors",

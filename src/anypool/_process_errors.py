@@ -20,5 +20,9 @@ class WorkerCrashed(BrokenProcessPool):
     """The worker process running this task died (signal, ``os._exit``, segfault, OOM killer).
 
     Only the task that was running fails with this; the pool replaces the worker
-    and carries on.
+    and carries on. ``pid`` and ``exitcode`` (negative: the signal, as in
+    :attr:`multiprocessing.Process.exitcode`) describe the worker that died, where known.
     """
+
+    pid: int | None = None
+    exitcode: int | None = None

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ._exceptions import CapabilityError
+from ._exceptions import CapabilityError as _CapabilityError
 from ._task import ChunkResult, Task
 
 __all__ = ["Backend", "BackendConfig", "Capabilities", "ChunkResult", "Order", "Task"]
@@ -79,7 +79,7 @@ class BackendConfig:
         engine owns the workers and so cannot honour per-worker options."""
         for name in names:
             if getattr(self, name) not in (None, ""):
-                raise CapabilityError(message.format(name=name))
+                raise _CapabilityError(message.format(name=name))
 
 
 class Backend(abc.ABC):
@@ -115,6 +115,11 @@ class Backend(abc.ABC):
     def pending(self) -> int:
         """Tasks accepted but not yet started; 0 when the backend cannot tell."""
         return 0
+
+    def worker_pids(self) -> list[int]:
+        """OS process ids of the live worker processes this backend started; empty when its
+        workers are threads of this process or processes an engine (Dask, Ray) owns."""
+        return []
 
     def worker_restarts(self) -> int:
         """Workers replaced so far (after a crash, a timeout or recycling); 0 for backends

@@ -521,6 +521,9 @@ class AutoBackend(Backend):
         """The backend the work runs on, once decided."""
         return self._real
 
+    def worker_pids(self) -> list[int]:
+        return [] if self._real is None else self._real.worker_pids()
+
     def worker_restarts(self) -> int:
         return 0 if self._real is None else self._real.worker_restarts()
 

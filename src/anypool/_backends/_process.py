@@ -123,6 +123,14 @@ def _fn_name(task: Task) -> str:
     return getattr(task.fn, "__qualname__", None) or repr(task.fn)
 
 
+def _crash_error(task: Task, process: Any) -> WorkerCrashed:
+    crash = describe_exit(process.pid, process.exitcode, f"running {_fn_name(task)}")
+    tries = f" (attempt {task.attempts} of {task.retries + 1})" if task.retries else ""
+    error = WorkerCrashed(f"{crash}{tries}; the pool replaced the worker and carries on")
+    error.pid, error.exitcode = process.pid, process.exitcode
+    return error
+
+
 class _Worker:
     """The dispatcher's view of one worker process."""
 
@@ -602,26 +610,22 @@ class ProcessBackend(Backend):
         elif not worker.ready:
             self._on_startup_death(worker, lost)
         elif lost:
-            doing = f"running {_fn_name(lost[0])}"
-            self._recover(
-                lost[0], describe_exit(worker.process.pid, worker.process.exitcode, doing)
-            )
+            self._recover(lost[0], worker)
             for task in lost[1:]:
                 self._recover(task, None)
 
-    def _recover(self, task: Task, crash: str | None) -> None:
-        """Requeue a task its worker died with, retry it, or fail it. ``crash`` describes the
-        death if the task was running; None means it never started."""
+    def _recover(self, task: Task, died_running: _Worker | None) -> None:
+        """Requeue a task its worker died with, retry it, or fail it. ``died_running`` is the
+        worker if it died while running the task; None means the task never started."""
         if task.future.done():
             return  # it timed out or was killed: already failed
-        if crash is None:
+        if died_running is None:
             task.attempts -= 1  # it never ran
             self._requeue(task)
         elif task.attempts <= task.retries:
             self._requeue(task)
         else:
-            tries = f" (attempt {task.attempts} of {task.retries + 1})" if task.retries else ""
-            task.fail(WorkerCrashed(f"{crash}{tries}; the pool replaced the worker and carries on"))
+            task.fail(_crash_error(task, died_running.process))
 
     def _on_startup_death(self, worker: _Worker, lost: list[Task]) -> None:
         """A worker died before its initializer finished: its tasks never ran."""
@@ -706,6 +710,10 @@ class ProcessBackend(Backend):
 
     def worker_restarts(self) -> int:
         return self._restarts
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._workers.values() if w.process.is_alive()]
 
     def resize(self, workers: int) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ import threading
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["register_for_exit"]
+__all__ = ["register_for_exit", "stop_at_exit"]
 
 
 class _Stoppable(Protocol):
@@ -21,6 +21,8 @@ class _Stoppable(Protocol):
 
 
 _live: weakref.WeakSet[_Stoppable] = weakref.WeakSet()
+# Stopped, not waited for, at exit: the workers of daemonic anypool.Process objects.
+_daemons: weakref.WeakSet[_Stoppable] = weakref.WeakSet()
 _hooked = False
 _lock = threading.Lock()
 
@@ -47,11 +49,19 @@ def _at_exit() -> None:
     global _interrupted
     while True:
         try:
+            for backend in list(_daemons):
+                backend.shutdown(wait=True, cancel_pending=True, kill_running=True)
             for backend in list(_live):
                 backend.shutdown(wait=True, cancel_pending=_interrupted, kill_running=_interrupted)
             return
         except KeyboardInterrupt:
             _interrupted = True
+
+
+def stop_at_exit(backend: _Stoppable) -> None:
+    """At exit, stop ``backend``'s running work instead of waiting for it (daemons)."""
+    with _lock:
+        _daemons.add(backend)
 
 
 def register_for_exit(backend: _Stoppable) -> None:
