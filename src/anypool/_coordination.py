@@ -2,7 +2,7 @@
 
 ::
 
-    submit ─► _admission (see _admission.py) ─ max_pending, join and callback books
+    submit ─► _admit (see _admission.py) ─ max_pending, join and callback books
           └─► backend.submit
     submit_after / every ─► Timers (one scheduler thread) ─► backend.submit
     pool.Lock() / Queue() ... ─► Primitives for the backend (threading objects, or
@@ -10,8 +10,9 @@
     @pool.task / pool.resize / pool.join
 
 The engine (``_pool.py``) calls a few hooks here: ``_init_coordination``,
-``_new_future``, ``_check_task_options``, ``_admission``, ``_item_callback``,
-``_begin_shutdown`` and ``_close_primitives``; everything else is public API.
+``_new_future``, ``_check_task_options``, ``_admit``, ``_refuse``, ``_track``,
+``_item_callback``, ``_begin_shutdown`` and ``_close_primitives``; everything else is
+public API.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from ._admission import (
@@ -93,13 +93,14 @@ class CoordinationMixin:
     def _check_task_options(self, priority: object) -> None:
         check_priority(priority, self._backend.config.order)
 
-    @contextmanager
-    def _admission(
-        self, task: Task, block: bool | float, callback: Callback | None
-    ) -> Iterator[None]:
-        """Around ``backend.submit``: checks, the max_pending slot, callback and join books."""
-        check_block(block)
-        check_callback(callback)
+    # Before and after ``backend.submit`` (plain methods, not a context manager: this is
+    # every task's path, and a generator-based ``with`` costs several µs per task).
+    def _admit(self, task: Task, block: bool | float, callback: Callback | None) -> None:
+        """Checks, and the max_pending slot; ``_refuse`` undoes it if the backend refuses."""
+        if block is not True:
+            check_block(block)
+        if callback is not None:
+            check_callback(callback)
         if self._backend.capabilities.needs_pickling and not task.chunk:
             check_shareable(task.args, task.kwargs, self._backend.name)
         bp = self._backpressure
@@ -107,13 +108,11 @@ class CoordinationMixin:
             bp.reserve(block)
             task.future._release = bp.release
             task.future.add_done_callback(lambda f: f.free_slot())  # type: ignore[attr-defined]
-        try:
-            yield
-        except BaseException:
-            if isinstance(task.future, SlotFuture):
-                task.future.free_slot()
-            raise
-        self._track(task.future, callback)
+
+    @staticmethod
+    def _refuse(task: Task) -> None:
+        if isinstance(task.future, SlotFuture):
+            task.future.free_slot()
 
     def _track(self, future: Future[Any], callback: Callback | None) -> None:
         # the callback goes first, so that join() also waits for it

@@ -172,13 +172,20 @@ class Pool(CoordinationMixin, PoolObservability):
             raise CapabilityError(f"the {backend.name!r} backend cannot order tasks")
 
     # -- submitting work --------------------------------------------------------------------
-    def _task(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], **opts: Any) -> Task:
-        timeout, retries, priority = opts["timeout"], opts["retries"], opts["priority"]
+    def _check_task_overrides(
+        self, timeout: float | None, retries: int | None, priority: float | None
+    ) -> None:
+        """Per-task options that override the pool's; skipped when none is given."""
         _check_positive("timeout", timeout)
         if retries is not None:
             _check_retries(retries)
         self._check_capabilities(type(self._backend), timeout=timeout, priority=priority)
         self._check_task_options(priority)
+
+    def _task(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], **opts: Any) -> Task:
+        timeout, retries, priority = opts["timeout"], opts["retries"], opts["priority"]
+        if timeout is not None or retries is not None or priority is not None:
+            self._check_task_overrides(timeout, retries, priority)
         return Task(
             fn,
             args,
@@ -198,8 +205,13 @@ class Pool(CoordinationMixin, PoolObservability):
             raise PoolClosed("cannot submit: the pool is shut down")
         # a weak back-reference lets Pool.kill(future) find the task without a cycle
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
-        with self._admission(task, block, callback):  # max_pending, callback, join()
+        self._admit(task, block, callback)  # checks and the max_pending slot
+        try:
             self._backend.submit(task)
+        except BaseException:
+            self._refuse(task)
+            raise
+        self._track(task.future, callback)  # callback and join() books
         self._observe_task(task)  # statistics and timeline
         return task.future
 

@@ -24,6 +24,8 @@ itself (``ray.init``) is used as it is and left running.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -65,10 +67,19 @@ def _acquire_ray(config: BackendConfig) -> bool:
         kwargs: dict[str, Any] = {"include_dashboard": False}
         if address is None:
             kwargs["num_cpus"] = config.workers
+            kwargs["runtime_env"] = _local_runtime_env()
         kwargs.update(config.options.get("init_kwargs") or {})
         ray.init(address=address, **kwargs)
         _owned_users = 1
         return True
+
+
+def _local_runtime_env() -> dict[str, Any]:
+    """A local Ray's workers see this program's import path, as process workers and a local
+    Dask cluster's (spawned, so they inherit ``sys.path``) do: a function from a module the
+    program can import unpickles on them. Ray's workers start from their own path otherwise.
+    ``init_kwargs={"runtime_env": ...}`` replaces this."""
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
 
 
 def _release_ray() -> None:
