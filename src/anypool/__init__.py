@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from ._named import task as task
     from ._named import wait as wait
     from ._named import wait_all as wait_all
+    from ._pipeline import Stage as Stage
+    from ._pipeline import pipeline as pipeline
     from ._pool import Pool as Pool
     from ._pool import map as map
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
@@ -64,6 +66,7 @@ __all__ = [
     "ProcessPoolExecutor",
     "RuntimeSnapshot",
     "SerializationError",
+    "Stage",
     "TaskFunction",
     "TaskTimeout",
     "ThreadPoolExecutor",
@@ -71,6 +74,7 @@ __all__ = [
     "TimelineEvent",
     "WorkerCrashed",
     "map",
+    "pipeline",
     "pool",
     "task",
     "wait",
@@ -90,6 +94,8 @@ _LAZY = {
     "wait": "._named",
     "wait_all": "._named",
     "Pool": "._pool",
+    "Stage": "._pipeline",
+    "pipeline": "._pipeline",
     "Process": "._process_handle",
     "map": "._pool",
     "BrokenProcessPool": "._process_errors",
