@@ -90,17 +90,21 @@ def test_process_flavoured_names_load_on_first_use():
     assert "concurrent.futures.process" in imported
 
 
-def test_import_anypool_loads_only_the_exceptions():
-    # every other public name resolves on first use (see _LAZY in anypool/__init__.py);
-    # a spawned worker and `anypool --help` import the package without paying for the rest
+def _anypool_modules_after(statement: str) -> list[str]:
     script = (
-        "import sys, json, anypool\n"
+        f"import sys, json\n{statement}\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('anypool'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    assert json.loads(out.stdout) == ["anypool", "anypool._exceptions"]
+    return json.loads(out.stdout)
+
+
+def test_import_anypool_loads_only_the_exceptions():
+    # every other public name resolves on first use (see _LAZY in anypool/__init__.py);
+    # a spawned worker and `anypool --help` import the package without paying for the rest
+    assert _anypool_modules_after("import anypool") == ["anypool", "anypool._exceptions"]
 
 
 def test_a_lazy_name_is_the_same_object_as_in_its_module():
@@ -113,14 +117,7 @@ def test_a_lazy_name_is_the_same_object_as_in_its_module():
 def test_a_process_worker_starts_without_the_pool_machinery():
     # a spawned worker is a fresh interpreter: every module on this path is paid for at
     # each worker start, so the entry point reaches only the stdlib and the exceptions
-    script = (
-        "import sys, json, anypool._backends._process_worker\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('anypool'))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert json.loads(out.stdout) == [
+    assert _anypool_modules_after("import anypool._backends._process_worker") == [
         "anypool",
         "anypool._backends",
         "anypool._backends._process_worker",
