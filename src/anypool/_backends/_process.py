@@ -712,8 +712,10 @@ class ProcessBackend(Backend):
         return self._restarts
 
     def worker_pids(self) -> list[int]:
+        # the workers the dispatcher has not yet seen exit; no is_alive() here, whose
+        # waitpid() could reap a worker under the dispatcher's feet
         with self._lock:
-            return [w.process.pid for w in self._workers.values() if w.process.is_alive()]
+            return [w.process.pid for w in self._workers.values() if w.process.pid is not None]
 
     def resize(self, workers: int) -> None:
         with self._lock:

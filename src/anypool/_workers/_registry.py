@@ -4,6 +4,8 @@ Backends register themselves in a WeakSet; one hook, run by ``threading``'s
 shutdown sequence before non-daemon threads are joined (the same place
 ``concurrent.futures`` hooks), shuts each live backend down with
 ``wait=True`` so work still pending at exit is completed, as the stdlib documents.
+Backends marked with ``stop_at_exit`` (the pools of daemonic ``anypool.Process``
+objects) are stopped first instead, without waiting for their work.
 """
 
 from __future__ import annotations
