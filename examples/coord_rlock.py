@@ -3,6 +3,8 @@
 Lesson: a method that takes a lock and then calls another method that takes the
 same lock deadlocks with a plain Lock, because the holder waits for itself. An
 RLock counts how often its owner acquired it and frees it after as many releases.
+A second lesson rides along: never wait for one lock while holding another that a
+different thread may hold while waiting for yours (see ``move_to``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ class Account:
         # takes self.lock, then withdraw() takes it again: fine for an RLock
         with self.lock:
             self.withdraw(amount)
-            other.deposit(amount)
+        # deposit only once our lock is released: holding one account's lock while taking
+        # the other's deadlocks against a transfer the other way (a.move_to(b) holds a and
+        # waits for b while b.move_to(a) holds b and waits for a)
+        other.deposit(amount)
 
 
 def main() -> None:
