@@ -91,7 +91,7 @@ def test_lifecycle_and_result() -> None:
     process.join(timeout=60)
     assert (process.exitcode, process.result(), process.name) == (0, 42, "doubler")
     assert "stopped exitcode=0" in repr(process)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert gone(pid)
 
 
 def test_the_target_runs_in_the_worker_whose_pid_is_reported() -> None:
@@ -173,7 +173,7 @@ def test_terminate_and_kill_stop_a_running_target(stop: str, signum: int) -> Non
     process.join(timeout=STOP_BOUND_S)
     assert time.monotonic() - since < STOP_BOUND_S
     assert (process.is_alive(), process.exitcode) == (False, -signum)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert gone(pid)
     getattr(process, stop)()  # a no-op once it has ended, as in multiprocessing
 
 
@@ -291,7 +291,10 @@ def run_program(tmp_path: Path, mode: str, seconds: float) -> tuple[subprocess.P
 def gone(pid: int, timeout: float = STOP_BOUND_S) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+        try:  # one psutil call: pid_exists() then Process() races with the exit
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
             return True
         time.sleep(0.02)
     return False

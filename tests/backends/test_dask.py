@@ -403,8 +403,9 @@ def test_failing_initializer_breaks_the_pool(make_pool: Any, dask_address: str) 
 
 def test_missing_engine_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import anypool._backends as registry
+    import anypool._runtime as runtime
 
-    monkeypatch.setattr(registry, "engine_installed", lambda module: False)
+    monkeypatch.setattr(runtime, "engine_installed", lambda module: False)
     with pytest.raises(anypool.BackendUnavailable, match=r"pip install 'anypool\[dask\]'"):
         anypool.Pool("dask")
     assert registry.available_backends()["dask"] is False

@@ -66,6 +66,14 @@ def pool(make_pool: Any, ray_session: None) -> anypool.Pool:
     return make_pool("ray", 2)
 
 
+def _exited(pid: int) -> bool:
+    # one psutil call: pid_exists() then Process() races with the process's exit
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _wait_until(predicate: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -113,7 +121,7 @@ def test_timeout_stops_the_task(pool: anypool.Pool, tmp_path: Path) -> None:
     pid = _first_pid(log)
     with pytest.raises(anypool.TaskTimeout):
         future.result(timeout=30)
-    _wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    _wait_until(lambda: _exited(pid))
     assert pool.submit(inc, 1).result(timeout=60) == 2
 
 
@@ -125,7 +133,7 @@ def test_kill_stops_a_running_task(pool: anypool.Pool, tmp_path: Path) -> None:
     assert pool.kill(future)
     with pytest.raises(CancelledError):
         future.result(timeout=10)
-    _wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    _wait_until(lambda: _exited(pid))
 
 
 def test_queued_tasks_cancel_and_priorities_order(
@@ -164,7 +172,7 @@ def test_shutdown_cancel_pending_and_kill_running(
     assert all(f.cancelled() for f in queued)
     with pytest.raises(anypool.PoolClosed):
         running.result(timeout=0)
-    _wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    _wait_until(lambda: _exited(pid))
     with pytest.raises(anypool.PoolClosed):
         pool.submit(inc, 1)
 
