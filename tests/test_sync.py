@@ -413,7 +413,6 @@ def test_manager_exits_when_the_parent_is_killed(tmp_path):
     import subprocess
     import sys
 
-
     script = tmp_path / "script.py"
     script.write_text(
         "import os, signal, anypool\n"
