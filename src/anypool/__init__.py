@@ -9,7 +9,6 @@ the parts of the package a program does not use.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._exceptions import AnyPoolError as AnyPoolError
 from ._exceptions import BackendUnavailable as BackendUnavailable
@@ -21,7 +20,12 @@ from ._exceptions import PoolFull as PoolFull
 from ._exceptions import SerializationError as SerializationError
 from ._exceptions import TaskTimeout as TaskTimeout
 
+# Type checkers treat any name TYPE_CHECKING as true; importing it from typing would cost
+# ``import anypool`` the whole typing module (~15 ms, a third of the import).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
     from ._map import MapIterator as MapIterator
     from ._named import TaskFunction as TaskFunction
