@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import TYPE_CHECKING, NamedTuple
 
 from .._exceptions import BackendUnavailable
 
 # A spawned process worker imports this package on its way to ``_process_worker``: keep
-# the registry's own imports out of that path (abc and _runtime cost it ~30 ms per start).
+# the registry's own imports out of that path (abc, _runtime and typing cost it ~35 ms
+# per start), so typing-only names are imported for the type checker alone.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..abc import Backend
 
 __all__ = ["BACKENDS", "available_backends", "load_backend"]
 
 
-class _Entry(NamedTuple):
-    module: str
-    engine: str | None  # importable module the backend needs, None for stdlib-only
-    extra: str | None  # pip extra that installs the engine
+class _Entry:
+    __slots__ = ("engine", "extra", "module")
+
+    def __init__(self, module: str, engine: str | None, extra: str | None) -> None:
+        self.module = module
+        self.engine = engine  # importable module the backend needs, None for stdlib-only
+        self.extra = extra  # pip extra that installs the engine
 
 
 BACKENDS: dict[str, _Entry] = {
