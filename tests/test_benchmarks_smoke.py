@@ -38,3 +38,26 @@ def test_quick_tiny_benchmark_prints_a_table(tmp_path: Path) -> None:
     assert len(anypool_runs) == 1
     assert anypool_runs[0]["items_per_s"] > 0
     assert {t["case"] for t in data["targets"]} == {"tiny"}
+
+
+@pytest.mark.timeout(300)
+def test_submit_benchmark_prints_every_row() -> None:
+    script = RUN_PY.with_name("bench_submit.py")
+    cmd = [sys.executable, str(script), "--rounds", "1", "--tasks", "300"]
+    proc = subprocess.run(
+        [*cmd, "--process-tasks", "50"], capture_output=True, text=True, timeout=280
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in proc.stdout.splitlines()
+        if line.startswith("| ") and "µs/task" not in line
+    }
+    assert set(rows) == {
+        "ThreadPoolExecutor",
+        "anypool thread",
+        "anypool inline",
+        "ProcessPoolExecutor",
+        "anypool process",
+    }, proc.stdout
+    assert all(float(value) > 0 for value in rows.values()), proc.stdout
