@@ -119,6 +119,37 @@ def test_return_exceptions_passes_a_failed_item_through_later_stages() -> None:
     assert sorted(seen) == [0, 1, 2, 4, 5]  # the failed item never reached stage 2
 
 
+def test_a_failed_item_keeps_its_worker_traceback_through_process_stages() -> None:
+    from anypool._serialization import RemoteTraceback
+
+    out = anypool.pipeline(
+        range(5),
+        anypool.Stage(fail_on_three, backend="process", workers=2),
+        anypool.Stage(double, backend="process", workers=2),
+        return_exceptions=True,
+    )
+    results = list(out)
+    assert results[:3] + results[4:] == [0, 2, 4, 8]
+    assert isinstance(results[3], ValueError)
+    assert isinstance(results[3].__cause__, RemoteTraceback)  # pickling would drop it
+    assert "fail_on_three" in str(results[3].__cause__)
+
+
+def test_closing_early_with_return_exceptions_stops_every_stage(
+    workers_gone: Callable[[], bool],
+) -> None:
+    out = anypool.pipeline(
+        itertools.count(),
+        anypool.Stage(fail_on_three, backend="thread", workers=2),
+        anypool.Stage(double, backend="thread", workers=2),
+        return_exceptions=True,
+    )
+    first = list(itertools.islice(out, 5))
+    out.close()
+    assert [type(x) for x in first] == [int, int, int, ValueError, int]
+    assert workers_gone()
+
+
 def test_a_given_pool_is_used_and_left_running(
     make_pool: Callable[..., anypool.Pool],
 ) -> None:

@@ -20,7 +20,8 @@ pools the pipeline made.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ._map import MapIterator
@@ -71,9 +72,22 @@ class Stage:
         return f"Stage({name}, {where})"
 
 
+class _Failed:
+    """Stands in, in the later stages, for an item that failed upstream: the exception
+    itself (with the worker's traceback as ``__cause__``, which pickling would drop) stays
+    in the parent, and only this small marker travels through the stages' workers."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Failed, (self.key,))
+
+
 class _PassErrors:
-    """A later stage's function: an item that failed upstream passes through untouched,
-    so with ``return_exceptions=True`` the error reaches the output in its place."""
+    """A later stage's function: a marked item passes through without calling ``fn``."""
 
     __slots__ = ("fn",)
 
@@ -81,10 +95,47 @@ class _PassErrors:
         self.fn = fn
 
     def __call__(self, item: Any) -> Any:
-        return item if isinstance(item, BaseException) else self.fn(item)
+        return item if isinstance(item, _Failed) else self.fn(item)
 
     def __repr__(self) -> str:  # error messages name the stage's own function
         return getattr(self.fn, "__qualname__", None) or repr(self.fn)
+
+
+class _Failures:
+    """The exceptions of failed items, by marker key, until the output hands them out."""
+
+    def __init__(self) -> None:
+        self._errors: dict[int, BaseException] = {}
+        self._keys = itertools.count()
+
+    def mark(self, items: Iterable[Any]) -> Iterator[Any]:
+        """A stage's output as the next stage's input: new exceptions become markers."""
+        for item in items:
+            if isinstance(item, BaseException):
+                key = next(self._keys)
+                self._errors[key] = item
+                item = _Failed(key)
+            yield item
+
+    def unmark(self, item: Any) -> Any:
+        return self._errors.pop(item.key) if isinstance(item, _Failed) else item
+
+
+class _PipelineOutput(MapIterator[Any]):
+    """The last stage's map, with each marker replaced by the exception it stands for."""
+
+    def __init__(self, inner: MapIterator[Any], failures: _Failures) -> None:
+        self._inner = inner
+        # a generator (not map()): closing the output must close it, and through it inner
+        self._gen = _unmarked(inner, failures)
+
+
+def _unmarked(inner: MapIterator[Any], failures: _Failures) -> Iterator[Any]:
+    try:
+        for item in inner:
+            yield failures.unmark(item)
+    finally:
+        inner.close()
 
 
 def pipeline(
@@ -109,11 +160,14 @@ def pipeline(
     steps = [step if isinstance(step, Stage) else Stage(step) for step in stages]
     owned: list[Any] = []
     maps: list[MapIterator[Any]] = []
+    failures = _Failures() if return_exceptions else None
     try:
         items: Iterable[Any] = source
         for index, step in enumerate(steps):
             pool = step.pool if step.pool is not None else _own_pool(step, owned)
-            fn = step.fn if index == 0 or not return_exceptions else _PassErrors(step.fn)
+            fn = step.fn
+            if index > 0 and failures is not None:
+                items, fn = failures.mark(items), _PassErrors(step.fn)
             options = dict(step.map_options)
             if index > 0:
                 # items reach a later stage one by one, as the stage before finishes them; a
@@ -128,9 +182,10 @@ def pipeline(
     except BaseException:
         _stop(maps, owned, interrupted=False)
         raise
-    output = maps[-1]
-    output._add_finalizer(lambda interrupted: _stop(maps[:-1], owned, interrupted))
-    return output
+    maps[-1]._add_finalizer(lambda interrupted: _stop(maps[:-1], owned, interrupted))
+    if failures is None or len(maps) == 1:
+        return maps[-1]
+    return _PipelineOutput(maps[-1], failures)
 
 
 def _own_pool(step: Stage, owned: list[Any]) -> Any:
