@@ -512,6 +512,16 @@ def test_idle_thread_reuse(make_executor):  # CPython: test_idle_thread_reuse
     assert len(_pool_threads("Reuse")) == 1
 
 
+def test_sequential_submits_reuse_one_thread(make_pool):
+    # each result wakes the caller, whose next submit must find the finishing thread idle:
+    # a worker that counted itself idle only after publishing the result lost that race
+    # most of the time, and the pool grew a thread per race
+    pool = make_pool("thread", 4, thread_name_prefix="Serial")
+    for i in range(50):
+        assert pool.submit(mul, i, 2).result(timeout=10) == 2 * i
+    assert len(_pool_threads("Serial")) == 1
+
+
 # -- initializers ---------------------------------------------------------------------------
 def test_initializer(kind, make_executor):  # CPython: test_init.InitializerMixin
     executor = make_executor(kind, 2, initializer=init, initargs=("initialized",))

@@ -19,6 +19,7 @@ import itertools
 import threading
 import time
 from concurrent.futures import CancelledError
+from typing import Any
 
 from .._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._task import Task
@@ -81,16 +82,22 @@ class ThreadBackend(Backend):
                 self._spawn()
 
     def _spawn(self) -> None:
-        """Start one worker thread; caller holds the lock."""
+        """Start one worker thread, counted idle until it takes a task; caller holds the lock."""
         worker = _Worker()
         name = f"{self._prefix}_{next(self._names)}"
         worker.thread = threading.Thread(target=self._work, args=(worker,), name=name, daemon=True)
         self._workers.add(worker)
+        self._idle += 1
         worker.thread.start()
 
     # -- the worker loop ----------------------------------------------------------------------
+    # ``_idle`` counts the workers not running a task. A worker stops counting as idle when it
+    # takes a task and counts again *before* it publishes the result: the caller woken by
+    # that result often submits the next task at once, and that task must find this thread
+    # idle, not start a new one (CPython's test_idle_thread_reuse).
     def _work(self, worker: _Worker) -> None:
         if not self._initialize():
+            self._retire(worker)
             return
         while (task := self._next_task(worker)) is not None:
             abandoned = self._run_one(worker, task)
@@ -99,23 +106,36 @@ class ThreadBackend(Backend):
             del task
             if abandoned:  # a replacement took this slot while we were stuck
                 return
+
+    def _retire(self, worker: _Worker) -> None:
         with self._lock:
-            self._workers.discard(worker)
+            self._retire_locked(worker)
+
+    def _retire_locked(self, worker: _Worker) -> None:
+        self._workers.discard(worker)
+        self._idle -= 1
 
     def _run_one(self, worker: _Worker, task: Task) -> bool:
         """Run one task; True if the worker was abandoned meanwhile and must exit."""
         if not task.mark_started(worker.thread.name if worker.thread else "?"):
+            with self._lock:
+                self._idle += 1  # cancelled while queued: nothing ran
             return False
         worker.task = task
         handle = self._watch(task, worker) if task.timeout is not None else None
-        self._run(task)
-        if handle is None:  # no deadline: nothing can abandon us under the lock meanwhile
-            worker.task = None
-            return worker.abandoned
-        handle.cancel()
+        ok, outcome = self._call(task)
+        if handle is not None:
+            handle.cancel()
         with self._lock:  # _expire() checks worker.task under this lock
             worker.task = None
-            return worker.abandoned
+            abandoned = worker.abandoned
+            if not abandoned:  # an abandoned thread was replaced: it no longer counts
+                self._idle += 1
+        if ok:
+            task.settle(outcome)
+        else:
+            task.fail(outcome)
+        return abandoned
 
     def _initialize(self) -> bool:
         if self.config.initializer is None:
@@ -128,39 +148,39 @@ class ThreadBackend(Backend):
         return True
 
     def _next_task(self, worker: _Worker) -> Task | None:
-        # A busy pool takes its next task at once, without the idle bookkeeping below: two
-        # lock round trips per task that submit() would queue behind (measured: ~2x the
-        # per-task cost). The retire checks read without the lock here; a stale read
-        # delays a retirement by one task, and the slow path checks again under it.
-        if self.broken is None and len(self._workers) <= self._target:
-            task = self._queue.get_nowait()
-            if task is not None:
-                return task
+        """The next task (the worker then counts as busy), or None once it has retired: the
+        pool broke, shrank, or was closed with nothing left to run. Called while idle."""
         while True:
+            # A busy pool hands the next task over in this one lock round trip; only an
+            # empty queue makes the worker wait, outside the lock.
             with self._lock:
                 if self.broken is not None or len(self._workers) > self._target:
-                    self._workers.discard(worker)  # pool broke or shrank: this thread retires
+                    self._retire_locked(worker)  # pool broke or shrank: this thread retires
                     return None
-                self._idle += 1
+                task = self._queue.get_nowait()
+                if task is not None:
+                    self._idle -= 1
+                    return task
+                if self._closed:
+                    self._retire_locked(worker)
+                    return None
             task = self._queue.get(timeout=_IDLE_POLL_S)
-            with self._lock:
-                self._idle -= 1
-                # a submit() between our get() and this line counted us as idle and may not
-                # have spawned for its task: make up for it now that the count is right
-                missed = task is not None and self._idle < len(self._queue)
-                if missed and not self._closed and len(self._workers) < self._target:
-                    self._spawn()
-            if task is not None or self._closed:
+            if task is not None:
+                with self._lock:
+                    self._idle -= 1
+                    # a submit() between our get() and this line counted us as idle and may
+                    # not have spawned for its task: make up for it now the count is right
+                    missed = self._idle < len(self._queue)
+                    if missed and not self._closed and len(self._workers) < self._target:
+                        self._spawn()
                 return task
 
     @staticmethod
-    def _run(task: Task) -> None:
+    def _call(task: Task) -> tuple[bool, Any]:
         try:
-            value = task.run()
+            return True, task.run()
         except BaseException as exc:
-            task.fail(exc)
-        else:
-            task.settle(value)
+            return False, exc
 
     # -- timeouts ---------------------------------------------------------------------------
     def _watch(self, task: Task, worker: _Worker) -> Handle:
