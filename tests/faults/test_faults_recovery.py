@@ -10,7 +10,7 @@ import random
 import signal
 import threading
 import time
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 
 import cheaptasks
 import pytest
@@ -82,14 +82,33 @@ def test_exactly_once_under_random_kills(make_pool, start_method):
         deliveries: collections.Counter[int] = collections.Counter()
         for index, future in enumerate(futures):
             future.add_done_callback(lambda _f, index=index: deliveries.update([index]))
-        mapped = list(pool.map(task, range(n // 2, n), chunksize=1, ordered=False))
-        results = [f.result(timeout=60) for f in futures]
+        mapped = list(
+            pool.map(task, range(n // 2, n), chunksize=1, ordered=False, return_exceptions=True)
+        )
+        results = [_outcome(f) for f in futures]
     assert killer.kills >= 20, f"only {killer.kills} kills: the test did not test much"
-    assert results == [i * i for i in range(n // 2)]
-    assert len(mapped) == n - n // 2
-    assert sorted(mapped) == [i * i for i in range(n // 2, n)]
+    # A task the killer hits on all 4 attempts fails, as retries=3 promises; on a loaded CI
+    # machine (slow worker starts) that happens now and then. It must be that and nothing
+    # else, and rare: every other item delivers its own result, exactly once.
+    failed = [x for x in [*results, *mapped] if isinstance(x, BaseException)]
+    assert all(_retries_exhausted(x) for x in failed), failed[:3]
+    assert len(failed) <= n // 100, f"{len(failed)} of {n} tasks lost all 4 attempts"
+    assert all(r == i * i or _retries_exhausted(r) for i, r in enumerate(results))
+    values = [x for x in mapped if not isinstance(x, BaseException)]
+    assert len(mapped) == n - n // 2  # one outcome per item: none lost
+    assert len(set(values)) == len(values)  # none twice
+    assert set(values) <= {i * i for i in range(n // 2, n)}
     assert len(deliveries) == n // 2
     assert set(deliveries.values()) == {1}
+
+
+def _outcome(future: Future[int]) -> int | BaseException:
+    error = future.exception(timeout=60)
+    return error if error is not None else future.result()
+
+
+def _retries_exhausted(outcome: object) -> bool:
+    return isinstance(outcome, anypool.WorkerCrashed) and "(attempt 4 of 4)" in str(outcome)
 
 
 def test_a_killed_forkserver_is_replaced(make_pool):
