@@ -70,6 +70,12 @@ def test_priority_order_with_one_worker(make_pool):
         ran.append(i)
 
     blocker = pool.submit(lambda: gate.wait(5))
+    # the one worker must hold the blocker before the others are queued; otherwise it takes
+    # whichever is queued first and the order is a race (it failed so once in CI)
+    deadline = time.monotonic() + 10
+    while not blocker.running() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert blocker.running(), "the blocking task never started"
     futures = [pool.submit(record, i, priority=-i) for i in range(5)]
     gate.set()
     blocker.result(timeout=5)
