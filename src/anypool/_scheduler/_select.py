@@ -48,6 +48,7 @@ __all__ = [
     "effective_parallel_cpu",
     "fixed_decision",
     "format_seconds",
+    "function_name",
     "parse_prefer",
     "parse_require",
 ]
@@ -145,6 +146,9 @@ class Measurements:
     preempted_s: float = 0.0
     """Of ``wall_s``, the time the tasks were ready to run but other programs had the
     CPUs (Linux schedstat). Left out of the shares: a busy machine is not IO."""
+    gil_wait_s: float = 0.0
+    """Of ``wall_s``, the time the sampling thread likely waited for the GIL while other
+    threads of this process computed (a busy caller). Left out of the shares too."""
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -153,13 +157,14 @@ class Measurements:
             raise ValueError("wall_s and cpu_s must be >= 0")
         if self.transfer_s is not None and self.transfer_s < 0:
             raise ValueError("transfer_s must be >= 0 or None")
-        if self.preempted_s < 0:
-            raise ValueError("preempted_s must be >= 0")
+        if self.preempted_s < 0 or self.gil_wait_s < 0:
+            raise ValueError("preempted_s and gil_wait_s must be >= 0")
 
     @property
     def active_s(self) -> float:
-        """Wall time minus the time spent waiting for a CPU held by other programs."""
-        return max(self.cpu_s, self.wall_s - self.preempted_s)
+        """Wall time minus the time spent waiting for a CPU held by other programs, or for
+        the GIL held by other threads."""
+        return max(self.cpu_s, self.wall_s - self.preempted_s - self.gil_wait_s)
 
     @property
     def per_task_s(self) -> float:
@@ -191,6 +196,8 @@ class Measurements:
             text += " (the last one still running)"
         if self.wall_s > 0 and self.preempted_s >= 0.1 * self.wall_s:
             text += f" (busy machine: {self.preempted_s / self.wall_s:.0%} of it waiting for a CPU)"
+        if self.wall_s > 0 and self.gil_wait_s >= 0.1 * self.wall_s:
+            text += f" (busy caller: {self.gil_wait_s / self.wall_s:.0%} of it waiting for the GIL)"
         return text
 
 
@@ -224,13 +231,43 @@ class Decision:
     estimates: tuple[Estimate, ...] = field(default=())
     chosen_by: str = "auto"
     """``"auto"`` (measured), ``"user"`` (a fixed backend), ``"pending"`` (not decided yet)."""
+    function: str | None = None
+    """The task function this decision is for (``backend="auto"`` decides per function)."""
+    functions: tuple[Decision, ...] = field(default=())
+    """On the decision ``pool.explain()`` returns: every function's own decision, oldest
+    first. The fields above are then those of the latest one."""
 
     @property
     def summary(self) -> str:
         return self.reasons[0] if self.reasons else ""
 
+    def for_function(self, fn: object) -> Decision:
+        """The decision for one task function (the function, or its qualified name)."""
+        name = fn if isinstance(fn, str) else function_name(fn)
+        for decision in self.functions or (self,):
+            if decision.function == name:
+                return decision
+        known = ", ".join(repr(d.function) for d in self.functions) or "none yet"
+        raise KeyError(f"no decision for function {name!r}; decided: {known}")
+
     def __str__(self) -> str:
+        if len(self.functions) > 1:
+            lines = [f"{len(self.functions)} task functions, each decided on its own:"]
+            for decision in self.functions:
+                lines.append(f"{decision.function}: {decision.summary}")
+                lines += [f"  - {r}" for r in decision.reasons[1:]]
+            return "\n".join(lines)
         return "\n".join([self.reasons[0], *(f"  - {r}" for r in self.reasons[1:])])
+
+
+def function_name(fn: object) -> str:
+    """How a decision names a task function: module-qualified, as in a traceback."""
+    inner = getattr(fn, "func", None)  # functools.partial
+    if inner is not None and callable(inner):
+        fn = inner
+    module = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{module}.{name}"
 
 
 # -- requirements and preferences --------------------------------------------------------
@@ -361,6 +398,8 @@ def _estimate(
         # seconds waiting per second computing, less what measurement noise can produce
         waits = max(0.0, (busy - cpu_busy) / cpu_busy - _NOISE_WAITS)
         workers = max(cpus, min(cap, math.ceil(cpus * (1 + WAIT_HEADROOM * waits))))
+        if m.kind == "CPU-bound":
+            workers = cpus  # more would only take turns on the same CPUs
     rate = min(workers / busy, cpus / cpu_busy)
     if caps.needs_pickling:
         rate = min(rate, 2.0 / overhead)  # the parent pickles and unpickles half of it, serially
