@@ -37,6 +37,19 @@ def fail_on_three(x: int) -> int:
     return x * 2
 
 
+def tiny(x: int) -> int:
+    return x + 1
+
+
+def shifty(x: float) -> float:
+    """Waits for a negative argument, counts for a positive one: a profile that drifts."""
+    if x < 0:
+        time.sleep(-x)
+    else:
+        busy(int(x))
+    return x
+
+
 # ~20-40 ms of counting on the 2-core dev VM: long enough to measure, short enough to run
 BUSY_N = 400_000
 
@@ -372,3 +385,111 @@ def test_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- per-function decisions (issue 10, items 10 and 11) ------------------------------------
+def test_tiny_submitted_function_decides_the_same_way_20_times() -> None:
+    # A ~1 us function submitted in a loop: the submitting thread holds the GIL most of
+    # the time, which used to look like waiting (thread x 128) and varied between runs.
+    seen = []
+    for _ in range(20):
+        with anypool.Pool() as pool:
+            futures = [pool.submit(tiny, i) for i in range(300)]
+            assert [f.result(timeout=10) for f in futures] == list(range(1, 301))
+            decision = pool.explain()
+        assert decision.measurements is not None
+        seen.append((decision.backend, decision.workers, decision.measurements.kind))
+    assert set(seen) == {("inline", 1, "CPU-bound")}, seen
+
+
+def test_tiny_calls_are_batched_into_measurable_windows(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    pool = make_pool()
+    futures = [pool.submit(tiny, i) for i in range(2000)]
+    assert [f.result(timeout=10) for f in futures] == list(range(1, 2001))
+    m = pool.explain().measurements
+    assert m is not None
+    # at most MAX_SAMPLES windows, and once the first call's size is known the next
+    # windows take many calls each (a window of one 1 us call is too short to time)
+    assert m.samples > 8, str(pool.explain())
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_busy_caller_gets_no_more_processes_than_cpus(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    pool = make_pool()
+    futures = [pool.submit(busy, BUSY_N) for _ in range(12)]
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # the caller computes too, holding the GIL
+        busy(2000)
+    assert [f.result(timeout=30) for f in futures] == [BUSY_N] * 12
+    decision = pool.explain()
+    assert decision.backend == "process", str(decision)
+    assert decision.workers <= usable_cpus(), str(decision)
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_each_function_gets_its_own_backend(make_pool: Callable[..., anypool.Pool]) -> None:
+    # issue 11: a warm-up with sleeps used to pin the pool to thread x 128 for everything
+    pool = make_pool()
+    assert [pool.submit(nap, 0.02).result(timeout=5) for _ in range(2)] == [0.02, 0.02]
+    assert list(pool.map(busy, [BUSY_N] * 12)) == [BUSY_N] * 12
+    assert list(pool.map(nap, [0.02] * 20)) == [0.02] * 20  # still on its own side
+    decision = pool.explain()
+    assert decision.for_function(nap).backend == "thread"
+    assert decision.for_function(nap).workers > usable_cpus()
+    assert decision.for_function(busy).backend == "process", str(decision)
+    assert decision.for_function(busy).workers == usable_cpus()
+    assert [d.function for d in decision.functions] == [
+        f"{__name__}.nap",
+        f"{__name__}.busy",
+    ]
+    text = str(decision)
+    assert "2 task functions" in text
+    assert f"{__name__}.busy: CPU" in text
+    assert f"{__name__}.nap: CPU" in text
+    with pytest.raises(KeyError, match="no decision for function"):
+        decision.for_function(tiny)
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_a_drifting_function_is_decided_again(
+    make_pool: Callable[..., anypool.Pool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anypool._backends import _auto
+
+    monkeypatch.setattr(_auto, "CHECK_AFTER_S", 0.05)  # check soon, not after a second
+    pool = make_pool()
+    assert list(pool.map(shifty, [-0.02] * 10)) == [-0.02] * 10
+    assert pool.explain().for_function(shifty).backend == "thread"
+    deadline = time.monotonic() + 30
+    while pool.explain().for_function(shifty).backend != "process":
+        assert time.monotonic() < deadline, str(pool.explain())
+        assert list(pool.map(shifty, [BUSY_N] * 4)) == [BUSY_N] * 4
+    decision = pool.explain().for_function(shifty)
+    assert any(r.startswith("revisited: now CPU-bound") for r in decision.reasons), str(decision)
+    assert decision.workers == usable_cpus()
+    assert pool.submit(shifty, 1000).result(timeout=10) == 1000
+
+
+def test_a_steady_function_is_not_decided_again(
+    make_pool: Callable[..., anypool.Pool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anypool._backends import _auto
+
+    monkeypatch.setattr(_auto, "CHECK_AFTER_S", 0.02)
+    monkeypatch.setattr(_auto, "CHECK_SPACING_S", 0.0)
+    pool = make_pool()
+    first = None
+    for _ in range(15):
+        assert list(pool.map(nap, [0.01] * 8)) == [0.01] * 8
+        first = first or pool.explain().for_function(nap)
+    decision = pool.explain().for_function(nap)
+    assert decision == first  # checked (see the next assert), found steady, kept
+    profile = pool._backend._profiles[nap]  # type: ignore[attr-defined]
+    assert profile.check_gap > 0.02, "no drift check ran"

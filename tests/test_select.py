@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import pytest
 
 import anypool
@@ -14,6 +17,7 @@ from anypool._scheduler._select import (
     effective_parallel_cpu,
     fixed_decision,
     format_seconds,
+    function_name,
     parse_prefer,
     parse_require,
 )
@@ -321,3 +325,45 @@ def test_time_waiting_for_a_busy_cpu_is_not_io() -> None:
     # without the correction the same numbers look like half waiting: many processes
     naive = Measurements(8, 0.64, 0.31, transfer_s=5e-6)
     assert choose_backend(snap(), naive).workers > 2
+
+
+# -- issue 10: GIL waits behind a busy caller, process counts, per-function decisions --------
+def test_gil_wait_is_left_out_of_the_share() -> None:
+    # 100 ms of wall time, 50 ms computing, 45 ms of it waiting for the GIL a busy caller held
+    m = Measurements(4, 0.1, 0.05, transfer_s=5e-6, gil_wait_s=0.045)
+    assert m.kind == "CPU-bound"
+    assert "busy caller: 45% of it waiting for the GIL" in m.describe()
+    decision = choose_backend(snap(cpus=2), m)
+    assert (decision.backend, decision.workers) == ("process", 2)
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 8])
+def test_cpu_bound_never_gets_more_processes_than_cpus(cpus: int) -> None:
+    # 82% computing: CPU-bound, even though 18% of waiting would size a waiting pool up
+    m = Measurements(8, 0.4, 0.4 * 0.82, transfer_s=5e-6)
+    decision = choose_backend(snap(cpus=cpus, cands=(THREAD, PROCESS)), m)
+    assert decision.workers <= cpus
+    assert {e.backend: e.workers for e in decision.estimates}["process"] == cpus
+
+
+def test_negative_gil_wait_is_refused() -> None:
+    with pytest.raises(ValueError, match="gil_wait_s"):
+        Measurements(1, 1.0, 0.5, gil_wait_s=-1)
+
+
+def test_decision_lists_functions() -> None:
+    a = anypool.Pool  # any callable with a qualified name
+    one = choose_backend(snap(), io_bound())
+    first = dataclasses.replace(one, function=function_name(a))
+    second = dataclasses.replace(choose_backend(snap(), cpu_bound()), function="mod.count")
+    pool_level = dataclasses.replace(second, functions=(first, second))
+    assert pool_level.for_function(a) is first
+    assert pool_level.for_function("mod.count") is second
+    assert function_name(functools.partial(a, 1)) == "anypool._pool.Pool"
+    with pytest.raises(KeyError, match=r"decided: 'anypool\._pool\.Pool', 'mod\.count'"):
+        pool_level.for_function("mod.other")
+    text = str(pool_level)
+    assert text.startswith("2 task functions, each decided on its own:")
+    assert "\nanypool._pool.Pool: CPU" in text
+    assert "\nmod.count: CPU" in text
+    assert str(second) == "\n".join([second.reasons[0], *(f"  - {r}" for r in second.reasons[1:])])
