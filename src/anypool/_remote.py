@@ -27,9 +27,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import cloudpickle
-
 from ._exceptions import SerializationError
+from ._serialization import cloudpickle_dumps
 from ._serialization import wrap_exception as _carry
 from ._task import ChunkResult, Task, run_chunk
 
@@ -49,7 +48,7 @@ def _culprit(task: Task) -> str:
     parts += [(f"keyword argument {k!r} ({type(v).__name__})", v) for k, v in task.kwargs.items()]
     for where, value in parts:
         try:
-            cloudpickle.dumps(value)
+            cloudpickle_dumps(value)
         except Exception:
             return where
     return "the call"
@@ -60,7 +59,7 @@ def dumps_call(task: Task) -> bytes:
     if task.payload is None:
         call = (task.fn, task.args, task.kwargs, task.chunk, task.star)
         try:
-            task.payload = cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+            task.payload = cloudpickle_dumps(call)
         except Exception as exc:
             error = SerializationError(
                 f"cannot send {_name(task.fn)} to the workers: {_culprit(task)} "
@@ -89,8 +88,7 @@ def _dumps(outcome: tuple[bool, Any]) -> bytes:
     except Exception:
         # lambdas, local classes, objects of __main__: cloudpickle handles them, and is
         # slower, so it is the fallback rather than the rule (Dask does the same)
-        blob: bytes = cloudpickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
-        return blob
+        return cloudpickle_dumps(outcome)
 
 
 def _unpicklable_result(value: object, exc: Exception) -> SerializationError:
@@ -106,7 +104,7 @@ def _dumps_chunk(result: ChunkResult) -> bytes:
         pass
     for index, value in enumerate(result.values):  # find the items that spoil the chunk
         try:
-            cloudpickle.dumps(value)
+            cloudpickle_dumps(value)
         except Exception as exc:
             result.values[index] = None
             result.errors[index] = _carry(_unpicklable_result(value, exc))

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 __all__ = [
+    "MAIN_GUARD_EXIT",
+    "MAIN_GUARD_MESSAGE",
+    "check_main_guard",
     "default_start_method",
     "engine_installed",
     "free_threaded_build",
@@ -71,3 +74,33 @@ def engine_installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+# -- the missing ``if __name__ == "__main__":`` guard ----------------------------------------
+# A worker started by spawn or forkserver imports the main script (as __mp_main__) before it
+# runs anything. A script that starts a process pool at its top level, unguarded, would start
+# one in every worker, each of which would import the script again. The worker stops at the
+# pool's creation with this exit code, and the parent turns it into one clear error.
+MAIN_GUARD_EXIT = 79
+MAIN_GUARD_MESSAGE = (
+    "the main script starts a process pool when it is imported, and worker processes "
+    "import it: put the code that creates pools under "
+    '`if __name__ == "__main__":`'
+)
+# Processes whose parent reports MAIN_GUARD_EXIT itself: they stay silent.
+_REPORTED_BY_PARENT = ("anypool-", "_AnypoolManager-")
+
+
+def check_main_guard() -> None:
+    """Stop this process if it is a worker still importing the main script (the guard is
+    missing); a no-op everywhere else. Called wherever anypool is about to start processes."""
+    from multiprocessing import process
+
+    current = process.current_process()
+    if not getattr(current, "_inheriting", False):
+        return  # multiprocessing sets _inheriting while a new process imports __main__
+    if not current.name.startswith(_REPORTED_BY_PARENT):
+        print(f"anypool: {MAIN_GUARD_MESSAGE}", file=sys.stderr, flush=True)
+    # os._exit: raising would print the whole import's traceback, and the script's own code
+    # after this line must not run in the worker either
+    os._exit(MAIN_GUARD_EXIT)

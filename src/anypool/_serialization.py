@@ -1,9 +1,12 @@
 """Pickling across process boundaries, with errors that say what failed and where.
 
 Plain data takes pickle's C fast path; only what plain pickle refuses
-(lambdas, closures, functions defined in ``__main__`` or interactively) goes
-through cloudpickle. Functions are pickled once and cached, because ``map``
-sends the same function with every chunk.
+(lambdas, closures, nested functions) goes through cloudpickle. Functions are
+pickled once and cached, because ``map`` sends the same function with every chunk.
+A function or class of the main script travels by reference, with a copy by
+value for workers whose ``__main__`` lacks it (see "how functions travel"
+below); by-value code keeps its real file name, so tracebacks show the source.
+An open file or socket is refused with advice, never sent as a copy.
 
 Exceptions raised in a worker travel as :class:`ExceptionWithTraceback`,
 which rebuilds the original exception in the parent with the worker's
@@ -18,9 +21,15 @@ pickle together is pickled without the bad items, which fail alone.
 
 from __future__ import annotations
 
+import functools
+import io
 import pickle
+import sys
 import traceback
+import types
 import weakref
+import zlib
+from collections import ChainMap
 from collections.abc import Callable
 from typing import Any
 
@@ -40,11 +49,172 @@ __all__ = [
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def cloudpickle_dumps(obj: Any) -> bytes:
+# -- how functions travel (see docs/design.md, "How functions travel to workers") -----------
+# A function or class defined at the top of the main script travels by reference, as with
+# multiprocessing: the worker's __main__ (the script imported as __mp_main__ under spawn and
+# forkserver, or inherited under fork) already holds it, so globals that an initializer set
+# and caches shared by several functions are the worker's own. A copy by value rides along
+# and is used only when the worker's __main__ lacks that exact function (no script file:
+# python -c, the REPL, notebooks; or defined under the main guard, or redefined since).
+# Everything else that plain pickle refuses (lambdas, closures, nested functions) goes by
+# value through cloudpickle, keeping its real file name so tracebacks show the source.
+
+
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's code reducer, but keeping ``co_filename`` (it writes ``<dynamic-code>``),
+    so that a by-value function's traceback names its file and linecache finds its lines."""
     import cloudpickle
 
-    data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
-    return data
+    reduced = cloudpickle.Pickler.dispatch_table[types.CodeType](code)
+    args = list(reduced[1])
+    if len(args) > _CO_FILENAME and args[_CO_FILENAME] == "<dynamic-code>":
+        args[_CO_FILENAME] = code.co_filename
+    return (reduced[0], tuple(args), *reduced[2:])
+
+
+_CO_FILENAME = 10  # position of co_filename in CodeType's constructor, 3.8 through 3.13
+
+
+def _open_file_error(obj: Any) -> SerializationError | None:
+    """A SerializationError for an open file or socket, which must not travel by value:
+    cloudpickle would send a text file as an io.StringIO copy of its contents, silently."""
+    import socket
+
+    if obj is sys.stdout or obj is sys.stderr or obj is sys.stdin:
+        return None  # cloudpickle sends these as the worker's own stream
+    inner = obj
+    for attribute in ("buffer", "raw"):  # TextIOWrapper -> BufferedReader -> FileIO
+        if isinstance(inner, io.IOBase) and not isinstance(inner, io.FileIO):
+            inner = getattr(inner, attribute, inner)
+    if isinstance(obj, socket.socket):
+        what = f"an open socket ({obj!r})"
+        advice = "open the connection in the task, or pass its address"
+    elif isinstance(inner, io.FileIO):
+        mode = getattr(obj, "mode", "?")
+        what = f"an open file ({getattr(obj, 'name', '?')!r}, mode {mode!r})"
+        advice = "pass its path and open it in the task"
+    else:
+        return None
+    return SerializationError(
+        f"{what} cannot be sent to another process: the worker would get a copy, or "
+        f"nothing, and never the file itself; {advice}"
+    )
+
+
+def _main_object(obj: Any) -> bool:
+    """True for a function or class defined at the top of the main script (or session)."""
+    if getattr(obj, "__module__", None) != "__main__":
+        return False
+    qualname = getattr(obj, "__qualname__", "")
+    if not qualname or "<" in qualname:  # <lambda>, <locals>: not reachable by name
+        return False
+    return _lookup(sys.modules.get("__main__"), qualname) is obj
+
+
+def _lookup(module: Any, qualname: str) -> Any:
+    found = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def _fingerprint(obj: Any) -> int:
+    """Identifies a function's (or a class's methods') code, so that the worker never takes
+    a different function that happens to have the same name (a notebook redefined it)."""
+    codes = [obj.__code__] if isinstance(obj, types.FunctionType) else []
+    if isinstance(obj, type):
+        codes = [v.__code__ for _, v in sorted(vars(obj).items()) if hasattr(v, "__code__")]
+    digest = zlib.crc32(getattr(obj, "__qualname__", "").encode())
+    for code in codes:
+        digest = _code_digest(code, digest)
+    return digest
+
+
+def _code_digest(code: types.CodeType, digest: int) -> int:
+    # not co_filename: the worker may reach the same script by another spelling of its path
+    digest = zlib.crc32(code.co_code, digest)
+    text = f"{code.co_firstlineno}:{code.co_names}:{code.co_varnames}"
+    digest = zlib.crc32(text.encode(), digest)
+    for const in code.co_consts:
+        digest = _const_digest(const, digest)
+    return digest
+
+
+def _const_digest(const: Any, digest: int) -> int:
+    """Constants by value, stable across processes (no addresses, no hash order)."""
+    if isinstance(const, types.CodeType):
+        return _code_digest(const, digest)
+    if isinstance(const, tuple):
+        for item in const:
+            digest = _const_digest(item, digest)
+        return digest
+    if isinstance(const, frozenset):
+        return zlib.crc32(repr(sorted(map(repr, const))).encode(), digest)
+    return zlib.crc32(repr(const).encode(), digest)
+
+
+def resolve_main(qualname: str, fingerprint: int, by_value: bytes) -> Any:
+    """In the worker: the main script's own object if its __main__ has it, else the copy."""
+    found = _lookup(sys.modules.get("__main__"), qualname)
+    if found is not None and _fingerprint(found) == fingerprint:
+        return found
+    return pickle.loads(by_value)
+
+
+def _by_value_pickler() -> type:
+    import cloudpickle
+
+    class ByValue(cloudpickle.Pickler):  # type: ignore[misc]  # untyped base
+        """cloudpickle that keeps file names and refuses open files."""
+
+        dispatch_table = ChainMap(
+            {types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table
+        )
+
+        def reducer_override(self, obj: Any) -> Any:
+            error = _open_file_error(obj) if isinstance(obj, (io.IOBase, _socket_type())) else None
+            if error is not None:
+                raise error
+            return super().reducer_override(obj)
+
+    return ByValue
+
+
+def _reference_pickler(by_value: type) -> type:
+    class ByReference(by_value):  # type: ignore[misc]  # built at run time
+        """As ByValue, but the main script's functions and classes go by reference."""
+
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, (types.FunctionType, type)) and _main_object(obj):
+                copy = _pickle_with(by_value, obj)
+                return resolve_main, (obj.__qualname__, _fingerprint(obj), copy)
+            return super().reducer_override(obj)
+
+    return ByReference
+
+
+@functools.cache
+def _picklers() -> tuple[type, type]:
+    by_value = _by_value_pickler()
+    return by_value, _reference_pickler(by_value)
+
+
+def _socket_type() -> type:
+    import socket
+
+    return socket.socket
+
+
+def _pickle_with(pickler: type, obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    pickler(buffer, protocol=PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def cloudpickle_dumps(obj: Any) -> bytes:
+    """cloudpickle, with the main script's functions by reference (see above), real file
+    names in by-value code, and a SerializationError for open files and sockets."""
+    return _pickle_with(_picklers()[1], obj)
 
 
 def dumps(obj: Any, what: str) -> bytes:
@@ -55,6 +225,8 @@ def dumps(obj: Any, what: str) -> bytes:
         pass  # retried below with cloudpickle, which handles lambdas and closures
     try:
         return cloudpickle_dumps(obj)
+    except SerializationError as exc:
+        raise SerializationError(f"{what}: {exc}") from exc
     except Exception as exc:
         raise SerializationError(
             f"{what} cannot be pickled to send it to another process: {type(exc).__name__}: {exc}"
@@ -115,10 +287,13 @@ def _locate_in_item(item: Any, star: bool) -> str:
 
 
 def _call_error(where: str, fn: Callable[..., Any], exc: Exception) -> SerializationError:
-    error = SerializationError(
-        f"{where} in a call of {_name(fn)} cannot be pickled to send it to a "
-        f"worker process: {type(exc).__name__}: {exc}"
-    )
+    if isinstance(exc, SerializationError):  # already says why, e.g. an open file
+        error = SerializationError(f"{where} in a call of {_name(fn)}: {exc}")
+    else:
+        error = SerializationError(
+            f"{where} in a call of {_name(fn)} cannot be pickled to send it to a "
+            f"worker process: {type(exc).__name__}: {exc}"
+        )
     error.__cause__ = exc
     return error
 

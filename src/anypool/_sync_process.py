@@ -49,7 +49,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar, cast
 
 from ._exceptions import PoolClosed
-from ._runtime import default_start_method
+from ._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from ._sync import BarrierLike, ConditionLike, EventLike, LockLike, QueueLike, SemaphoreLike
 from .abc import Order
 
@@ -335,7 +335,7 @@ class QueueProxy(_Proxy):
         return bool(self._call("full"))
 
 
-class _Manager(SyncManager):
+class _AnypoolManager(SyncManager):
     """A SyncManager whose objects come back as our proxies."""
 
 
@@ -352,7 +352,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Any], type[BaseProxy]]] = {
     "priority": (queue.PriorityQueue, QueueProxy),
 }
 for _typeid, (_factory, _proxy) in _REGISTRY.items():
-    _Manager.register(_typeid, _factory, _proxy)
+    _AnypoolManager.register(_typeid, _factory, _proxy)
 
 
 def _init_manager(lifeline: Connection) -> None:
@@ -382,7 +382,7 @@ class ProcessPrimitives:
         # neither needs fork's copy of the parent, so "fork" pools use the safe default too
         method = start_method if start_method in ("spawn", "forkserver") else None
         self._ctx = get_context(method or default_start_method())
-        self._manager: _Manager | None = None
+        self._manager: _AnypoolManager | None = None
         self._lifeline: Connection | None = None  # closes when we die: the manager follows
         self._lock = threading.Lock()
         self._closed = False
@@ -444,13 +444,30 @@ class ProcessPrimitives:
             if self._closed:
                 raise PoolClosed("cannot create a primitive: the pool is shut down")
             if self._manager is None:
-                lifeline, self._lifeline = self._ctx.Pipe(duplex=False)
-                manager = _Manager(ctx=self._ctx)
-                manager.start(_init_manager, (lifeline,))
-                lifeline.close()  # the manager has its copy
-                self._manager = manager
+                self._manager = self._start_manager()
             manager = self._manager
         return getattr(manager, typeid)(*args)
+
+    def _start_manager(self) -> _AnypoolManager:
+        check_main_guard()  # a worker importing an unguarded script stops here
+        lifeline, ours = self._ctx.Pipe(duplex=False)
+        manager = _AnypoolManager(ctx=self._ctx)
+        try:
+            manager.start(_init_manager, (lifeline,))
+            self._lifeline = ours
+        except EOFError as exc:  # it died before it said where it listens
+            ours.close()
+            process = manager._process  # type: ignore[attr-defined]
+            process.join(_MANAGER_STOP_S)
+            if process.exitcode == MAIN_GUARD_EXIT:
+                raise RuntimeError(MAIN_GUARD_MESSAGE) from None
+            raise RuntimeError(
+                f"the pool's manager process (for queues and barriers) exited with code "
+                f"{process.exitcode} as it started"
+            ) from exc
+        finally:
+            lifeline.close()  # the manager has its copy
+        return manager
 
     def close(self) -> None:
         """Stop the manager; semaphore-based primitives live on while anything holds them."""

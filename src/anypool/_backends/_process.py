@@ -55,7 +55,7 @@ from typing import Any
 from .._exceptions import PoolClosed, SerializationError, TaskTimeout
 from .._map import chunk_outcomes
 from .._process_errors import BrokenProcessPool, WorkerCrashed
-from .._runtime import default_start_method
+from .._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from .._serialization import FunctionCache, dumps, dumps_call, dumps_chunk
 from .._task import ChunkResult, Task
 from .._workers._deadlines import Deadlines, Handle
@@ -172,6 +172,7 @@ class ProcessBackend(Backend):
     )
 
     def __init__(self, config: BackendConfig) -> None:
+        check_main_guard()  # a worker importing an unguarded script stops here
         super().__init__(config)
         self._ctx = self._context(config)
         self._queue = TaskQueue(config.order)
@@ -636,6 +637,9 @@ class ProcessBackend(Backend):
         self._startup_kills += 1
         if killed and self._startup_kills < _MAX_STARTUP_KILLS:
             return  # killed from outside: replace it, as any worker
+        if exitcode == MAIN_GUARD_EXIT:  # see check_main_guard: one clear line, no cause
+            self._break(BrokenProcessPool(MAIN_GUARD_MESSAGE))
+            return
         doing = "starting up (importing, or in the initializer)"
         cause = describe_exit(worker.process.pid, exitcode, doing)
         self._break(BrokenProcessPool(f"{cause}; workers cannot start, so the pool is broken"))

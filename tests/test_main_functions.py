@@ -1,0 +1,165 @@
+"""Functions of the main script run in the worker's ``__main__``, as with multiprocessing.
+
+Each test writes a real script to ``tmp_path`` and runs it with ``sys.executable`` under
+every start method: how a script's functions travel depends on how its worker imports the
+script (inherited under fork, re-imported as ``__mp_main__`` under spawn and forkserver),
+which no in-process test can reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anypool import _serialization
+
+START_METHODS = ["fork", "forkserver", "spawn"]
+SCRIPT_TIMEOUT_S = 60
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys, traceback
+    import anypool
+
+    MODEL = None
+    CACHE = {}
+
+    def load(name):
+        global MODEL
+        MODEL = name
+
+    def predict(x):
+        return f"{MODEL}:{x}"
+
+    def remember(key):
+        CACHE[key] = True
+
+    def recall(_):
+        return sorted(CACHE)
+
+    def fails(x):
+        raise ValueError(f"bad {x}")  # the line a traceback must show
+
+    def remote_text(error):
+        return str(error.__cause__)
+
+    if __name__ == "__main__":
+        method = sys.argv[1]
+        out = {}
+
+        def nested_fails(x):  # defined under the guard: only a copy can reach the worker
+            raise KeyError(f"nested {x}")  # this line too
+
+        kw = dict(workers=1, start_method=method, initializer=load, initargs=("m1",))
+        with anypool.Pool("process", **kw) as pool:
+            out["pool"] = list(pool.map(predict, [1, 2]))
+            pool.submit(remember, "a").result()
+            out["cache"] = pool.submit(recall, None).result()
+            out["lambda"] = pool.submit(lambda x: x * 2, 21).result()
+            for name, fn in (("by_reference", fails), ("by_value", nested_fails)):
+                try:
+                    pool.submit(fn, 7).result()
+                except Exception as error:
+                    out[name] = remote_text(error)
+        ctx_kw = dict(initializer=load, initargs=("m2",))
+        import multiprocessing
+        ctx = multiprocessing.get_context(method)
+        with anypool.ProcessPoolExecutor(1, mp_context=ctx, **ctx_kw) as executor:
+            out["executor"] = list(executor.map(predict, [3]))
+        print(json.dumps(out))
+    """
+)
+
+
+def run_script(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "user_script.py"
+    script.write_text(source)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_S,
+        cwd=tmp_path,
+    )
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_main_functions_share_the_workers_main_module(tmp_path: Path, method: str) -> None:
+    done = run_script(tmp_path, SCRIPT, method)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    # the initializer's global is the one the tasks read (it was None on every method)
+    assert out["pool"] == ["m1:1", "m1:2"]
+    assert out["executor"] == ["m2:3"]
+    # a module-level cache filled by one task function is seen by another
+    assert out["cache"] == ["a"]
+    assert out["lambda"] == 42
+    script = str(tmp_path / "user_script.py")
+    # tracebacks name the script and show its lines, by reference and by value alike
+    # (they showed File "<dynamic-code>" and no source)
+    assert f'File "{script}"' in out["by_reference"], out["by_reference"]
+    assert "the line a traceback must show" in out["by_reference"]
+    assert f'File "{script}"' in out["by_value"], out["by_value"]
+    assert "this line too" in out["by_value"]
+    assert "<dynamic-code>" not in out["by_reference"] + out["by_value"]
+
+
+def test_code_without_a_file_travels_by_value(tmp_path: Path) -> None:
+    """``python -c`` code has no file a worker could import: its functions go by value."""
+    code = textwrap.dedent(
+        """
+        import anypool
+        OFFSET = 5
+        def add(x):
+            return x + OFFSET
+        with anypool.Pool("process", workers=1, start_method="spawn") as pool:
+            print(pool.submit(add, 1).result())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_S,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "6"
+
+
+# -- the reference and its fallback, in this process ------------------------------------------
+def _main_function(source: str, name: str) -> Any:
+    """Define a function as if in ``__main__`` (this test process's main module)."""
+    main = sys.modules["__main__"]
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(source, "<test-main>", "exec"), namespace)
+    fn = namespace[name]
+    setattr(main, name, fn)
+    return fn
+
+
+def test_a_redefined_main_function_is_not_confused_with_the_old_one() -> None:
+    """The worker takes its own ``__main__`` function only if it has the same code: a notebook
+    that redefined it after the worker started gets the new code (from the copy)."""
+    main = sys.modules["__main__"]
+    name = "_anypool_test_redefined"
+    try:
+        fn = _main_function("def _anypool_test_redefined():\n    return 'old'\n", name)
+        blob = _serialization.cloudpickle_dumps(fn)
+        assert pickle.loads(blob) is fn  # same code here: the very function, by reference
+        _main_function("def _anypool_test_redefined():\n    return 'new ' * 2\n", name)
+        copy = pickle.loads(blob)
+        assert copy is not fn
+        assert copy() == "old"
+        delattr(main, name)
+        assert pickle.loads(blob)() == "old"  # missing from the worker's __main__: the copy
+    finally:
+        if hasattr(main, name):
+            delattr(main, name)
