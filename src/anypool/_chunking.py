@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import sys
+from collections.abc import Sequence
+from itertools import islice
+from typing import Any, Protocol
 
-__all__ = ["AdaptiveChunks", "Chunker", "FixedChunks", "make_chunker"]
+__all__ = [
+    "AdaptiveChunks",
+    "Chunker",
+    "FixedChunks",
+    "chunk_bytes",
+    "item_bytes",
+    "make_chunker",
+]
 
 # A chunk should run this long in the worker. Longer chunks amortise the
 # ~50-200 us round trip of a process backend better, shorter ones balance load
@@ -14,12 +24,25 @@ TARGET_CHUNK_S = 0.02
 MAX_CHUNK = 1 << 15
 # Growth per observation; shrinking is immediate. 8x reaches MAX_CHUNK in 5 steps.
 GROWTH = 8
-# An input without a length (a generator, maybe endless) is never read ahead of the
-# consumer by more than this many items beyond what it has taken, so a consumer that
-# stops early leaves little work wasted and memory stays flat. An input with a length
-# is already in memory: its chunks are bounded by time (TARGET_CHUNK_S) and by `total`
+# While the consumer has taken few items, an input without a length (a generator, maybe
+# endless) is read in chunks of at most this many items beyond what it has taken: a
+# consumer that stops after a few items leaves little work wasted. An input with a length
+# is in memory already: its chunks are bounded by time (TARGET_CHUNK_S) and by `total`
 # only, which lets them reach full size in a few chunks instead of dozens (benchmarks/).
 MIN_READ_AHEAD = 16
+# The read-ahead bound of every map (see ReadAhead): items read from the input that the
+# consumer has not taken yet, running, queued or finished and waiting their turn. 2^15
+# keeps tiny tasks in chunks of thousands (their throughput needs them, benchmarks/) and
+# small items in a few MB; larger items are bounded by bytes instead.
+MAX_READ_AHEAD = 1 << 15
+# The same bound in estimated bytes (items in flight and their results): 10 KB records
+# then stay ~1,600 ahead, not 100,000s (issue: +1-13 GB of RSS).
+MAX_READ_AHEAD_BYTES = 16 << 20
+# Items of a chunk whose size is measured to estimate the whole chunk: sampling keeps
+# the cost per chunk, not per item (tiny tasks would pay ~10% for measuring every item).
+_SAMPLES = 3
+# Elements of a container measured to estimate it (one level deep).
+_ELEMENT_SAMPLES = 8
 
 
 class Chunker(Protocol):
@@ -82,3 +105,41 @@ def make_chunker(chunksize: int | str, workers: int, total: int | None) -> Chunk
     if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
         raise ValueError(f"chunksize must be a positive int or 'auto', got {chunksize!r}")
     return FixedChunks(chunksize)
+
+
+# -- size estimates, for the read-ahead bound in bytes ----------------------------------------
+def _flat_bytes(item: Any) -> int:
+    if isinstance(item, memoryview):
+        return item.nbytes  # getsizeof counts the view object only
+    return sys.getsizeof(item)
+
+
+def item_bytes(item: Any) -> int:
+    """A cheap estimate of the memory ``item`` holds: its own size plus, for a tuple, list
+    or dict, that of its elements (one level, sampled). bytes, str and buffers are exact;
+    objects that hold deeper structures are underestimated, which the bound on items
+    (MAX_READ_AHEAD) covers."""
+    size = _flat_bytes(item)
+    if isinstance(item, dict):
+        values: Sequence[Any] = list(islice(item.items(), _ELEMENT_SAMPLES))
+        count = len(item)
+        per = sum(_flat_bytes(k) + _flat_bytes(v) for k, v in values)
+    elif isinstance(item, (tuple, list)):
+        values = item[:_ELEMENT_SAMPLES]
+        count = len(item)
+        per = sum(_flat_bytes(v) for v in values)
+    else:
+        return size
+    return size + (per * count // len(values) if values else 0)
+
+
+def chunk_bytes(items: Sequence[Any]) -> int:
+    """Estimated bytes of a chunk's items, from up to _SAMPLES of them spread over it."""
+    n = len(items)
+    if n == 0:
+        return 0
+    if n <= _SAMPLES:
+        return sum(item_bytes(x) for x in items)
+    step = (n - 1) / (_SAMPLES - 1)
+    sampled = sum(item_bytes(items[round(i * step)]) for i in range(_SAMPLES))
+    return sampled * n // _SAMPLES

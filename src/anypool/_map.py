@@ -3,16 +3,23 @@
 ::
 
     input iterator ──islice──► chunk ──submit_chunk──► backend ──► ChunkResult
-          ▲                                                           │
-          │ refill while fewer than `window` chunks are in flight     ▼
-          └──── _MapState.run() ──► one iterable per chunk ──► MapIterator (itertools.chain)
-                                                                     │ items, in input or
-                                                                     ▼ completion order
-                                                                  consumer
+          ▲                                                           │ done-callback:
+          │ refill while there is room (ReadAhead)                    │ counts, wakes
+          └──── _MapState.run() ◄── finished chunks, in input or completion order
+                      │ one iterable per chunk
+                      ▼
+                 MapIterator (itertools.chain) ──► items ──► consumer
 
-Only ``window`` chunks are ever in flight, so endless generators work and
-memory stays flat. Closing the iterator (or an exception reaching the
-consumer) cancels every chunk that has not started.
+Room to read more input (``ReadAhead``): fewer than ``window`` chunks unfinished at
+the backend, and what was read but not yet taken by the consumer (running, queued,
+or finished and waiting its turn) under MAX_READ_AHEAD items and MAX_READ_AHEAD_BYTES
+(estimated). So endless generators work, memory stays flat, and in an ordered map a
+slow head item does not stall the workers: finished results wait in that bounded
+buffer while the workers go on with later items. An explicit ``window=`` is the old,
+strict bound: at most that many chunks read ahead, finished or not.
+
+Closing the iterator (or an exception reaching the consumer) cancels every chunk
+that has not started. A map never iterated is run to the end (``PendingMaps``).
 
 Why ``itertools.chain``: for tiny tasks the parent's cost per *item* decides
 the throughput (a Python ``__next__`` plus a generator frame cost ~200 ns per
@@ -25,22 +32,60 @@ yields each exception at its item.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._chunking import Chunker
+from ._chunking import (
+    MAX_READ_AHEAD,
+    MAX_READ_AHEAD_BYTES,
+    AdaptiveChunks,
+    Chunker,
+    chunk_bytes,
+)
 from ._task import ChunkResult
 
-__all__ = ["MapIterator", "chunk_outcomes"]
+__all__ = ["MapIterator", "ReadAhead", "chunk_outcomes"]
 
 R = TypeVar("R")
 
 SubmitChunk = Callable[[list[Any]], "Future[ChunkResult]"]
 OnItem = Callable[[Any, BaseException | None], None]
 Finalizer = Callable[[bool], None]
+IntSource = int | Callable[[], int]
+# Chunks read ahead in all, finished or not, in windows (2 per worker + 1): a slow head
+# item lets the other workers run this far ahead, and a consumer that stops early
+# wastes at most this much work (on top of the bounds in items and bytes).
+BUFFERED_WINDOWS = 8
+
+
+def _read(value: IntSource) -> int:
+    return value() if callable(value) else value
+
+
+@dataclass(frozen=True)
+class ReadAhead:
+    """How far a map may run ahead of its consumer.
+
+    ``window``: chunks unfinished at the backend at once (an int, or a callable read at
+    each refill for pools whose size changes). ``strict``: ``window`` counts every chunk
+    read ahead, finished or not (the caller gave ``window=``); else at most
+    ``buffered_windows`` windows' worth of chunks are read ahead in all (a chunk costs a
+    round trip: small items of slow tasks come in chunks of one). ``workers``: fewer
+    chunks than this are always allowed, whatever their bytes, so that every worker has one.
+    """
+
+    window: IntSource
+    workers: IntSource = 1
+    strict: bool = False
+    max_items: int = MAX_READ_AHEAD
+    max_bytes: int = MAX_READ_AHEAD_BYTES
+    buffered_windows: int = BUFFERED_WINDOWS
 
 
 def chunk_outcomes(future: Future[ChunkResult], size: int) -> ChunkResult:
@@ -101,14 +146,22 @@ class MapIterator(itertools.chain[R]):
         items: Iterable[Any],
         *,
         chunker: Chunker,
-        window: int | Callable[[], int],
+        window: int | Callable[[], int] | ReadAhead,
         ordered: bool,
         return_exceptions: bool,
         on_item: OnItem | None = None,
+        pending: PendingMaps | None = None,
+        sized: bool = True,
+        name: str = "a map",
     ) -> None:
-        state = _MapState(submit_chunk, items, chunker, window, return_exceptions, on_item)
+        limits = window if isinstance(window, ReadAhead) else ReadAhead(window, strict=True)
+        state = _MapState(submit_chunk, items, chunker, limits, return_exceptions, on_item)
+        state.ordered = ordered
+        state.sized = sized
         self._state = state
-        self._chunks.source = state.run(ordered)
+        self._chunks.source = state.run()
+        if pending is not None:
+            pending.add(self, state, name)
 
     def __enter__(self) -> MapIterator[R]:
         return self
@@ -120,7 +173,12 @@ class MapIterator(itertools.chain[R]):
         """Stop early: chunks not yet started are cancelled, running ones finish."""
         self._chunks.close()
         if self._state is not None:
+            self._state.begin()  # closed before iterating: nothing is left to run at exit
             self._state.stop()  # in case iteration never started
+            return
+        inner = getattr(self, "_inner", None)
+        if isinstance(inner, MapIterator):
+            inner.close()  # a wrapper closed before its generator started
 
     def _add_finalizer(self, callback: Finalizer) -> None:
         """Call ``callback(interrupted)`` once when the stream ends, fails or is closed;
@@ -145,48 +203,95 @@ class MapIterator(itertools.chain[R]):
         self._chunks.source = _one(generator)
 
 
+def _raising(exc: BaseException) -> Generator[Any, None, None]:
+    """An iterable that raises ``exc`` when iterated, not when made."""
+    yield from ()
+    raise exc
+
+
 def _one(iterable: Iterable[Any]) -> Generator[Iterable[Any], None, None]:
     yield iterable  # a generator, so that close() before the first next() ends it too
 
 
+class _Entry:
+    """A chunk read from the input: its future, item count and estimated bytes."""
+
+    __slots__ = ("future", "nbytes", "size")
+
+    def __init__(self, future: Future[ChunkResult], size: int, nbytes: int) -> None:
+        self.future = future
+        self.size = size
+        self.nbytes = nbytes
+
+
 class _MapState:
-    """The window of chunks in flight; ``run()`` turns finished chunks into iterables."""
+    """The read-ahead of one map; ``run()`` turns finished chunks into iterables."""
 
     def __init__(
         self,
         submit_chunk: SubmitChunk,
         items: Iterable[Any],
         chunker: Chunker,
-        window: int | Callable[[], int],
+        limits: ReadAhead,
         return_exceptions: bool,
         on_item: OnItem | None,
     ) -> None:
         self._submit_chunk = submit_chunk
         self._items = iter(items)
         self._chunker = chunker
-        # an int, or a callable read at each refill for pools whose size changes
-        self._window = window
+        self._limits = limits
+        self._adaptive = isinstance(chunker, AdaptiveChunks)
         self._return_exceptions = return_exceptions
         self._on_item = on_item
-        self._inflight: deque[tuple[Future[ChunkResult], int]] = deque()
+        self.ordered = True
+        self.sized = True  # False: the input has no length, maybe endless (drain warnings)
+        # Chunks read and not yet handed to the consumer, by sequence number (input order).
+        # Only the consumer's thread adds and removes; done-callbacks only count, under _cond.
+        self._inflight: dict[int, _Entry] = {}
+        self._next_seq = 0
+        self._head = 0  # ordered: the next chunk to hand over
+        self._done: deque[int] = deque()  # unordered: finished chunks, in completion order
+        self._cond = threading.Condition(threading.Lock())
+        self._unfinished = 0  # chunks whose future is not done
+        self._ahead_items = 0  # read from the input, not yet taken by the consumer
+        self._ahead_bytes = 0
+        self._item_bytes = 0  # running estimate of one item's bytes
         self._exhausted = False
         self._input_error: BaseException | None = None
         self._ran_in_submit = False
+        self._began = False
+        self._on_begin: Callable[[], None] | None = None
+        self.items_done = 0  # items handed over (for drain messages)
+        self.failures: list[BaseException] = []  # drain mode: the items' exceptions
+        self._drain_mode = False
+        self._kept: list[Iterable[Any]] | None = None  # results of a drain that kept them
         self.finalizers: list[Finalizer] = []
 
-    def run(self, ordered: bool) -> Generator[Iterable[Any], None, None]:
+    # -- the consumer's side -----------------------------------------------------------------
+    def begin(self) -> None:
+        """The map is being consumed (or closed): it is no longer a never-iterated map."""
+        if not self._began:
+            self._began = True
+            on_begin, self._on_begin = self._on_begin, None
+            if on_begin is not None:
+                on_begin()
+
+    def run(self) -> Generator[Iterable[Any], None, None]:
         interrupted = False
         try:
-            self._fill()
-            while self._inflight:
-                future, size = self._next_done(ordered)
-                outcome = chunk_outcomes(future, size)
-                self._account(outcome, size)
+            self.begin()
+            if self._kept is not None:  # drained at shutdown: hand over what it kept
+                kept, self._kept = self._kept, []
+                yield from kept
+                return
+            while (entry := self._next_finished()) is not None:
+                outcome = chunk_outcomes(entry.future, entry.size)
+                self._account(outcome, entry.size)
                 if not self._ran_in_submit:
                     # refill before the consumer walks this chunk: workers stay busy meanwhile
                     self._fill()
                 yield self._iterable(outcome)
-                self._fill()
+                self._release(entry)  # the consumer took the whole chunk
             if self._input_error is not None:
                 raise self._input_error
         except KeyboardInterrupt:
@@ -199,9 +304,10 @@ class _MapState:
         """End the stream: cancel what has not started, read no more input, run finalizers."""
         self._exhausted = True
         self._input_error = None
-        for future, _ in self._inflight:
-            future.cancel()
+        entries = list(self._inflight.values())
         self._inflight.clear()
+        for entry in entries:
+            entry.future.cancel()
         self.finish(interrupted)
 
     def finish(self, interrupted: bool) -> None:
@@ -209,11 +315,72 @@ class _MapState:
         for callback in finalizers:
             callback(interrupted)
 
+    def drain(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Run the map to its end without a consumer (it was never iterated): results are
+        dropped, items' exceptions collected in ``failures``; ``should_stop()`` is asked
+        after each chunk."""
+        self._drain_mode = True
+        self._return_exceptions = True  # one failed item must not end the others
+        stream = self.run()
+        try:
+            for iterable in stream:
+                for _ in iterable:
+                    pass
+                if should_stop():
+                    break
+        finally:
+            stream.close()
+
+    def keep(self, check: Callable[[], object] = lambda: None) -> None:
+        """Run the map to its end without a consumer and keep every chunk's results (all
+        in memory, as ``Executor.map`` has them), for ``run()`` to hand over later.
+        ``check()`` is called after each chunk."""
+        kept: list[Iterable[Any]] = []
+        stream = self.run()
+        try:
+            for iterable in stream:
+                kept.append(iterable)
+                check()
+        except Exception as exc:  # the input broke: raised where the iteration reaches it
+            kept.append(_raising(exc))
+        finally:
+            stream.close()
+            self._kept = kept
+
+    # -- reading ahead ------------------------------------------------------------------------
+    def _room(self) -> bool:
+        """May one more chunk be read? (Only the consumer's thread reads the input.)"""
+        if self._exhausted:
+            return False
+        limits = self._limits
+        window = _read(limits.window)
+        if limits.strict:
+            if len(self._inflight) >= window:
+                return False
+        elif self._unfinished >= window or len(self._inflight) >= limits.buffered_windows * window:
+            return False
+        if len(self._inflight) < _read(limits.workers):
+            return True  # every worker gets a chunk, however large its items
+        return self._ahead_items < limits.max_items and self._ahead_bytes < limits.max_bytes
+
+    def _next_size(self) -> int:
+        size = self._chunker.next_size()
+        if not self._adaptive:
+            return size  # the caller chose the chunk size: only the number of chunks is bounded
+        limits = self._limits
+        # one chunk may take at most a (workers + 1)-th of the budget, so that every worker
+        # has a chunk and one more waits; and never more than is left of it
+        share = _read(limits.workers) + 1
+        cap = min(limits.max_items // share, limits.max_items - self._ahead_items)
+        if self._item_bytes:
+            by_bytes = min(limits.max_bytes // share, limits.max_bytes - self._ahead_bytes)
+            cap = min(cap, by_bytes // self._item_bytes)
+        return max(1, min(size, cap))
+
     def _fill(self) -> None:
-        window = self._window() if callable(self._window) else self._window
-        while not self._exhausted and len(self._inflight) < window:
+        while self._room():
             try:
-                chunk = list(itertools.islice(self._items, self._chunker.next_size()))
+                chunk = list(itertools.islice(self._items, self._next_size()))
             except Exception as exc:
                 # the input broke: deliver what is in flight first, then raise it
                 self._input_error = exc
@@ -221,29 +388,88 @@ class _MapState:
             if not chunk:
                 self._exhausted = True
                 return
-            future = self._submit_chunk(chunk)
-            self._inflight.append((future, len(chunk)))
-            self._ran_in_submit = future.done()
+            self._submit(chunk)
             if self._ran_in_submit:
                 # It ran inside submit (the inline backend): reading further ahead would
                 # run items before the consumer asks for them, so map stays one item per
                 # consumed item, as docs/design.md promises for inline.
                 return
 
-    def _next_done(self, ordered: bool) -> tuple[Future[ChunkResult], int]:
-        if ordered:
-            return self._inflight.popleft()  # chunk_outcomes() waits for it
-        done, _ = wait([f for f, _ in self._inflight], return_when=FIRST_COMPLETED)
-        for index, entry in enumerate(self._inflight):
-            if entry[0] in done:
-                del self._inflight[index]
-                return entry
-        raise AssertionError("wait() returned no finished chunk")  # pragma: no cover
+    def _submit(self, chunk: list[Any]) -> None:
+        nbytes = chunk_bytes(chunk)
+        size = len(chunk)
+        self._item_bytes = max(1, nbytes // size)
+        future = self._submit_chunk(chunk)
+        entry = _Entry(future, size, nbytes)
+        seq = self._next_seq
+        self._next_seq += 1
+        with self._cond:
+            self._inflight[seq] = entry
+            self._unfinished += 1
+            self._ahead_items += size
+            self._ahead_bytes += nbytes
+        self._ran_in_submit = future.done()
+        future.add_done_callback(functools.partial(self._chunk_done, seq, entry))
 
+    def _chunk_done(self, seq: int, entry: _Entry, future: Future[ChunkResult]) -> None:
+        """Done-callback (a worker's or the dispatcher's thread): count it, wake the consumer.
+        The chunk's items are charged as its results from now on (the task, and with it
+        the input items, is released once it is done)."""
+        result_bytes = entry.nbytes
+        if not future.cancelled() and future.exception() is None:
+            result_bytes = chunk_bytes(future.result().values)
+        with self._cond:
+            self._unfinished -= 1
+            if seq in self._inflight:
+                self._ahead_bytes += result_bytes - entry.nbytes
+                entry.nbytes = result_bytes
+            if not self.ordered:
+                self._done.append(seq)
+            self._cond.notify()
+
+    def _next_finished(self) -> _Entry | None:
+        """The next chunk to hand over (input or completion order), reading more input
+        while there is room and it is not finished; None when nothing is left."""
+        while True:
+            self._fill()
+            with self._cond:
+                if not self._inflight:
+                    return None
+                entry = self._take_finished()
+                if entry is not None:
+                    return entry
+                if not self._room():
+                    # wait for a chunk to finish: the head, or any (room for more input)
+                    self._cond.wait()
+
+    def _take_finished(self) -> _Entry | None:
+        """A finished chunk ready to hand over, removed from the read-ahead; caller holds _cond."""
+        if self.ordered:
+            entry = self._inflight.get(self._head)
+            if entry is None or not entry.future.done():
+                return None
+            del self._inflight[self._head]
+            self._head += 1
+            return entry
+        while self._done:
+            entry = self._inflight.pop(self._done.popleft(), None)
+            if entry is not None:
+                return entry
+        return None
+
+    def _release(self, entry: _Entry) -> None:
+        with self._cond:
+            self._ahead_items -= entry.size
+            self._ahead_bytes -= entry.nbytes
+
+    # -- handing results over -----------------------------------------------------------------
     def _account(self, outcome: ChunkResult, size: int) -> None:
         if outcome.duration:
             self._chunker.observe(size, outcome.duration)
         self._chunker.consumed(size)
+        self.items_done += size
+        if self._drain_mode and outcome.errors:
+            self.failures.extend(outcome.errors.values())
 
     def _iterable(self, outcome: ChunkResult) -> Iterable[Any]:
         if not outcome.errors and self._on_item is None:
@@ -264,3 +490,6 @@ class _MapState:
                 # (run() is suspended; it finds nothing in flight when chain resumes it)
                 self.stop()
                 raise error
+
+
+from ._drain import PendingMaps  # noqa: E402  (PendingMaps drives _MapState)

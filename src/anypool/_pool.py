@@ -14,6 +14,7 @@ chunking, and keeps the books (statistics). Backends only run tasks.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sized
@@ -24,8 +25,9 @@ from ._backends import load_backend
 from ._backends._auto import steer_options
 from ._chunking import make_chunker
 from ._coordination import Callback, CoordinationMixin
+from ._drain import PendingMaps
 from ._exceptions import CapabilityError, PoolClosed
-from ._map import MapIterator
+from ._map import MapIterator, ReadAhead
 from ._observe import PoolObservability
 from ._progress import ProgressMapIterator, both, progress_hook
 from ._task import ChunkResult, Task
@@ -36,9 +38,12 @@ __all__ = ["Pool", "map"]
 R = TypeVar("R")
 
 _ORDERS = ("fifo", "lifo", "priority")
-# Chunks in flight per worker in map(): 2 keeps every worker fed while the next chunk
-# is on its way; more only adds memory held in flight.
+# Chunks unfinished at the backend per worker in map(): 2 keeps every worker fed while
+# the next chunk is on its way. Finished chunks waiting for the consumer do not count:
+# they sit in the read-ahead buffer (bounded in items and bytes, see _map.ReadAhead).
 _CHUNKS_PER_WORKER = 2
+# submit()'s own keywords; one that fn also accepts is refused as ambiguous.
+_SUBMIT_OPTIONS = ("timeout", "retries", "priority", "callback", "block")
 
 
 def _check_positive(name: str, value: float | None, *, integer: bool = False) -> None:
@@ -58,6 +63,48 @@ def _check_retries(retries: int) -> None:
 def _check_callable(fn: object, what: str = "fn") -> None:
     if not callable(fn):
         raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
+
+
+def _fn_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn(name=...)`` would bind: a parameter of that name, or ``**kwargs``."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature (some builtins): nothing to clash with
+        return False
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    param = parameters.get(name)
+    if param is not None and param.kind in keyword_kinds:
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _check_unambiguous(fn: Callable[..., Any], given: dict[str, object]) -> None:
+    """Refuse a submit() option that ``fn`` also takes as a keyword: taking it silently as
+    the task's option (``pool.submit(urlopen, url, timeout=10)``) would drop the
+    function's argument. docs/design.md, "Per-task options and the function's own
+    keywords"."""
+    for name, value in given.items():
+        if _accepts_keyword(fn, name):
+            fn_name = _fn_name(fn)
+            raise TypeError(
+                f"Pool.submit({fn_name}, ..., {name}={value!r}) is ambiguous: {fn_name}() also "
+                f"takes {name}=, and submit() reads {name}= as this task's anypool option. "
+                f"For the function's argument: pool.submit(functools.partial({fn_name}, "
+                f"{name}={value!r}), ...); for the task option: "
+                f"pool.task({name}={value!r})({fn_name})(...), which passes every keyword "
+                "of the call to the function"
+            )
+
+
+def _release(backend: Backend) -> None:
+    """A Pool garbage-collected without shutdown(): its queued work still runs (as the
+    stdlib's executors do), then its workers exit and their pipes close. Holds the
+    backend only, never the Pool, so it does not keep the pool alive."""
+    backend.shutdown(wait=False, cancel_pending=False, kill_running=False)
 
 
 class Pool(CoordinationMixin, PoolObservability):
@@ -131,6 +178,11 @@ class Pool(CoordinationMixin, PoolObservability):
         self._backend: Backend = backend_class(config)
         self._lock = threading.Lock()
         self._closed = False
+        self._pending_maps = PendingMaps()
+        # Released on garbage collection too: a pool dropped without shutdown() must not keep
+        # its worker processes and pipes until the interpreter exits.
+        self._finalizer = weakref.finalize(self, _release, self._backend)
+        self._finalizer.atexit = False  # at exit the backends' own hook stops them
         self._init_coordination(max_pending)
         self._observe_init(timeline=timeline)
 
@@ -230,12 +282,21 @@ class Pool(CoordinationMixin, PoolObservability):
         """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
 
         ``timeout``, ``retries`` and ``priority`` override the pool's defaults for this
-        task (and so cannot be passed through to ``fn`` as keyword arguments).
-        ``callback(result, error)`` is called in this process when the task ends.
+        task. ``callback(result, error)`` is called in this process when the task ends.
         With ``max_pending`` reached, ``block=True`` waits for room, ``block=False``
         raises :class:`~anypool.PoolFull` at once and ``block=seconds`` waits that long.
+        One of these keywords that ``fn`` also accepts raises ``TypeError`` (which one is
+        meant is ambiguous); ``pool.task(timeout=...)(fn)(...)`` passes every keyword of
+        the call to ``fn``.
         """
         _check_callable(fn)
+        if timeout is not None or retries is not None or priority is not None:
+            given = {"timeout": timeout, "retries": retries, "priority": priority}
+            _check_unambiguous(fn, {k: v for k, v in given.items() if v is not None})
+        if callback is not None:
+            _check_unambiguous(fn, {"callback": callback})
+        if block is not True:
+            _check_unambiguous(fn, {"block": block})
         task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
         return self._submit_task(task, block=block, callback=callback)
 
@@ -256,8 +317,13 @@ class Pool(CoordinationMixin, PoolObservability):
     ) -> MapIterator[R]:
         """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
 
-        At most ``window`` chunks (default: 2 per worker) are in flight, so the input
-        may be endless. ``ordered=False`` yields in completion order. An item's
+        The input is read only a bounded way ahead of the consumer (at most 32,768 items
+        and ~16 MiB, estimated), so it may be endless and memory stays flat; at most 2
+        chunks per worker are at the workers, and finished results wait for their turn in
+        that bounded buffer, so a slow item does not stall the others. ``window=N`` is a
+        strict bound instead: at most N chunks read ahead, finished or not.
+        A map never iterated runs to the end before the pool shuts down (docs/design.md).
+        ``ordered=False`` yields in completion order. An item's
         exception is raised when that item is reached, or yielded in its place with
         ``return_exceptions=True``. ``timeout`` applies to each item.
         ``callback(result, error)`` is called for each item as the iterator reaches it.
@@ -287,13 +353,24 @@ class Pool(CoordinationMixin, PoolObservability):
             submit_chunk,
             items,
             chunker=make_chunker(chunksize, self.workers, total),
-            # read at each refill: the worker count can change (auto decides, resize)
-            window=window or (lambda: _CHUNKS_PER_WORKER * self.workers + 1),
+            window=self._read_ahead(window),
             ordered=ordered,
             return_exceptions=return_exceptions,
             on_item=both(self._item_callback(callback), hook.on_item if hook else None),
+            pending=self._pending_maps,
+            sized=all(isinstance(it, Sized) for it in iterables),
+            name=f"map({_fn_name(fn)})",
         )
         return iterator if hook is None else ProgressMapIterator(iterator, hook)
+
+    def _read_ahead(self, window: int | None) -> ReadAhead:
+        # read at each refill: the worker count can change (auto decides, resize)
+        def workers() -> int:
+            return self.workers
+
+        if window is not None:
+            return ReadAhead(window, workers, strict=True)
+        return ReadAhead(lambda: _CHUNKS_PER_WORKER * self.workers + 1, workers)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:
@@ -311,12 +388,25 @@ class Pool(CoordinationMixin, PoolObservability):
     def shutdown(
         self, wait: bool = True, *, cancel_pending: bool = False, kill_running: bool = False
     ) -> None:
-        """Stop accepting work. Safe to call more than once."""
+        """Stop accepting work. Safe to call more than once.
+
+        A ``map`` that was never iterated runs to its end first (``wait=True``), or is
+        dropped with a warning (``wait=False``, ``cancel_pending=True``).
+        """
+        try:
+            self._pending_maps.finish(wait=wait, cancel=cancel_pending or kill_running)
+        except BaseException:  # Ctrl-C while a never-iterated map runs: stop at once
+            self._stop(wait=True, cancel_pending=True, kill_running=True)
+            raise
+        self._stop(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
+
+    def _stop(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
         with self._lock:
             self._closed = True
         self._begin_shutdown()
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
         self._close_primitives(wait)
+        self._finalizer.detach()
 
     def __enter__(self) -> Pool:
         return self
