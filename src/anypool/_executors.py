@@ -23,15 +23,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures as cf
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+from ._exceptions import PoolClosed
 from ._map import chunk_outcomes
 from ._pool import Pool
 from ._task import ChunkResult, Task
+from ._workers._registry import closed_message
 
 __all__ = ["ThreadPoolExecutor"]
 
 R = TypeVar("R")
+P = ParamSpec("P")
 
 _executor_ids = itertools.count()
 
@@ -60,9 +63,13 @@ class PoolExecutor(cf.Executor):
         self._pool = pool
         weakref.finalize(self, pool.shutdown, wait=False)
 
-    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         task = Task(fn, args, kwargs, Future())
-        return self._pool._submit_task(task)
+        try:
+            return self._pool._submit_task(task)
+        except PoolClosed:
+            # the stdlib's words, which code written for it greps for
+            raise PoolClosed(closed_message()) from None
 
     def map(
         self,
@@ -136,8 +143,13 @@ def _chunked(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[Any]]
         yield chunk
 
 
-class ThreadPoolExecutor(PoolExecutor):
-    """Drop-in for :class:`concurrent.futures.ThreadPoolExecutor` on anypool's thread backend."""
+class ThreadPoolExecutor(PoolExecutor, cf.ThreadPoolExecutor):
+    """Drop-in for :class:`concurrent.futures.ThreadPoolExecutor` on anypool's thread backend.
+
+    It is a ``concurrent.futures.ThreadPoolExecutor`` by type only, because asyncio's
+    ``loop.set_default_executor`` accepts nothing else (3.11+): every method comes from
+    :class:`PoolExecutor` (first in the MRO), and the stdlib's ``__init__`` never runs.
+    """
 
     def __init__(
         self,

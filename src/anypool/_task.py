@@ -90,6 +90,7 @@ class Task:
         """Move the future to RUNNING; False: it was cancelled (or failed), skip it."""
         future = self.future
         if not future.running() and (future.done() or not future.set_running_or_notify_cancel()):
+            _forget_callbacks(future)
             return False
         self.attempts += 1
         self.worker = worker
@@ -101,17 +102,35 @@ class Task:
             try:
                 self.future.set_result(value)
             except Exception:  # lost a race with fail(): the first outcome stands
-                pass
+                return
+            _forget_callbacks(self.future)
 
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
             try:
                 self.future.set_exception(exc)
             except Exception:  # lost a race with settle(): the first outcome stands
-                pass
+                return
+            _forget_callbacks(self.future)
 
     def cancel_pending(self) -> None:
         """Cancel a queued task. One already RUNNING (queued again for a retry) cannot be
         cancelled per the stdlib, so it fails with CancelledError instead."""
-        if not self.future.cancel():
+        if self.future.cancel():
+            _forget_callbacks(self.future)
+        else:
             self.fail(CancelledError("the task was cancelled before it could run again"))
+
+
+def _forget_callbacks(future: Future[Any]) -> None:
+    """Drop a resolved future's done-callbacks, which have all run by now.
+
+    CPython's Future keeps them after calling them, and a callback that holds its task
+    (the statistics' does) makes a cycle task -> future -> callback -> task. Only the
+    cyclic GC frees that, so until it runs the pool would keep the task's function (a
+    bound method keeps its whole object), its arguments and its result alive after the
+    caller dropped the future (CPython's test_no_stale_references). A callback added
+    from now on runs at once and is never stored, so nothing is lost.
+    """
+    if future.done():
+        future._done_callbacks.clear()  # type: ignore[attr-defined]

@@ -54,13 +54,18 @@ from typing import Any
 
 from .._exceptions import PoolClosed, SerializationError, TaskTimeout
 from .._map import chunk_outcomes
-from .._process_errors import BrokenProcessPool, WorkerCrashed
+from .._process_errors import (
+    BrokenProcessPool,
+    TaskUnpicklingError,
+    WorkerCrashed,
+    WorkersCannotStart,
+)
 from .._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from .._serialization import FunctionCache, dumps, dumps_call, dumps_chunk
 from .._task import ChunkResult, Task
 from .._workers._deadlines import Deadlines, Handle
 from .._workers._queue import TaskQueue
-from .._workers._registry import register_for_exit
+from .._workers._registry import closed_message, register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
 from ._process_worker import (
     ARGS_FAILED,
@@ -244,7 +249,7 @@ class ProcessBackend(Backend):
             if self.broken is not None:
                 raise self.broken
             if self._closed:
-                raise PoolClosed("cannot submit: the pool is shut down")
+                raise PoolClosed(closed_message())
             self._queue.put(task)
             self._wake()
 
@@ -581,7 +586,7 @@ class ProcessBackend(Backend):
             return True, pickle.loads(memoryview(data)[HEADER.size :])
         except BaseException as exc:  # the body's __reduce__ may raise anything
             what = "an initializer's error" if task is None else f"the outcome of {_fn_name(task)}"
-            error = SerializationError(
+            error = TaskUnpicklingError(
                 f"{what} was sent back by worker process {worker.process.pid} but cannot be "
                 f"unpickled in the parent process: {type(exc).__name__}: {exc}"
             )
@@ -642,7 +647,12 @@ class ProcessBackend(Backend):
             return
         doing = "starting up (importing, or in the initializer)"
         cause = describe_exit(worker.process.pid, exitcode, doing)
-        self._break(BrokenProcessPool(f"{cause}; workers cannot start, so the pool is broken"))
+        times = f"{self._startup_kills} workers in a row" if self._startup_kills > 1 else "it"
+        error = WorkersCannotStart(
+            f"{cause}; {times} died before taking a task, so the pool is broken"
+        )
+        error.pid, error.exitcode = worker.process.pid, exitcode
+        self._break(error)
 
     def _requeue(self, task: Task) -> None:
         if self._cancel_on_close or self.broken is not None:
@@ -689,9 +699,11 @@ class ProcessBackend(Backend):
     def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
         with self._lock:
             self._closed = True
-            if cancel_pending or kill_running:
+            if kill_running:
                 for task in self._queue.drain():
                     task.cancel_pending()
+            elif cancel_pending:
+                self._cancel_queued()
             if kill_running:
                 self._cancel_on_close = True
                 workers = list(self._workers.values())
@@ -704,6 +716,26 @@ class ProcessBackend(Backend):
             self._terminate(worker)
         if wait and self._dispatcher is not threading.current_thread():
             self._dispatcher_done.wait()
+
+    def _cancel_queued(self) -> None:
+        """``shutdown(cancel_pending=True)``: cancel the queued tasks, except those that
+        workers without a task (idle, still starting, or not started yet) take next.
+
+        Those count as started, as in the stdlib, whose workers' call queue holds a task
+        for each of them: a caller that shuts down right after submitting still sees the
+        first tasks finish, and only those that would have waited are cancelled.
+        Holds the lock.
+        """
+        busy = sum(1 for w in self._workers.values() if w.inflight and w.accepts_work)
+        keep = max(0, self._target - busy)
+        kept: list[Task] = []
+        while (task := self._queue.get_nowait()) is not None:
+            if len(kept) < keep and not task.future.done():
+                kept.append(task)
+            else:
+                task.cancel_pending()
+        for task in reversed(kept):  # back in the order they were taken out
+            self._queue.push_front(task)
 
     def workers_alive(self) -> int:
         with self._lock:

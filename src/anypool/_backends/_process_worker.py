@@ -171,9 +171,29 @@ def _frame(task_id: int, flags: int, body: Any) -> bytes:
 
 
 def _error_frame(task_id: int, flags: int, exc: BaseException) -> bytes:
+    """An answer that fails the task with ``exc``. It never raises: an exception whose
+    ``__str__``, ``__reduce__`` or traceback raises (even SystemExit) is replaced by a
+    SerializationError carrying what could be said about it, so the parent always hears."""
     from .._serialization import wrap_exception
 
-    return _frame(task_id, flags & ~OK, wrap_exception(exc))
+    try:
+        return _frame(task_id, flags & ~OK, wrap_exception(exc))
+    except BaseException as failure:
+        from .._exceptions import SerializationError
+
+        kind = _type_name(exc)
+        error = SerializationError(
+            f"the task raised {kind}, which cannot be sent back from the worker process "
+            f"({_type_name(failure)} while pickling it)"
+        )
+        return HEADER.pack(task_id, flags & ~OK) + pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
+
+
+def _type_name(exc: BaseException) -> str:
+    try:
+        return type(exc).__qualname__
+    except BaseException:
+        return "an exception"
 
 
 def _result_error(fn: Any, value: Any, exc: Exception, where: str = "") -> BaseException:
@@ -201,17 +221,25 @@ def _isolate_bad_items(fn: Any, chunk: Any) -> None:
 
 
 def _outcome(task_id: int, flags: int, fn: Any, value: Any, is_chunk: bool) -> bytes:
-    """Pickle a result; a result that does not pickle fails only its task (or item)."""
+    """Pickle a result; a result that does not pickle fails only its task (or item).
+
+    A ``__reduce__`` that raises a BaseException (``sys.exit()``, KeyboardInterrupt) does not
+    end this worker: the task fails with that very exception, as with the stdlib's executor,
+    and the parent always gets an answer (an exit here once left the parent waiting)."""
     try:
         return _frame(task_id, flags | OK, value)
     except Exception as exc:
         if not is_chunk:
             return _error_frame(task_id, flags, _result_error(fn, value, exc))
-    _isolate_bad_items(fn, value)
+    except BaseException as exc:
+        return _error_frame(task_id, flags, exc)
     try:
+        _isolate_bad_items(fn, value)
         return _frame(task_id, flags | OK, value)
     except Exception as exc:
         return _error_frame(task_id, flags, _result_error(fn, value, exc))
+    except BaseException as exc:
+        return _error_frame(task_id, flags, exc)
 
 
 def _wrap_item_errors(chunk: Any) -> None:
@@ -260,9 +288,9 @@ class _Worker:
         try:
             fn: Callable[..., Any] = pickle.loads(blob)
         except BaseException as exc:  # SystemExit from a __reduce__ too: stay in step
-            from .._exceptions import SerializationError
+            from .._process_errors import TaskUnpicklingError
 
-            error = SerializationError(
+            error = TaskUnpicklingError(
                 f"the task's function cannot be unpickled in the worker process: "
                 f"{type(exc).__name__}: {exc}"
             )
@@ -275,10 +303,10 @@ class _Worker:
         try:
             args, kwargs = pickle.loads(payload)
         except BaseException as exc:
-            from .._exceptions import SerializationError
+            from .._process_errors import TaskUnpicklingError
 
             raise _ArgsFailed(
-                SerializationError(
+                TaskUnpicklingError(
                     f"the arguments of a call of {_name(fn)} cannot be unpickled in the "
                     f"worker process: {type(exc).__name__}: {exc}"
                 )

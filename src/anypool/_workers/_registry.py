@@ -6,16 +6,23 @@ shutdown sequence before non-daemon threads are joined (the same place
 ``wait=True`` so work still pending at exit is completed, as the stdlib documents.
 Backends marked with ``stop_at_exit`` (the pools of daemonic ``anypool.Process``
 objects) are stopped first instead, without waiting for their work.
+
+A forked child inherits the hook and copies of the parent's backends, but none
+of their threads: waiting for such a copy would hang the child's exit forever
+(a fork worker ending after its task's ``sys.exit()``, say). The child
+forgets them at fork, and the hook only ever acts in the process that
+registered the backend.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["register_for_exit", "stop_at_exit"]
+__all__ = ["closed_message", "register_for_exit", "stop_at_exit"]
 
 
 class _Stoppable(Protocol):
@@ -27,9 +34,24 @@ _live: weakref.WeakSet[_Stoppable] = weakref.WeakSet()
 _daemons: weakref.WeakSet[_Stoppable] = weakref.WeakSet()
 _hooked = False
 _lock = threading.Lock()
+_owner_pid = os.getpid()  # the process whose backends _live and _daemons hold
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's backends are not ours to wait for (no threads here)."""
+    global _lock, _owner_pid
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _live.clear()
+    _daemons.clear()
+    _owner_pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 _interrupted = False
+_exiting = False  # the interpreter is shutting down: pools refuse work with the stdlib's words
 
 
 def _note_interrupt(hook: Any) -> Any:
@@ -44,11 +66,21 @@ def _note_interrupt(hook: Any) -> Any:
     return excepthook
 
 
+def closed_message() -> str:
+    """What submitting to a closed pool says: the stdlib's words, which code greps for."""
+    if _exiting:
+        return "cannot schedule new futures after interpreter shutdown"
+    return "cannot schedule new futures after shutdown"
+
+
 def _at_exit() -> None:
     """Finish pending work, as the stdlib does, unless the program ends on Ctrl-C: then stop
     everything at once. A Ctrl-C while this waits switches to stopping at once, for every
     pool, however often it comes (shutdown is idempotent, so starting over is safe)."""
-    global _interrupted
+    global _interrupted, _exiting
+    if os.getpid() != _owner_pid:
+        return  # a forked child whose at-fork hook did not run: nothing here is ours
+    _exiting = True
     while True:
         try:
             for backend in list(_daemons):
