@@ -12,11 +12,15 @@
     future.cancel() before the start event ─► client.cancel(dask future)
 
 Three ways to reach a cluster (``Pool`` keyword options): none, which starts a
-local cluster of single-threaded worker processes on 127.0.0.1 and closes it
-at shutdown (unless Dask's own ``DASK_SCHEDULER_ADDRESS`` setting names a
-scheduler, which is then used as ``distributed.Client()`` would);
+local cluster and closes it at shutdown (unless Dask's own ``DASK_SCHEDULER_ADDRESS``
+setting names a scheduler, which is then used as ``distributed.Client()`` would);
 ``address="tcp://host:port"``, which connects to a running scheduler;
 ``client=``, an existing ``distributed.Client`` that anypool uses and never closes.
+
+The local cluster listens on 127.0.0.1 only, and ``workers=N`` means N tasks at
+once there too: at most one worker process per usable CPU, each with threads for
+its share of N, so ``workers=200`` on 2 CPUs is 2 processes x 100 threads, not 200
+interpreters (which took minutes to start on a 2-core machine).
 
 On a cluster anypool did not start, an explicit ``workers=N`` caps the pool at N
 running tasks: anypool's own queue (fifo/lifo/priority) holds the rest and a
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import re
 import threading
 import uuid
@@ -43,6 +48,7 @@ from typing import Any
 
 from .._exceptions import BrokenPool, PoolClosed, SerializationError
 from .._remote import dumps_call, loads_outcome, run_payload
+from .._runtime import usable_cpus
 from .._task import Task
 from .._workers._queue import TaskQueue
 from .._workers._registry import register_for_exit
@@ -186,12 +192,14 @@ class DaskBackend(Backend):
         address = options.get("address") or _configured_address(options)
         if address is not None:
             return distributed.Client(address, set_as_default=False), True
+        processes, threads = local_layout(config.workers)
         cluster_kwargs = {
-            "n_workers": config.workers,
-            "threads_per_worker": 1,
+            "n_workers": processes,
+            "threads_per_worker": threads,
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
+            "worker_dashboard_address": None,
             # the scheduler serves /health and /metrics even without a dashboard, by default
             # on :8787 of every interface: keep it off that port (a user's dashboard) and local
             "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
@@ -422,7 +430,8 @@ class DaskBackend(Backend):
                 "only a local Dask cluster started by anypool can be resized; "
                 "scale a remote cluster with its own tools"
             )
-        self._cluster.scale(workers)
+        threads = _threads_per_worker(self._cluster)
+        self._cluster.scale(max(1, math.ceil(workers / threads)))
         self.config = dataclasses.replace(self.config, workers=workers)
 
     @property
@@ -436,6 +445,20 @@ class DaskBackend(Backend):
         from .._sync_dask import DaskPrimitives
 
         return DaskPrimitives(self._client)
+
+
+def local_layout(workers: int) -> tuple[int, int]:
+    """Worker processes and threads per process for ``workers`` tasks at once on a local
+    cluster: a process per usable CPU at most (more would only take turns on the CPUs and
+    each costs an interpreter and seconds to start), threads for the rest (tasks that
+    wait overlap on threads, as on the thread backend)."""
+    processes = max(1, min(workers, usable_cpus()))
+    return processes, math.ceil(workers / processes)
+
+
+def _threads_per_worker(cluster: Any) -> int:
+    spec: Any = next(iter(cluster.worker_spec.values()), {})
+    return max(1, int(spec.get("options", {}).get("nthreads", 1)))
 
 
 def _engine_error(future: Any) -> BaseException:

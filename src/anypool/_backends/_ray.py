@@ -16,14 +16,32 @@ a timeout counts from the real start, and priorities and LIFO order hold.
 The price is one hand-off per task (about 3x Ray's own rate on un-chunked tiny
 tasks, measured in benchmarks/); ``map`` batches tiny tasks, which hides it.
 
-With no ``address`` the first pool starts a local Ray sized to ``workers``
-and the last pool to shut down stops it; a Ray that the program started
-itself (``ray.init``) is used as it is and left running.
+``workers=N`` means N tasks at once. Each task reserves ``cpus_per_task`` of a
+Ray CPU: 1 by default, or, when N is more than the cluster's CPUs, the
+cluster's CPUs / N, so that N waiting tasks run together. Below one CPU per
+task, the tasks run on threaded actors (one per cluster CPU, each with threads
+for its share of N) instead of one Ray worker process per task: 200 sleeping
+tasks on 2 CPUs are 2 processes x 100 threads, not 200 interpreters that Ray
+would start a few at a time::
+
+    dispatcher ─► task with a timeout or retries ─► _remote_fn (num_cpus=cpus_per_task)
+               └► any other task ─► _Runner actor .run(bytes)  (max_concurrency threads)
+
+A task on an actor thread cannot be stopped alone (Ray cannot interrupt a thread):
+``Pool.kill`` returns False for it, and ``shutdown(kill_running=True)`` kills the
+actors. Tasks with ``timeout=`` or ``retries=`` stay plain Ray tasks, so they keep
+those promises.
+
+With no ``address`` the first pool starts a local Ray with one CPU per usable CPU,
+listening on 127.0.0.1 only, and the last pool to shut down stops it; a Ray that
+the program started itself (``ray.init``) is used as it is and left running.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
+import math
 import os
 import sys
 import threading
@@ -34,6 +52,7 @@ from typing import Any
 
 from .._exceptions import PoolClosed, SerializationError, TaskTimeout
 from .._remote import dumps_call, loads_outcome, run_payload
+from .._runtime import usable_cpus
 from .._task import Task
 from .._workers._deadlines import Deadlines, Handle
 from .._workers._queue import TaskQueue
@@ -46,7 +65,7 @@ __all__ = ["RayBackend", "backend_class"]
 # and mypy --strict must pass whichever one CI installs.
 ray: Any = importlib.import_module("ray")
 
-_OPTIONS = ("address", "init_kwargs", "remote_options")
+_OPTIONS = ("address", "init_kwargs", "remote_options", "cpus_per_task")
 
 _remote_fn: Any = None
 # Pools using a Ray that anypool started; the last one to shut down stops it.
@@ -66,12 +85,38 @@ def _acquire_ray(config: BackendConfig) -> bool:
         address = config.options.get("address")
         kwargs: dict[str, Any] = {"include_dashboard": False}
         if address is None:
-            kwargs["num_cpus"] = config.workers
+            # one Ray CPU per usable CPU: workers= beyond that is met with fractions of a
+            # CPU per task (see RayBackend), not with more Ray worker processes than CPUs
+            kwargs["num_cpus"] = usable_cpus()
             kwargs["runtime_env"] = _local_runtime_env()
+            kwargs["_node_ip_address"] = "127.0.0.1"
         kwargs.update(config.options.get("init_kwargs") or {})
-        ray.init(address=address, **kwargs)
+        if address is None and kwargs.get("_node_ip_address") == "127.0.0.1":
+            _init_on_loopback(kwargs)
+        else:
+            ray.init(address=address, **kwargs)
         _owned_users = 1
         return True
+
+
+def _init_on_loopback(kwargs: dict[str, Any]) -> None:
+    """Start a local Ray whose servers listen on 127.0.0.1 only.
+
+    Ray binds its gRPC servers (GCS, raylet, workers) to the node address when that is a
+    loopback one, and to every interface otherwise; but ``ray.init`` replaces a loopback
+    ``_node_ip_address`` by the machine's outward address first (so that a one-node
+    cluster can grow). A local Ray that anypool starts for one program has no reason to
+    be reachable from the network, so that replacement is skipped while it starts.
+    """
+    services: Any = importlib.import_module("ray._private.services")
+    original = getattr(services, "resolve_ip_for_localhost", None)
+    if original is not None:
+        services.resolve_ip_for_localhost = lambda host: host
+    try:
+        ray.init(**kwargs)
+    finally:
+        if original is not None:
+            services.resolve_ip_for_localhost = original
 
 
 def _local_runtime_env() -> dict[str, Any]:
@@ -99,6 +144,14 @@ def _remote_function(max_calls: int | None) -> Any:
     return _remote_fn
 
 
+class _Runner:
+    """A threaded actor: runs pickled calls (see _remote) on up to ``max_concurrency``
+    threads of one Ray worker process."""
+
+    def run(self, payload: bytes) -> bytes:
+        return run_payload(payload)
+
+
 def _check_options(options: Mapping[str, Any]) -> None:
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
@@ -114,6 +167,14 @@ def _check_options(options: Mapping[str, Any]) -> None:
     for name in ("init_kwargs", "remote_options"):
         if not isinstance(options.get(name) or {}, Mapping):
             raise TypeError(f"{name}= must be a dict, got {type(options[name]).__name__}")
+    share = options.get("cpus_per_task")
+    if share is not None and (
+        isinstance(share, bool) or not isinstance(share, (int, float)) or not share > 0
+    ):
+        raise ValueError(
+            f"cpus_per_task= must be a number of CPUs > 0 (0.05 for tasks that mostly "
+            f"wait), got {share!r}"
+        )
 
 
 def _check_config(config: BackendConfig) -> None:
@@ -146,21 +207,51 @@ class RayBackend(Backend):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._running: dict[Task, Any] = {}
+        self._on_actor: set[Task] = set()  # running on an actor thread: cannot be stopped
         self._slots = threading.Semaphore(config.workers)
         self._closed = False
         self._released = False
         self._deadlines: Deadlines | None = None
+        self._owns_ray = _acquire_ray(config)
+        self._cpus_per_task = self._share(config)
         self._remote_options: dict[str, Any] = {
-            "num_cpus": 1,
+            "num_cpus": self._cpus_per_task,
             **(config.options.get("remote_options") or {}),
         }
-        self._owns_ray = _acquire_ray(config)
         self._fn = _remote_function(config.max_tasks_per_worker)
+        self._actors = self._start_actors(config)
+        self._next_actor = itertools.cycle(self._actors)
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="anypool-ray-dispatcher", daemon=True
         )
         self._dispatcher.start()
         register_for_exit(self)
+
+    def _share(self, config: BackendConfig) -> float:
+        """CPUs one task reserves: as given, or 1, or less when ``workers`` is more than
+        the cluster's CPUs (then the tasks must mostly wait, or they could not run that
+        many at once; a CPU's worth of them share it, as threads share a core)."""
+        given = config.options.get("cpus_per_task")
+        if given is not None:
+            return float(given)
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        if config.workers <= cpus:
+            return 1.0
+        return max(cpus / config.workers, 1e-4)  # Ray's resource granularity
+
+    def _start_actors(self, config: BackendConfig) -> list[Any]:
+        """Threaded actors for tasks of less than a CPU each; none for whole CPUs (or when
+        each task needs a fresh worker, max_tasks_per_worker=, which actors cannot do)."""
+        share = self._cpus_per_task
+        if share >= 1.0 or config.max_tasks_per_worker is not None:
+            return []
+        per_actor = max(1, math.floor(1.0 / share))  # tasks that fill one CPU
+        count = max(1, math.ceil(config.workers / per_actor))
+        threads = math.ceil(config.workers / count)
+        runner = ray.remote(_Runner).options(
+            num_cpus=share * threads, max_concurrency=threads, max_restarts=-1
+        )
+        return [runner.remote() for _ in range(count)]
 
     # -- submission -------------------------------------------------------------------------
     def submit(self, task: Task) -> None:
@@ -193,9 +284,13 @@ class RayBackend(Backend):
         self._release()
 
     def _start(self, task: Task) -> None:
-        options = {**self._remote_options, "max_retries": task.retries}
         try:
-            ref = self._fn.options(**options).remote(dumps_call(task))
+            if self._actors and task.timeout is None and not task.retries:
+                ref = next(self._next_actor).run.remote(dumps_call(task))
+                self._on_actor.add(task)
+            else:
+                options = {**self._remote_options, "max_retries": task.retries}
+                ref = self._fn.options(**options).remote(dumps_call(task))
         except BaseException as exc:
             self._slots.release()
             task.fail(exc)
@@ -210,6 +305,7 @@ class RayBackend(Backend):
             handle.cancel()
         with self._idle:
             self._running.pop(task, None)
+            self._on_actor.discard(task)
             self._idle.notify_all()
         self._slots.release()
         if task.future.done():
@@ -242,7 +338,8 @@ class RayBackend(Backend):
     def kill(self, task: Task) -> bool:
         with self._lock:
             ref = self._running.get(task)
-        if ref is None or task.future.done():
+            threaded = task in self._on_actor
+        if ref is None or threaded or task.future.done():
             return False
         task.fail(CancelledError("the task was killed by Pool.kill() while it ran"))
         ray.cancel(ref, force=True)
@@ -258,11 +355,15 @@ class RayBackend(Backend):
                 task.cancel_pending()
         self._queue.close()
         if kill_running:
+            with self._lock:
+                threaded = set(self._on_actor)
             for task, ref in running:
                 task.fail(
                     PoolClosed("the pool was shut down with kill_running=True while this task ran")
                 )
-                ray.cancel(ref, force=True)
+                if task not in threaded:
+                    ray.cancel(ref, force=True)
+            self._kill_actors()  # stops the threads' tasks with their process
         if wait and self._dispatcher is not threading.current_thread():
             self._dispatcher.join()
             self._release()
@@ -275,8 +376,17 @@ class RayBackend(Backend):
             deadlines = self._deadlines
         if deadlines is not None:
             deadlines.stop()
+        self._kill_actors()
         if self._owns_ray:
             _release_ray()
+
+    def _kill_actors(self) -> None:
+        actors, self._actors = self._actors, []
+        for actor in actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # Ray is going away already
+                pass
 
     # -- introspection ----------------------------------------------------------------------
     def workers_alive(self) -> int:
