@@ -129,3 +129,37 @@ def dask_client(dask_address: str) -> Iterator[Any]:
     with distributed.Client(dask_address, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=START_TIMEOUT_S)
         yield client
+
+
+@pytest.fixture
+def listening_sockets() -> Any:
+    """``listening_sockets(pids)``: the addresses each process listens on."""
+    return _listening_sockets
+
+
+@pytest.fixture
+def is_loopback() -> Any:
+    """``is_loopback(ip)``: a loopback address, IPv4, IPv6 or IPv4-mapped."""
+    return _is_loopback
+
+
+def _listening_sockets(pids: set[int]) -> dict[int, list[str]]:
+    """The TCP/UDP addresses each of ``pids`` listens on (processes gone meanwhile skipped)."""
+    import psutil
+
+    found: dict[int, list[str]] = {}
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found[pid] = [c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN or c.type == 2]
+    return found
+
+
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback

@@ -494,3 +494,28 @@ def test_cancelled_future_is_not_delivered(pool: anypool.Pool) -> None:
     gate.set()
     with pytest.raises(CancelledError):
         queued.result(timeout=5)
+
+
+# -- issue 10, item 12: workers= is tasks at once; a local cluster stays on loopback ---------
+def test_local_cluster_is_a_process_per_cpu_with_threads_on_loopback(
+    make_pool: Any, no_configured_address: None, listening_sockets: Any, is_loopback: Any
+) -> None:
+    import psutil
+
+    from anypool._runtime import usable_cpus
+
+    me = psutil.Process()
+    own_before = set(listening_sockets({me.pid})[me.pid])
+    children_before = {c.pid for c in me.children(recursive=True)}
+    pool = make_pool("dask", 20)
+    assert sum(pool.map(inc, range(100))) == sum(range(1, 101))
+    nthreads = pool._backend.client.nthreads()
+    assert len(nthreads) == min(20, usable_cpus())  # one process per usable CPU at most
+    assert sum(nthreads.values()) >= 20  # and threads for the rest: 20 tasks at once
+    started = {c.pid for c in me.children(recursive=True)} - children_before
+    assert started, "the local cluster started no worker processes"
+    sockets = listening_sockets(started)
+    own_new = set(listening_sockets({me.pid})[me.pid]) - own_before  # the scheduler's
+    addresses = [ip for ips in sockets.values() for ip in ips] + sorted(own_new)
+    assert addresses, "no listening socket found"
+    assert all(is_loopback(ip) for ip in addresses), sockets

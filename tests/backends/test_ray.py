@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import threading
 import time
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -224,3 +225,77 @@ def test_pool_starts_and_stops_its_own_ray_when_none_is_running(tmp_path: Path) 
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+# -- issue 10, item 12: workers= is tasks at once; a local Ray stays on loopback -------------
+def where_am_i(seconds: float) -> tuple[int, int]:
+    time.sleep(seconds)
+    return os.getpid(), threading.get_ident()
+
+
+def test_cpus_per_task_is_checked(ray_session: None) -> None:
+    for bad in (0, -1, "half", True):
+        with pytest.raises(ValueError, match="cpus_per_task= must be a number of CPUs > 0"):
+            anypool.Pool("ray", 2, cpus_per_task=bad)
+
+
+def test_waiting_tasks_share_a_cpu_on_threaded_actors(make_pool: Any, ray_session: None) -> None:
+    # the session's Ray has 2 CPUs: 40 tasks at once need 1/20 of a CPU each
+    pool = make_pool("ray", 40)
+    assert pool._backend._cpus_per_task == pytest.approx(2 / 40)
+    places = list(pool.map(where_am_i, [0.2] * 80, chunksize=1))
+    pids = {pid for pid, _ in places}
+    assert len(pids) <= 2, places  # one actor process per CPU, not a process per task
+    assert len(set(places)) > 2 * len(pids)  # many threads in each
+    # a task with a timeout stays a plain Ray task, so the timeout can stop it
+    with pytest.raises(anypool.TaskTimeout):
+        pool.submit(where_am_i, 30, timeout=0.5).result(timeout=60)
+
+
+_LOOPBACK_SCRIPT = """
+import json, os, threading, time, psutil, anypool, ray
+def where(seconds):
+    time.sleep(seconds)
+    return os.getpid(), threading.get_ident()
+me = psutil.Process()
+with anypool.Pool("ray", 30, init_kwargs={"log_to_driver": False}) as pool:
+    places = list(pool.map(where, [0.1] * 60, chunksize=1))
+    listening = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        listening[proc.pid] = [c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN]
+    cpus = ray.cluster_resources()["CPU"]
+print(json.dumps({"listening": listening, "pids": len({p for p, _ in places}),
+                  "threads": len(set(map(tuple, places))), "cpus": cpus}))
+"""
+
+
+def test_local_ray_started_by_anypool_listens_on_loopback_only(
+    tmp_path: Path, is_loopback: Any
+) -> None:
+    """In a fresh interpreter, so that the pool starts Ray itself."""
+    import json
+    import subprocess
+    import sys
+
+    from anypool._runtime import usable_cpus
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LOOPBACK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    addresses = [ip for ips in report["listening"].values() for ip in ips]
+    assert len(addresses) >= 3, report  # the GCS, the raylet, the driver at least
+    assert all(is_loopback(ip) for ip in addresses), report
+    assert report["cpus"] == usable_cpus()  # not one Ray CPU per requested worker
+    assert report["pids"] <= usable_cpus()
+    assert report["threads"] > report["pids"]
