@@ -38,6 +38,7 @@ from ._admission import (
 from ._exceptions import CapabilityError, PoolClosed
 from ._named import TaskFunction, TaskOptions
 from ._sync import (
+    ArrayLike,
     BarrierLike,
     ConditionLike,
     EventLike,
@@ -45,10 +46,13 @@ from ._sync import (
     Primitives,
     QueueLike,
     SemaphoreLike,
+    ValueLike,
+    check_array,
     check_barrier,
     check_queue,
     check_semaphore,
     check_shareable,
+    check_value,
     primitives_for,
 )
 from ._task import Task
@@ -343,3 +347,28 @@ class CoordinationMixin:
         """
         check_queue(maxsize, order)
         return self._factory().Queue(maxsize, order)
+
+    def Value(self, typecode: str | type, init: Any = 0) -> ValueLike:
+        """A shared number, as ``multiprocessing.Value(typecode, init)``: ``.value`` and
+        ``get_lock()``; ``typecode`` is an array-module code ('i', 'd', ...) or a ctypes type.
+
+        On processes it lives in shared memory and pickles into task arguments at any
+        time. ``v.value += 1`` is a read and a write: hold ``v.get_lock()`` around it.
+        """
+        ctype = check_value(typecode)
+        return cast(ValueLike, self._shared("Value")(ctype, init))
+
+    def Array(self, typecode: str | type, size_or_init: Any) -> ArrayLike:
+        """A shared fixed-length array, as ``multiprocessing.Array(typecode, size_or_init)``:
+        ``len``, indexing, slicing, iteration and ``get_lock()``."""
+        ctype = check_value(typecode)
+        return cast(ArrayLike, self._shared("Array")(ctype, check_array(size_or_init)))
+
+    def _shared(self, kind: str) -> Callable[..., Any]:
+        make = getattr(self._factory(), kind, None)
+        if make is None:  # Dask: its workers share no memory, and distributed has no such type
+            raise CapabilityError(
+                f"the {self._backend.name!r} backend has no shared {kind}: its workers share "
+                f"no memory; use pool.Queue() to collect results, or a process or thread pool"
+            )
+        return cast("Callable[..., Any]", make)

@@ -36,9 +36,11 @@ from typing import Any
 from ._exceptions import SerializationError
 
 __all__ = [
+    "Carried",
     "ExceptionWithTraceback",
     "FunctionCache",
     "RemoteTraceback",
+    "carried_initializer",
     "cloudpickle_dumps",
     "dumps",
     "dumps_call",
@@ -172,9 +174,14 @@ def _by_value_pickler() -> type:
         )
 
         def reducer_override(self, obj: Any) -> Any:
-            error = _open_file_error(obj) if isinstance(obj, (io.IOBase, _socket_type())) else None
-            if error is not None:
-                raise error
+            if _spawning():  # a worker is starting: it inherits descriptors and semaphores
+                reduced = _spawn_reduce(obj)
+                if reduced is not NotImplemented:
+                    return reduced
+            if isinstance(obj, (io.IOBase, _socket_type())):
+                error = _open_file_error(obj)
+                if error is not None:
+                    raise error
             return super().reducer_override(obj)
 
     return ByValue
@@ -460,3 +467,90 @@ def wrap_exception(exc: BaseException) -> Any:
         return ExceptionWithTraceback(replacement, tb)
     exc.__traceback__ = None  # frames do not pickle; their text travels in tb
     return ExceptionWithTraceback(exc, tb)
+
+
+# -- what a worker process gets as it starts (the initializer and its arguments) ----------------
+# multiprocessing's Value, Array, Lock & co. pickle only while a child process is being
+# started, and then by handing it their file descriptors and semaphores: the stdlib's way to
+# share them is initargs. So the initializer travels inside the Process object's arguments,
+# pickled at that moment (under fork it is not pickled at all: the worker inherits it).
+class _ProbePopen:
+    """Stands in for the Popen of a starting worker, to check early that everything will
+    pickle then (file descriptors are only named, not handed over)."""
+
+    def duplicate_for_child(self, fd: int) -> int:
+        return fd
+
+    def DupFd(self, fd: int) -> int:  # multiprocessing's spelling
+        return fd
+
+
+def _spawning() -> bool:
+    context = sys.modules.get("multiprocessing.context")
+    return context is not None and context.get_spawning_popen() is not None
+
+
+def _spawn_reduce(obj: Any) -> Any:
+    """While a worker starts: multiprocessing's own reducers (connections, sockets), and a
+    clear error for a lock made by a fork context, which no spawned process can reopen."""
+    synchronize = sys.modules.get("multiprocessing.synchronize")
+    is_semlock = synchronize is not None and isinstance(obj, synchronize.SemLock)
+    # a fork context's semaphores are unlinked at once (no name): only a fork inherits them
+    if is_semlock and sys.platform != "win32" and obj._semlock.name is None:
+        raise SerializationError(
+            f"this {type(obj).__name__} (or the Value/Array it guards) was made with the "
+            "'fork' start method's context (the default of multiprocessing.Lock(), Value() "
+            "& co. before Python 3.14), and only forked processes can inherit it; make it "
+            "with multiprocessing.get_context(start_method) for the pool's start method, "
+            "or use start_method='fork'; or create it with pool.Value(), pool.Array(), "
+            "pool.Lock() and pass it to the tasks"
+        )
+    from multiprocessing.reduction import ForkingPickler
+
+    reducer = ForkingPickler._extra_reducers.get(type(obj))  # type: ignore[attr-defined]
+    return NotImplemented if reducer is None else reducer(obj)
+
+
+class Carried:
+    """Objects handed to a worker process as it starts: inherited as they are under fork,
+    pickled while the worker is spawned otherwise, and unpickled only when the worker calls
+    :meth:`load`, so that a failure there is reported as the initializer's, not as a crash."""
+
+    def __init__(self, obj: Any, blob: bytes | None = None) -> None:
+        self._obj = obj
+        self._blob = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Carried, (None, self._blob or cloudpickle_dumps(self._obj)))
+
+    def load(self) -> Any:
+        return self._obj if self._blob is None else pickle.loads(self._blob)
+
+
+def carried_initializer(
+    initializer: Callable[..., object], initargs: tuple[Any, ...], start_method: str
+) -> Carried:
+    """The initializer and its arguments for WorkerSpec; checked now, under every start
+    method but fork, so that what cannot reach a worker fails here and names the culprit."""
+    if start_method != "fork":
+        _check_carried(f"the initializer {_name(initializer)}", initializer)
+        for index, value in enumerate(initargs):
+            _check_carried(f"initargs[{index}] (of type {type(value).__qualname__})", value)
+    return Carried((initializer, initargs))
+
+
+def _check_carried(what: str, value: Any) -> None:
+    from multiprocessing import context
+
+    previous = context.get_spawning_popen()
+    context.set_spawning_popen(_ProbePopen())  # type: ignore[arg-type]  # a stand-in
+    try:
+        cloudpickle_dumps(value)
+    except SerializationError as exc:
+        raise SerializationError(f"{what} cannot be sent to the worker processes: {exc}") from exc
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} cannot be sent to the worker processes: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        context.set_spawning_popen(previous)

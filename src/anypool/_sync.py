@@ -22,10 +22,11 @@ names and semantics of the ``threading`` and ``queue`` modules.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -33,6 +34,8 @@ from ._exceptions import CapabilityError, SerializationError
 from .abc import Backend, Order
 
 __all__ = [
+    "TYPECODES",
+    "ArrayLike",
     "BarrierLike",
     "ConditionLike",
     "EventLike",
@@ -40,11 +43,18 @@ __all__ = [
     "Primitives",
     "QueueLike",
     "SemaphoreLike",
+    "SharedArray",
+    "SharedValue",
     "ThreadPrimitives",
+    "ValueLike",
+    "array_type",
+    "check_array",
     "check_barrier",
     "check_queue",
     "check_semaphore",
     "check_shareable",
+    "check_value",
+    "filled",
     "primitives_for",
 ]
 
@@ -137,6 +147,34 @@ class QueueLike(Protocol):
     def full(self) -> bool: ...
 
 
+class ValueLike(Protocol):
+    """``multiprocessing.Value``'s surface: ``.value`` under the lock, and ``get_lock()``."""
+
+    value: Any
+
+    def get_lock(self) -> LockLike: ...
+    def get_obj(self) -> Any: ...
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class ArrayLike(Protocol):
+    """``multiprocessing.Array``'s surface: a fixed-length sequence, and ``get_lock()``."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: Any) -> Any: ...
+    def __setitem__(self, index: Any, value: Any) -> None: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def get_lock(self) -> LockLike: ...
+    def get_obj(self) -> Any: ...
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
 class Primitives(Protocol):
     """A factory of coordination objects for one pool; arguments are already validated."""
 
@@ -151,6 +189,10 @@ class Primitives(Protocol):
     ) -> BarrierLike: ...
     def Queue(self, maxsize: int, order: Order) -> QueueLike: ...
     def close(self) -> None: ...
+
+
+# Optional on a Primitives (Dask has none): Value(ctype, init) and Array(ctype, size_or_init),
+# with ``ctype`` from check_value and ``size_or_init`` from check_array.
 
 
 _QUEUE_CLASSES: dict[str, type[queue.Queue[Any]]] = {
@@ -189,8 +231,122 @@ class ThreadPrimitives:
     def Queue(self, maxsize: int, order: Order) -> QueueLike:
         return _QUEUE_CLASSES[order](maxsize)
 
+    def Value(self, ctype: Any, init: Any) -> ValueLike:
+        return SharedValue(filled(ctype(), init), threading.RLock())
+
+    def Array(self, ctype: Any, size_or_init: int | Sequence[Any]) -> ArrayLike:
+        return SharedArray(
+            filled(array_type(ctype, size_or_init)(), size_or_init), threading.RLock()
+        )
+
     def close(self) -> None:
         pass  # nothing outlives the objects themselves
+
+
+# -- Value and Array: one ctypes object and one lock, as multiprocessing.sharedctypes -----------
+# The typecodes of the array module, as multiprocessing.Value and Array take them.
+TYPECODES: dict[str, Any] = {
+    "c": ctypes.c_char,
+    "u": ctypes.c_wchar,
+    "b": ctypes.c_byte,
+    "B": ctypes.c_ubyte,
+    "h": ctypes.c_short,
+    "H": ctypes.c_ushort,
+    "i": ctypes.c_int,
+    "I": ctypes.c_uint,
+    "l": ctypes.c_long,
+    "L": ctypes.c_ulong,
+    "q": ctypes.c_longlong,
+    "Q": ctypes.c_ulonglong,
+    "f": ctypes.c_float,
+    "d": ctypes.c_double,
+}
+
+
+def array_type(ctype: Any, size_or_init: int | Sequence[Any]) -> Any:
+    return ctype * (size_or_init if isinstance(size_or_init, int) else len(size_or_init))
+
+
+def filled(obj: Any, init: Any) -> Any:
+    """A fresh ctypes object (zeroed, wherever its memory lives) set to ``init``."""
+    if isinstance(obj, ctypes.Array):
+        if not isinstance(init, int):  # a size: the memory is already zeros
+            obj[:] = init
+    elif init is not None:
+        obj.value = init
+    return obj
+
+
+class _Guarded:
+    """A ctypes object and the lock that guards it; the lock API of multiprocessing's."""
+
+    __slots__ = ("_lock", "_obj")
+
+    def __init__(self, obj: Any, lock: Any) -> None:
+        self._obj = obj
+        self._lock = lock
+
+    def get_lock(self) -> LockLike:
+        lock: LockLike = self._lock
+        return lock
+
+    def get_obj(self) -> Any:
+        return self._obj
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return bool(self._lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.__enter__())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.__exit__(*exc_info)
+
+
+class SharedValue(_Guarded):
+    """What ``pool.Value()`` returns: ``.value`` reads and writes under the lock; a
+    read-modify-write (``+= 1``) needs ``with v.get_lock():`` around it, as in multiprocessing."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> Any:
+        with self._lock:
+            return self._obj.value
+
+    @value.setter
+    def value(self, new: Any) -> None:
+        with self._lock:
+            self._obj.value = new
+
+    def __repr__(self) -> str:
+        return f"<anypool Value {type(self._obj).__name__}({self.value!r})>"
+
+
+class SharedArray(_Guarded):
+    """What ``pool.Array()`` returns: a fixed-length sequence, each access under the lock."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._obj)
+
+    def __getitem__(self, index: Any) -> Any:
+        with self._lock:
+            return self._obj[index]
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        with self._lock:
+            self._obj[index] = value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self[:])
+
+    def __repr__(self) -> str:
+        return f"<anypool Array {self._obj._type_.__name__}{self[:]!r}>"
 
 
 def primitives_for(backend: Backend) -> Primitives:
@@ -233,6 +389,34 @@ def check_queue(maxsize: object, order: object) -> None:
     _check_int("Queue maxsize", maxsize, 0)
     if order not in _ORDERS:
         raise ValueError(f"Queue order must be one of {_ORDERS}, got {order!r}")
+
+
+def check_value(typecode: object) -> Any:
+    """The ctypes type for ``typecode``: an array-module code ('i', 'd', ...) or a ctypes type."""
+    if isinstance(typecode, str):
+        if typecode in TYPECODES:
+            return TYPECODES[typecode]
+    elif isinstance(typecode, type) and issubclass(typecode, ctypes._SimpleCData):
+        return typecode
+    raise ValueError(
+        f"typecode must be one of {''.join(TYPECODES)!r} (as in multiprocessing.Value) or a "
+        f"ctypes type such as ctypes.c_int, got {typecode!r}"
+    )
+
+
+def check_array(size_or_init: object) -> int | Sequence[Any]:
+    """``Array(typecode, size_or_init)``'s second argument: a size (zeros) or the contents."""
+    if isinstance(size_or_init, int) and not isinstance(size_or_init, bool):
+        if size_or_init < 0:
+            raise ValueError(f"Array size must be >= 0, got {size_or_init}")
+        return size_or_init
+    if isinstance(size_or_init, (str, bytes)):  # for typecodes 'u' and 'c'
+        return size_or_init
+    if not isinstance(size_or_init, Iterable):
+        raise TypeError(
+            f"Array needs a size (int) or a sequence of initial values, got {size_or_init!r}"
+        )
+    return list(size_or_init)
 
 
 def _positive_number(value: object) -> bool:

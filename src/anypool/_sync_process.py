@@ -31,6 +31,8 @@ only when a process pool first asks for a primitive.
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import pickle
 import queue
@@ -38,19 +40,33 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing import context as mp_context
-from multiprocessing import get_context
+from multiprocessing import get_context, shared_memory
 from multiprocessing import synchronize as mp_sync
 from multiprocessing.connection import Connection
 from multiprocessing.managers import BaseProxy, SyncManager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar, cast
 
-from ._exceptions import PoolClosed
+from ._exceptions import CapabilityError, PoolClosed
 from ._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
-from ._sync import BarrierLike, ConditionLike, EventLike, LockLike, QueueLike, SemaphoreLike
+from ._sync import (
+    ArrayLike,
+    BarrierLike,
+    ConditionLike,
+    EventLike,
+    LockLike,
+    QueueLike,
+    SemaphoreLike,
+    SharedArray,
+    SharedValue,
+    ValueLike,
+    array_type,
+    filled,
+)
 from .abc import Order
 
 __all__ = ["ProcessPrimitives"]
@@ -168,6 +184,87 @@ class NativeEvent(_Native):
 
     def wait(self, timeout: float | None = None) -> bool:
         return bool(self._obj.wait(timeout))
+
+
+# -- Value and Array: ctypes objects in named shared memory ---------------------------------------
+class _Segment(shared_memory.SharedMemory):
+    """Shared memory that a ctypes object may still point into when it is closed."""
+
+    def close(self) -> None:
+        # the descriptor first: the mapping does not need it, and it must not leak
+        fd = getattr(self, "_fd", -1)
+        if os.name == "posix" and fd >= 0:
+            os.close(fd)
+            self._fd = -1
+        try:
+            super().close()
+        except BufferError:
+            pass  # a ctypes object still maps it: the mapping goes when that object goes
+
+
+# One mapping per segment per process, however many copies of a Value a worker unpickles.
+_ATTACHED: weakref.WeakValueDictionary[str, mmap.mmap] = weakref.WeakValueDictionary()
+
+
+def _attach(name: str) -> mmap.mmap:
+    """Map a segment another process created. Not through SharedMemory, which (before 3.13)
+    registers it with a resource tracker: a worker forked before the parent's tracker ran
+    starts its own, which unlinks the segment when that worker exits."""
+    import _posixshmem  # type: ignore[import-not-found, unused-ignore]
+
+    mapping = _ATTACHED.get(name)
+    if mapping is not None:
+        return mapping
+    try:
+        fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+    except FileNotFoundError as exc:
+        raise PoolClosed(
+            "this Value or Array belonged to a process pool that has been shut down "
+            f"(its shared memory {name!r} is gone)"
+        ) from exc
+    try:
+        mapping = mmap.mmap(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)  # the mapping does not need it
+    _ATTACHED[name] = mapping
+    return mapping
+
+
+def _rebuild_shared(
+    cls: type[_SharedMemoryMixin], ctype: Any, length: int | None, name: str, lock: Any
+) -> Any:
+    kind = ctype if length is None else ctype * length
+    # the ctypes object keeps the mapping alive; the name is kept for pickling it again
+    return cls(kind.from_buffer(_attach(name)), lock, name)
+
+
+class _SharedMemoryMixin:
+    """Pickles as the segment's name, the ctypes type and the lock (a named semaphore)."""
+
+    _obj: Any
+    _lock: Any
+
+    def __init__(self, obj: Any, lock: Any, name: str, segment: _Segment | None = None) -> None:
+        super().__init__(obj, lock)  # type: ignore[call-arg]  # SharedValue or SharedArray
+        self._name = name
+        self._segment = segment  # the creator's: unlinked when the pool closes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        kind = type(self._obj)
+        # an array type (c_int * 4) is made at run time and does not pickle by reference
+        ctype, length = (
+            (kind._type_, kind._length_) if issubclass(kind, ctypes.Array) else (kind, None)
+        )
+        return (_rebuild_shared, (type(self), ctype, length, self._name, self._lock))
+
+
+class ProcessValue(_SharedMemoryMixin, SharedValue):
+    """``pool.Value()`` on processes: the ctypes object lives in named shared memory and the
+    lock is a named semaphore, so it pickles into task arguments at any time."""
+
+
+class ProcessArray(_SharedMemoryMixin, SharedArray):
+    """``pool.Array()`` on processes, as :class:`ProcessValue`."""
 
 
 # -- manager-based primitives ---------------------------------------------------------------------
@@ -386,6 +483,7 @@ class ProcessPrimitives:
         self._lifeline: Connection | None = None  # closes when we die: the manager follows
         self._lock = threading.Lock()
         self._closed = False
+        self._segments: list[_Segment] = []  # Value and Array memory, unlinked at close()
 
     # -- semaphore-based ---------------------------------------------------------------------
     def Lock(self) -> LockLike:
@@ -420,6 +518,34 @@ class ProcessPrimitives:
         if not _NATIVE:
             return cast(EventLike, self._managed("Event"))
         return NativeEvent(mp_sync.Event(ctx=self._ctx))
+
+    # -- shared memory -----------------------------------------------------------------------
+    def Value(self, ctype: Any, init: Any) -> ValueLike:
+        segment = self._segment(ctype)
+        obj = filled(ctype.from_buffer(segment.buf), init)
+        return ProcessValue(obj, self._shared_lock(), segment.name, segment)
+
+    def Array(self, ctype: Any, size_or_init: int | Sequence[Any]) -> ArrayLike:
+        kind = array_type(ctype, size_or_init)
+        segment = self._segment(kind)
+        obj = filled(kind.from_buffer(segment.buf), size_or_init)
+        return ProcessArray(obj, self._shared_lock(), segment.name, segment)
+
+    def _segment(self, ctype: Any) -> _Segment:
+        """A new zeroed segment for one ``ctype``; close() unlinks it."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed("cannot create a primitive: the pool is shut down")
+            segment = _Segment(create=True, size=max(1, ctypes.sizeof(ctype)))
+            self._segments.append(segment)
+        return segment
+
+    def _shared_lock(self) -> Any:
+        # re-entrant, as multiprocessing's: `with v.get_lock(): v.value += 1` takes it twice
+        lock = self.RLock()
+        if not _NATIVE:
+            raise CapabilityError("pool.Value() and pool.Array() need named semaphores (POSIX)")
+        return lock
 
     @staticmethod
     def _check_lock(lock: object, kind: type) -> None:
@@ -470,11 +596,18 @@ class ProcessPrimitives:
         return manager
 
     def close(self) -> None:
-        """Stop the manager; semaphore-based primitives live on while anything holds them."""
+        """Stop the manager and unlink shared memory (the objects this process holds keep
+        their memory); semaphore-based primitives live on while anything holds them."""
         with self._lock:
             self._closed = True
             manager, self._manager = self._manager, None
             lifeline, self._lifeline = self._lifeline, None
+            segments, self._segments = self._segments, []
+        for segment in segments:
+            try:
+                segment.unlink()
+            except FileNotFoundError:
+                pass  # already gone
         if manager is None:
             return
         process = manager._process  # type: ignore[attr-defined]

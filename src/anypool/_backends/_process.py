@@ -61,7 +61,13 @@ from .._process_errors import (
     WorkersCannotStart,
 )
 from .._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
-from .._serialization import FunctionCache, dumps, dumps_call, dumps_chunk
+from .._serialization import (
+    FunctionCache,
+    carried_initializer,
+    dumps,
+    dumps_call,
+    dumps_chunk,
+)
 from .._task import ChunkResult, Task
 from .._workers._deadlines import Deadlines, Handle
 from .._workers._queue import TaskQueue
@@ -191,8 +197,10 @@ class ProcessBackend(Backend):
         self._labels = itertools.count()
         self._startup_kills = 0
         self._deadlines = Deadlines("anypool-process-deadlines")
+        # travels in the Process's arguments, so that multiprocessing's Value, Lock & co.
+        # in initargs reach workers as the stdlib passes them (see Carried)
         self._spec_initializer = (
-            dumps((config.initializer, config.initargs), "the initializer")
+            carried_initializer(config.initializer, config.initargs, self._ctx.get_start_method())
             if config.initializer is not None
             else None
         )
@@ -272,19 +280,39 @@ class ProcessBackend(Backend):
 
     # -- the dispatcher thread ----------------------------------------------------------------
     def _dispatch_loop(self) -> None:
+        # shutdown() and the at-exit hook wait on _dispatcher_done: whatever fails below
+        # (even the clean-up, e.g. a thread that cannot start at interpreter shutdown),
+        # every future is resolved and the event is set, last (docs/failure-model.md)
         try:
-            self._prepare_thread()
-            while not self._finished():
-                self._step()
-        except BaseException as exc:  # a bug here must fail futures, never leave them hanging
-            self._break(BrokenProcessPool(f"the process pool's dispatcher failed: {exc!r}"), exc)
+            try:
+                self._prepare_thread()
+                while not self._finished():
+                    self._step()
+            except BaseException as exc:  # a bug here must fail futures, never hang them
+                error = BrokenProcessPool(f"the process pool's dispatcher failed: {exc!r}")
+                self._break(error, exc)
+            finally:
+                self._stop_all_workers()
         finally:
-            self._stop_all_workers()
-            with self._lock:
-                self._wake_open = False
-                os.close(self._wake_r)
-                os.close(self._wake_w)
-            self._dispatcher_done.set()
+            try:
+                self._fail_leftovers()
+                with self._lock:
+                    self._wake_open = False
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
+            finally:
+                self._dispatcher_done.set()
+
+    def _fail_leftovers(self) -> None:
+        """Fail whatever a failed clean-up left unresolved; normally there is nothing."""
+        with self._lock:
+            self._closed = True
+            lost = [t for w in self._workers.values() for _, t in w.inflight]
+            workers = list(self._workers.values())
+        for task in self._queue.drain() + lost:
+            task.fail(CancelledError("the pool shut down before the task finished"))
+        for worker in workers:
+            _kill(worker.process)
 
     def _prepare_thread(self) -> None:
         """Start the forkserver (if used) with SIGINT blocked, like the workers below."""
@@ -513,7 +541,10 @@ class ProcessBackend(Backend):
                 process.terminate()
             except (OSError, ValueError):
                 return  # already reaped
-            self._deadlines.schedule(time.monotonic() + _TERM_GRACE_S, lambda: _kill(process))
+            try:
+                self._deadlines.schedule(time.monotonic() + _TERM_GRACE_S, lambda: _kill(process))
+            except RuntimeError:  # no thread for the grace (interpreter shutdown): kill now
+                _kill(process)
 
     # -- results ------------------------------------------------------------------------------
     def _drain(self, worker: _Worker) -> None:

@@ -73,7 +73,7 @@ class WorkerSpec:
     def __init__(
         self,
         parent_pid: int,
-        initializer: bytes | None,
+        initializer: Any,  # _serialization.Carried (not imported here: start-up cost)
         max_tasks: int | None,
         max_memory: int | None,
     ) -> None:
@@ -346,7 +346,7 @@ class _Worker:
     def initialize(self) -> bool:
         if self.spec.initializer is not None:
             try:
-                initializer, initargs = pickle.loads(self.spec.initializer)
+                initializer, initargs = self.spec.initializer.load()  # a Carried
                 initializer(*initargs)
             except BaseException as exc:
                 self.conn.send_bytes(_error_frame(INIT_FAILED, 0, exc))
