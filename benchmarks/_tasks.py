@@ -40,3 +40,14 @@ def _timed(fn: object, arg: int) -> float:
     start = time.perf_counter()
     fn(arg)  # type: ignore[operator]
     return time.perf_counter() - start
+
+
+def record_size(record: bytes) -> int:
+    """A cheap function of a large item (bench_map.py's memory case)."""
+    return len(record)
+
+
+def uneven(i: int) -> int:
+    """Every 10th item sleeps 1 s, the others 10 ms (bench_map.py's head-of-line case)."""
+    time.sleep(1.0 if i % 10 == 0 else 0.01)
+    return i

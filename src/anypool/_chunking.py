@@ -34,7 +34,7 @@ MIN_READ_AHEAD = 16
 # consumer has not taken yet, running, queued or finished and waiting their turn. 2^15
 # keeps tiny tasks in chunks of thousands (their throughput needs them, benchmarks/) and
 # small items in a few MB; larger items are bounded by bytes instead.
-MAX_READ_AHEAD = 1 << 15
+MAX_READ_AHEAD = 1 << 16
 # The same bound in estimated bytes (items in flight and their results): 10 KB records
 # then stay ~1,600 ahead, not 100,000s (issue: +1-13 GB of RSS).
 MAX_READ_AHEAD_BYTES = 16 << 20

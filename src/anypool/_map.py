@@ -78,6 +78,8 @@ class ReadAhead:
     ``buffered_windows`` windows' worth of chunks are read ahead in all (a chunk costs a
     round trip: small items of slow tasks come in chunks of one). ``workers``: fewer
     chunks than this are always allowed, whatever their bytes, so that every worker has one.
+    ``copies``: how many copies of a chunk's items the backend holds until the chunk is
+    done (2 where it pickles them: the items and their pickled bytes).
     """
 
     window: IntSource
@@ -86,6 +88,7 @@ class ReadAhead:
     max_items: int = MAX_READ_AHEAD
     max_bytes: int = MAX_READ_AHEAD_BYTES
     buffered_windows: int = BUFFERED_WINDOWS
+    copies: IntSource = 1
 
 
 def chunk_outcomes(future: Future[ChunkResult], size: int) -> ChunkResult:
@@ -251,8 +254,16 @@ class _MapState:
         self._next_seq = 0
         self._head = 0  # ordered: the next chunk to hand over
         self._done: deque[int] = deque()  # unordered: finished chunks, in completion order
+        # (items, seconds) of finished chunks, for the chunker: appended by done-callbacks
+        # (deque.append is atomic), applied by the consumer's thread before it sizes a chunk,
+        # so chunks grow as soon as chunks finish, not only as the consumer takes them
+        self._observed: deque[tuple[int, float]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._unfinished = 0  # chunks whose future is not done
+        # while the consumer waits: a chunk finishing makes room for more input only if the
+        # unfinished count drops below this (0: room comes from the consumer's side only);
+        # other completions behind the head need not wake it (each wake costs a GIL switch)
+        self._wake_below = 0
         self._ahead_items = 0  # read from the input, not yet taken by the consumer
         self._ahead_bytes = 0
         self._item_bytes = 0  # running estimate of one item's bytes
@@ -350,6 +361,7 @@ class _MapState:
     # -- reading ahead ------------------------------------------------------------------------
     def _room(self) -> bool:
         """May one more chunk be read? (Only the consumer's thread reads the input.)"""
+        self._wake_below = 0
         if self._exhausted:
             return False
         limits = self._limits
@@ -357,13 +369,18 @@ class _MapState:
         if limits.strict:
             if len(self._inflight) >= window:
                 return False
-        elif self._unfinished >= window or len(self._inflight) >= limits.buffered_windows * window:
+        elif len(self._inflight) >= limits.buffered_windows * window:
+            return False
+        elif self._unfinished >= window:
+            self._wake_below = window
             return False
         if len(self._inflight) < _read(limits.workers):
             return True  # every worker gets a chunk, however large its items
         return self._ahead_items < limits.max_items and self._ahead_bytes < limits.max_bytes
 
     def _next_size(self) -> int:
+        while self._observed:
+            self._chunker.observe(*self._observed.popleft())
         size = self._chunker.next_size()
         if not self._adaptive:
             return size  # the caller chose the chunk size: only the number of chunks is bounded
@@ -396,7 +413,7 @@ class _MapState:
                 return
 
     def _submit(self, chunk: list[Any]) -> None:
-        nbytes = chunk_bytes(chunk)
+        nbytes = chunk_bytes(chunk) * _read(self._limits.copies)
         size = len(chunk)
         self._item_bytes = max(1, nbytes // size)
         future = self._submit_chunk(chunk)
@@ -417,7 +434,10 @@ class _MapState:
         the input items, is released once it is done)."""
         result_bytes = entry.nbytes
         if not future.cancelled() and future.exception() is None:
-            result_bytes = chunk_bytes(future.result().values)
+            result = future.result()
+            result_bytes = chunk_bytes(result.values)
+            if result.duration:
+                self._observed.append((entry.size, result.duration))
         with self._cond:
             self._unfinished -= 1
             if seq in self._inflight:
@@ -425,7 +445,9 @@ class _MapState:
                 entry.nbytes = result_bytes
             if not self.ordered:
                 self._done.append(seq)
-            self._cond.notify()
+                self._cond.notify()
+            elif seq == self._head or self._unfinished < self._wake_below:
+                self._cond.notify()
 
     def _next_finished(self) -> _Entry | None:
         """The next chunk to hand over (input or completion order), reading more input
@@ -458,15 +480,15 @@ class _MapState:
         return None
 
     def _release(self, entry: _Entry) -> None:
+        # counted as taken only now that the consumer walked it: an unsized input's chunks
+        # are sized from what the consumer really took (MIN_READ_AHEAD + taken)
+        self._chunker.consumed(entry.size)
         with self._cond:
             self._ahead_items -= entry.size
             self._ahead_bytes -= entry.nbytes
 
     # -- handing results over -----------------------------------------------------------------
     def _account(self, outcome: ChunkResult, size: int) -> None:
-        if outcome.duration:
-            self._chunker.observe(size, outcome.duration)
-        self._chunker.consumed(size)
         self.items_done += size
         if self._drain_mode and outcome.errors:
             self.failures.extend(outcome.errors.values())

@@ -368,9 +368,13 @@ class Pool(CoordinationMixin, PoolObservability):
         def workers() -> int:
             return self.workers
 
+        def copies() -> int:
+            # a pickling backend holds a chunk's items and their pickled bytes until it is done
+            return 2 if self._running_backend().capabilities.needs_pickling else 1
+
         if window is not None:
-            return ReadAhead(window, workers, strict=True)
-        return ReadAhead(lambda: _CHUNKS_PER_WORKER * self.workers + 1, workers)
+            return ReadAhead(window, workers, strict=True, copies=copies)
+        return ReadAhead(lambda: _CHUNKS_PER_WORKER * self.workers + 1, workers, copies=copies)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:
