@@ -163,3 +163,39 @@ def test_a_redefined_main_function_is_not_confused_with_the_old_one() -> None:
     finally:
         if hasattr(main, name):
             delattr(main, name)
+
+
+LOGGING_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys
+    import anypool
+
+    def work(i):
+        logging.getLogger("app").info("info from the worker %s", i)
+        logging.getLogger("app.db").debug("debug from the worker %s", i)
+
+    if __name__ == "__main__":
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s|%(name)s|%(message)s")
+        logging.getLogger("app.db").setLevel(logging.DEBUG)
+        to_file = logging.FileHandler(sys.argv[2])
+        to_file.setFormatter(logging.Formatter("{name}:{message}", style="{"))
+        logging.getLogger().addHandler(to_file)
+        with anypool.Pool("process", workers=1, start_method=sys.argv[1]) as pool:
+            pool.submit(work, 1).result()
+    """
+)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_workers_log_as_the_parent_set_logging_up(tmp_path: Path, method: str) -> None:
+    """Under forkserver and spawn, workers start with no logging setup: their INFO records
+    were lost. They get the parent's (levels, stream and file handlers, formats)."""
+    log_file = tmp_path / "app.log"
+    done = run_script(tmp_path, LOGGING_SCRIPT, method, str(log_file))
+    assert done.returncode == 0, done.stderr
+    assert "INFO|app|info from the worker 1" in done.stderr
+    assert "DEBUG|app.db|debug from the worker 1" in done.stderr
+    assert log_file.read_text().splitlines() == [
+        "app:info from the worker 1",
+        "app.db:debug from the worker 1",
+    ]

@@ -1,4 +1,6 @@
-"""Facts about the running interpreter and machine that pool sizing and ``auto`` read."""
+"""Facts about the running interpreter and machine that pool sizing and ``auto`` read, and
+what a worker process needs to know about its parent at start: whether it is still importing
+the main script (a missing main guard), and the parent's logging setup."""
 
 from __future__ import annotations
 
@@ -8,14 +10,20 @@ import os
 import sys
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing stays unimported at run time (import cost)
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
     "MAIN_GUARD_EXIT",
     "MAIN_GUARD_MESSAGE",
+    "apply_logging",
     "check_main_guard",
     "default_start_method",
     "engine_installed",
     "free_threaded_build",
     "gil_enabled",
+    "logging_snapshot",
     "usable_cpus",
 ]
 
@@ -104,3 +112,73 @@ def check_main_guard() -> None:
     # os._exit: raising would print the whole import's traceback, and the script's own code
     # after this line must not run in the worker either
     os._exit(MAIN_GUARD_EXIT)
+
+
+# -- logging in spawned and forkserver workers ---------------------------------------------
+# A forked worker inherits the parent's logging setup; one started by spawn or forkserver
+# starts with none, so its INFO records vanish and WARNING ones print bare. Workers get a
+# copy of the parent's setup instead: the root level, explicit logger levels, and the
+# handlers that can be rebuilt elsewhere (streams to stderr/stdout, files), formats included.
+def logging_snapshot() -> dict[str, Any] | None:
+    """The parent's logging setup, or None if it has none worth copying (or no logging)."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return None  # nothing imported logging, so nothing configured it
+    root = logging.getLogger()
+    handlers = [h for h in map(_describe_handler, root.handlers) if h is not None]
+    levels = {
+        name: logger.level
+        for name, logger in list(root.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+    }
+    if not handlers and not levels and root.level == logging.WARNING:
+        return None  # logging's defaults: the worker has them already
+    return {"root": root.level, "levels": levels, "handlers": handlers}
+
+
+def _describe_handler(handler: Any) -> dict[str, Any] | None:
+    import logging
+
+    formatter = handler.formatter
+    described: dict[str, Any] = {"level": handler.level}
+    if type(formatter) is logging.Formatter:
+        style = {"StrFormatStyle": "{", "StringTemplateStyle": "$"}.get(
+            type(formatter._style).__name__, "%"
+        )
+        described.update(fmt=formatter._fmt, datefmt=formatter.datefmt, style=style)
+    if isinstance(handler, logging.FileHandler):
+        described.update(kind="file", path=handler.baseFilename)
+    elif type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.stdout):
+        described.update(
+            kind="stream", stream="stderr" if handler.stream is sys.stderr else "stdout"
+        )
+    else:
+        return None  # sockets, queues, custom handlers: not rebuilt (see docs/design.md)
+    return described
+
+
+def apply_logging(snapshot: dict[str, Any]) -> None:
+    """In a worker: set logging up as the parent had it, unless the worker's own import of
+    the main script already did."""
+    import logging
+
+    root = logging.getLogger()
+    for name, level in snapshot["levels"].items():
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(level)
+    if root.handlers:
+        return  # configured at import (a basicConfig at the top of the script)
+    root.setLevel(snapshot["root"])
+    for described in snapshot["handlers"]:
+        handler: logging.Handler
+        if described["kind"] == "file":
+            handler = logging.FileHandler(described["path"], mode="a", delay=True)
+        else:
+            handler = logging.StreamHandler(getattr(sys, described["stream"]))
+        handler.setLevel(described["level"])
+        if "fmt" in described:
+            handler.setFormatter(
+                logging.Formatter(described["fmt"], described["datefmt"], described["style"])
+            )
+        root.addHandler(handler)

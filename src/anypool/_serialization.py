@@ -528,15 +528,35 @@ class Carried:
 
 
 def carried_initializer(
-    initializer: Callable[..., object], initargs: tuple[Any, ...], start_method: str
-) -> Carried:
-    """The initializer and its arguments for WorkerSpec; checked now, under every start
-    method but fork, so that what cannot reach a worker fails here and names the culprit."""
-    if start_method != "fork":
+    initializer: Callable[..., object] | None, initargs: tuple[Any, ...], start_method: str
+) -> Carried | None:
+    """What WorkerSpec carries as the initializer: the user's, with its arguments, checked
+    now (under every start method but fork) so that what cannot reach a worker fails here
+    and names the culprit; and for workers that do not fork, the parent's logging setup."""
+    if start_method == "fork":
+        return None if initializer is None else Carried((initializer, tuple(initargs)))
+    if initializer is not None:
         _check_carried(f"the initializer {_name(initializer)}", initializer)
         for index, value in enumerate(initargs):
             _check_carried(f"initargs[{index}] (of type {type(value).__qualname__})", value)
-    return Carried((initializer, initargs))
+    from ._runtime import logging_snapshot
+
+    snapshot = logging_snapshot()
+    if initializer is None and snapshot is None:
+        return None
+    return Carried((start_worker, (snapshot, initializer, tuple(initargs))))
+
+
+def start_worker(
+    snapshot: dict[str, Any] | None, initializer: Callable[..., object] | None, initargs: Any
+) -> None:
+    """In a spawned or forkserver worker: the parent's logging setup, then the initializer."""
+    if snapshot is not None:
+        from ._runtime import apply_logging
+
+        apply_logging(snapshot)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def _check_carried(what: str, value: Any) -> None:

@@ -199,10 +199,9 @@ class ProcessBackend(Backend):
         self._deadlines = Deadlines("anypool-process-deadlines")
         # travels in the Process's arguments, so that multiprocessing's Value, Lock & co.
         # in initargs reach workers as the stdlib passes them (see Carried)
-        self._spec_initializer = (
-            carried_initializer(config.initializer, config.initargs, self._ctx.get_start_method())
-            if config.initializer is not None
-            else None
+        # (and, for workers that do not fork, the parent's logging setup)
+        self._spec_initializer = carried_initializer(
+            config.initializer, config.initargs, self._ctx.get_start_method()
         )
         self._wake_r, self._wake_w = os.pipe()
         self._wake_open = True
