@@ -37,6 +37,33 @@ def test_the_cluster_examples_exist():
     assert len([p for p in EXAMPLES if p.name.startswith("cluster_")]) >= 2
 
 
+MIGRATION = REPO / "docs" / "migration"
+MIGRATION_PAGES = {  # guide -> its before/after example
+    "concurrent-futures.md": "migrate_concurrent_futures.py",
+    "multiprocessing.md": "migrate_multiprocessing.py",
+    "threading.md": "migrate_threading.py",
+    "joblib.md": "migrate_joblib.py",
+    "pebble.md": "migrate_pebble.py",
+    "mpire.md": "migrate_mpire.py",
+    "vthread.md": "migrate_vthread.py",
+    "threadpool.md": "migrate_threadpool.py",
+}
+
+
+def test_every_migration_guide_has_its_example_and_the_index_lists_it():
+    index = (MIGRATION / "index.md").read_text(encoding="utf-8")
+    guides = {path.name for path in MIGRATION.glob("*.md")} - {"index.md"}
+    assert guides == set(MIGRATION_PAGES)
+    examples = {path.name for path in EXAMPLES if path.name.startswith("migrate_")}
+    assert examples == set(MIGRATION_PAGES.values())
+    for guide, example in MIGRATION_PAGES.items():
+        text = (MIGRATION / guide).read_text(encoding="utf-8")
+        assert f"(../../examples/{example})" in text, f"{guide} does not link {example}"
+        assert f"]({guide})" in index, f"index.md does not list {guide}"
+        for section in ("## Equivalents", "## Differences that bite", "## Before and after"):
+            assert section in text, f"{guide} has no {section!r} section"
+
+
 @pytest.mark.timeout(TIMEOUT_S + 30)
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_example_runs(example, run_python):
