@@ -77,6 +77,16 @@ def test_known_unrunnable_blocks_are_still_there():
         assert blocks[index - 1][0] == "", f"{page} block {index} is marked now: drop the entry"
 
 
+def test_migration_guides_links_resolve():
+    checked = 0
+    for page in (REPO / "docs" / "migration").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text("utf-8")):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{_name(page)} links {target}"
+                checked += 1
+    assert checked >= 16  # each guide links its example; the index links every guide
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("page", "index", "code"),
