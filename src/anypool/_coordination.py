@@ -68,6 +68,21 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _weak_submit(mixin: CoordinationMixin) -> Callable[[Task], None]:
+    """The timers' way back to the pool, held weakly: a bound method would be a reference
+    cycle, and a pool dropped without shutdown() would keep its workers until the cyclic
+    garbage collector ran (its finalizer, in _pool.py, releases them)."""
+    method = weakref.WeakMethod(mixin._submit_scheduled)
+
+    def submit(task: Task) -> None:
+        bound = method()
+        if bound is None:
+            raise PoolClosed("cannot submit: the pool was garbage-collected")
+        bound(task)
+
+    return submit
+
+
 class CoordinationMixin:
     """The scheduling and coordination half of :class:`~anypool.Pool`."""
 
@@ -78,7 +93,7 @@ class CoordinationMixin:
     def _init_coordination(self, max_pending: int | None) -> None:
         self._backpressure = None if max_pending is None else Backpressure(max_pending)
         self._outstanding = Outstanding()
-        self._timers = Timers(self._submit_scheduled)
+        self._timers = Timers(_weak_submit(self))
         self._primitives: Primitives | None = None
         self._coordination_lock = threading.Lock()
 

@@ -167,6 +167,8 @@ class PendingMaps:
         with self._lock:
             drains = list(self._drains)
         for drain in drains:
+            if drain.thread is threading.current_thread():
+                continue  # a one-shot map's own shutdown, at the end of its drain
             drain.stop_requested = True
             _warn(
                 f"{drain.name} was never iterated; the pool was shut down {_how(wait)} while "

@@ -31,6 +31,7 @@ from ._map import MapIterator, ReadAhead
 from ._observe import PoolObservability
 from ._progress import ProgressMapIterator, both, progress_hook
 from ._task import ChunkResult, Task
+from ._timers import Timers
 from .abc import Backend, BackendConfig, Order
 
 __all__ = ["Pool", "map"]
@@ -100,10 +101,12 @@ def _check_unambiguous(fn: Callable[..., Any], given: dict[str, object]) -> None
             )
 
 
-def _release(backend: Backend) -> None:
+def _release(backend: Backend, timers: Timers) -> None:
     """A Pool garbage-collected without shutdown(): its queued work still runs (as the
-    stdlib's executors do), then its workers exit and their pipes close. Holds the
-    backend only, never the Pool, so it does not keep the pool alive."""
+    stdlib's executors do), then its workers exit and their pipes close; delayed tasks
+    are cancelled (nothing could wait for them). Holds what it stops, never the Pool,
+    so it does not keep the pool alive."""
+    timers.close()
     backend.shutdown(wait=False, cancel_pending=False, kill_running=False)
 
 
@@ -181,10 +184,12 @@ class Pool(CoordinationMixin, PoolObservability):
         self._pending_maps = PendingMaps()
         # Released on garbage collection too: a pool dropped without shutdown() must not keep
         # its worker processes and pipes until the interpreter exits.
-        self._finalizer = weakref.finalize(self, _release, self._backend)
-        self._finalizer.atexit = False  # at exit the backends' own hook stops them
         self._init_coordination(max_pending)
         self._observe_init(timeline=timeline)
+        # Released on garbage collection too: a pool dropped without shutdown() must not keep
+        # its worker processes and pipes until the interpreter exits.
+        self._finalizer = weakref.finalize(self, _release, self._backend, self._timers)
+        self._finalizer.atexit = False  # at exit the backends' own hook stops them
 
     # -- introspection ----------------------------------------------------------------------
     @property
@@ -349,11 +354,16 @@ class Pool(CoordinationMixin, PoolObservability):
 
         total = len(iterables[0]) if not star and isinstance(iterables[0], Sized) else None
         hook = progress_hook(progress, iterables)
+        per_fn = getattr(self._backend, "workers_for", None)  # auto sizes each function
+
+        def width() -> int:
+            return per_fn(fn) if per_fn is not None else self.workers
+
         iterator: MapIterator[R] = MapIterator(
             submit_chunk,
             items,
-            chunker=make_chunker(chunksize, self.workers, total),
-            window=self._read_ahead(window),
+            chunker=make_chunker(chunksize, width(), total),
+            window=self._read_ahead(window, width),
             ordered=ordered,
             return_exceptions=return_exceptions,
             on_item=both(self._item_callback(callback), hook.on_item if hook else None),
@@ -363,18 +373,15 @@ class Pool(CoordinationMixin, PoolObservability):
         )
         return iterator if hook is None else ProgressMapIterator(iterator, hook)
 
-    def _read_ahead(self, window: int | None) -> ReadAhead:
-        # read at each refill: the worker count can change (auto decides, resize)
-        def workers() -> int:
-            return self.workers
-
+    def _read_ahead(self, window: int | None, workers: Callable[[], int]) -> ReadAhead:
+        # ``workers`` is read at each refill: the count can change (auto decides, resize)
         def copies() -> int:
             # a pickling backend holds a chunk's items and their pickled bytes until it is done
             return 2 if self._running_backend().capabilities.needs_pickling else 1
 
         if window is not None:
             return ReadAhead(window, workers, strict=True, copies=copies)
-        return ReadAhead(lambda: _CHUNKS_PER_WORKER * self.workers + 1, workers, copies=copies)
+        return ReadAhead(lambda: _CHUNKS_PER_WORKER * workers() + 1, workers, copies=copies)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:

@@ -638,8 +638,8 @@ class ProcessBackend(Backend):
             worker.inflight.clear()
             self._cancel_deadline(worker)
         worker.conn.close()
-        if not worker.retiring:
-            self._restarts += 1
+        if worker.announced_exit or not worker.retiring:
+            self._restarts += 1  # crashed, killed or recycled; not when resized away
         if worker.stopping or worker.announced_exit:
             for task in lost:  # the task it was stopped for is resolved; the others never ran
                 self._recover(task, None)

@@ -57,6 +57,14 @@ class ThreadBackend(Backend):
         parallel_cpu=False,  # the engine overrides this on free-threaded builds
     )
 
+    @classmethod
+    def default_workers(cls) -> int:
+        """The stdlib's ``min(32, cpus + 4)``: threads mostly wait (IO), so one per CPU
+        would leave the CPUs idle; more than 32 costs memory on big machines for little."""
+        from .._runtime import usable_cpus
+
+        return min(32, usable_cpus() + 4)
+
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._queue = TaskQueue(config.order)
