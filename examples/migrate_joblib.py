@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from math import sqrt
+from typing import Any
 
 import anypool
 
@@ -38,7 +39,7 @@ def after() -> tuple[list[float], list[float], list[float]]:
         roots = list(pool.map(root, range(10)))  # lazy: list() runs it
         stream = list(pool.map(root, range(10)))  # the iterator is the generator
         # a timeout fails the slow item only; return_exceptions keeps the others
-        naps = list(pool.map(nap, [5, 0.01, 0.02], timeout=0.3, return_exceptions=True))
+        naps: list[Any] = list(pool.map(nap, [5, 0.01, 0.02], timeout=0.3, return_exceptions=True))
     assert isinstance(naps[0], anypool.TaskTimeout)
     assert naps[1:] == [0.01, 0.02]
     threaded = list(anypool.map(root, range(10), backend="thread", workers=4))
