@@ -29,7 +29,7 @@ from ._exceptions import PoolClosed
 from ._map import chunk_outcomes
 from ._pool import Pool
 from ._task import ChunkResult, Task
-from ._workers._registry import closed_message
+from ._workers._registry import closed_message, interpreter_exiting
 
 __all__ = ["ThreadPoolExecutor"]
 
@@ -68,8 +68,12 @@ class PoolExecutor(cf.Executor):
         try:
             return self._pool._submit_task(task)
         except PoolClosed:
-            # the stdlib's words, which code written for it greps for
-            raise PoolClosed(closed_message()) from None
+            # the stdlib's words, which code written for it greps for; at interpreter exit
+            # its very exception too, a plain RuntimeError (its traceback is what is seen)
+            message = closed_message()
+            if interpreter_exiting():
+                raise RuntimeError(message) from None
+            raise PoolClosed(message) from None
 
     def map(
         self,
@@ -130,6 +134,13 @@ class PoolExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_pending=cancel_futures)
 
+    @property
+    def _broken(self) -> str | bool:
+        """The stdlib executors' private flag, which code in the wild polls: the reason the
+        pool broke (an initializer failed, workers cannot start), else False."""
+        broken = self._pool._backend.broken
+        return False if broken is None else str(broken)
+
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             # Ctrl-C: stop now; the stdlib waits for every pending future here and hangs
@@ -166,8 +177,27 @@ class ThreadPoolExecutor(PoolExecutor, cf.ThreadPoolExecutor):
         pool = Pool(
             "thread",
             max_workers,
-            initializer=initializer,
+            initializer=None if initializer is None else _LoggedInitializer(initializer),
             initargs=initargs,
             thread_name_prefix=thread_name_prefix or f"ThreadPoolExecutor-{next(_executor_ids)}",
         )
         self._adopt(pool)
+
+
+class _LoggedInitializer:
+    """An initializer that logs its failure as the stdlib's worker threads do
+    (``concurrent.futures``, CRITICAL, with the traceback) before the pool breaks."""
+
+    def __init__(self, fn: Callable[..., object]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> object:
+        try:
+            return self.fn(*args)
+        except BaseException:
+            import logging
+
+            logging.getLogger("concurrent.futures").critical(
+                "Exception in initializer:", exc_info=True
+            )
+            raise

@@ -58,8 +58,10 @@ MODULES = (
 PREFIX = "Anypool"
 # Prepended to the ``-c`` code of tests that start a fresh interpreter: the code imports
 # the executor by its name from concurrent.futures, and must get anypool's.
+# (multiprocessing too: test_hang_gh83386's script uses it unimported in the branch that the
+# stdlib skips for its own ProcessPoolExecutor, which hangs there; anypool's runs it.)
 PRELUDE = (
-    "import anypool, concurrent.futures as _cf; "
+    "import anypool, multiprocessing, concurrent.futures as _cf; "
     "_cf.ThreadPoolExecutor = anypool.ThreadPoolExecutor; "
     "_cf.ProcessPoolExecutor = anypool.ProcessPoolExecutor\n"
 )

@@ -42,6 +42,7 @@ worker ended decides the fate of the tasks it held:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import os
@@ -95,6 +96,10 @@ _PREFETCH_MAX_BYTES = 16 * 1024
 _TERM_GRACE_S = 0.5
 # Workers asked to exit at shutdown get this long before they are killed.
 _EXIT_GRACE_S = 5.0
+# A worker whose initializer failed breaks the pool when it exits (so that what it sent on
+# its way out has arrived); one still alive after this long is stopped. Its exit normally
+# takes milliseconds; this only bounds one that a non-daemon thread of its own holds up.
+_INIT_EXIT_GRACE_S = 1.0
 # Workers killed from outside (SIGKILL, SIGTERM: the OOM killer, an operator) before they
 # were ready are replaced; this many in a row means workers cannot start, and the pool
 # breaks instead of starting processes forever. Any other early death breaks it at once.
@@ -158,6 +163,7 @@ class _Worker:
         self.announced_exit = False  # it said it exits: what is left in its pipe never ran
         self.doomed: set[int] = set()  # ids of waiting tasks Pool.kill() stopped
         self.deadline: Handle | None = None  # the running task's timeout
+        self.init_error: BaseException | None = None  # its initializer raised this
 
     @property
     def running(self) -> Task | None:
@@ -165,7 +171,7 @@ class _Worker:
 
     @property
     def accepts_work(self) -> bool:
-        return not (self.stopping or self.retiring)
+        return not (self.stopping or self.retiring or self.init_error is not None)
 
     def holds(self, task: Task) -> int | None:
         """The id under which ``task`` was sent to this worker, if it is in flight here."""
@@ -295,12 +301,20 @@ class ProcessBackend(Backend):
         finally:
             try:
                 self._fail_leftovers()
+                self._drop_initializer()
                 with self._lock:
                     self._wake_open = False
                     os.close(self._wake_r)
                     os.close(self._wake_w)
             finally:
                 self._dispatcher_done.set()
+
+    def _drop_initializer(self) -> None:
+        """No worker starts any more: let go of initargs, which may hold multiprocessing
+        objects (a Queue's semaphores stay registered with the resource tracker while they
+        live) even while a reference cycle elsewhere keeps this backend alive."""
+        self._spec_initializer = None
+        self.config = dataclasses.replace(self.config, initializer=None, initargs=())
 
     def _fail_leftovers(self) -> None:
         """Fail whatever a failed clean-up left unresolved; normally there is nothing."""
@@ -559,11 +573,21 @@ class ProcessBackend(Backend):
         if task_id == READY:
             self._on_ready(worker)
         elif task_id == INIT_FAILED:
-            _, error = self._load(worker, data, None)
-            message = f"a worker initializer failed: {error!r}"
-            self._break(BrokenProcessPool(message), error)
+            self._on_init_failed(worker, self._load(worker, data, None)[1])
         else:
             self._on_answer(worker, task_id, flags, data)
+
+    def _on_init_failed(self, worker: _Worker, error: BaseException) -> None:
+        """The pool breaks once this worker has exited, as the stdlib's does: what it sent on
+        its way out (its initializer's log record, through a multiprocessing Queue) has
+        arrived by then. A worker that has not exited after a grace period is stopped."""
+        with self._lock:
+            worker.init_error = error  # gets no work from now on
+        try:
+            when = time.monotonic() + _INIT_EXIT_GRACE_S
+            self._deadlines.schedule(when, lambda: self._terminate(worker))
+        except RuntimeError:  # no thread to wait with (interpreter shutdown): stop it now
+            self._terminate(worker)
 
     def _on_ready(self, worker: _Worker) -> None:
         with self._lock:
@@ -640,7 +664,12 @@ class ProcessBackend(Backend):
         worker.conn.close()
         if worker.announced_exit or not worker.retiring:
             self._restarts += 1  # crashed, killed or recycled; not when resized away
-        if worker.stopping or worker.announced_exit:
+        if worker.init_error is not None:
+            error = BrokenProcessPool(f"a worker initializer failed: {worker.init_error!r}")
+            self._break(error, worker.init_error)
+            for task in lost:
+                task.fail(error)
+        elif worker.stopping or worker.announced_exit:
             for task in lost:  # the task it was stopped for is resolved; the others never ran
                 self._recover(task, None)
         elif not worker.ready:

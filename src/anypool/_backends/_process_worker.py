@@ -349,6 +349,7 @@ class _Worker:
                 initializer, initargs = self.spec.initializer.load()  # a Carried
                 initializer(*initargs)
             except BaseException as exc:
+                _log_initializer_failure(exc)
                 self.conn.send_bytes(_error_frame(INIT_FAILED, 0, exc))
                 return False
         self.conn.send_bytes(HEADER.pack(READY, 0))
@@ -367,6 +368,19 @@ class _Worker:
             self.conn.send_bytes(answer)
             if HEADER.unpack_from(answer)[1] & RETIRING:
                 return
+
+
+def _log_initializer_failure(exc: BaseException) -> None:
+    """Log it as the stdlib's workers do (``concurrent.futures``, CRITICAL, with the
+    traceback), where the worker's logging setup can show it; the pool still breaks."""
+    try:
+        import logging
+
+        logging.getLogger("concurrent.futures").critical(
+            "Exception in initializer:", exc_info=(type(exc), exc, exc.__traceback__)
+        )
+    except BaseException:  # a failing log handler must not stop the report to the parent
+        pass
 
 
 def _ignore_sigint() -> None:

@@ -56,10 +56,13 @@ class Deadlines:
             if self._stopped:
                 handle.cancel()
                 return handle
-            heapq.heappush(self._heap, (when, next(self._order), handle))
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
+                # started before the entry goes in: a thread that cannot start (interpreter
+                # shutdown) raises here and leaves no entry that would never fire
+                thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                thread.start()
+                self._thread = thread
+            heapq.heappush(self._heap, (when, next(self._order), handle))
             self._wake.notify()
         return handle
 

@@ -22,7 +22,7 @@ import threading
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["closed_message", "register_for_exit", "stop_at_exit"]
+__all__ = ["closed_message", "interpreter_exiting", "register_for_exit", "stop_at_exit"]
 
 
 class _Stoppable(Protocol):
@@ -64,6 +64,11 @@ def _note_interrupt(hook: Any) -> Any:
         return hook(exc_type, exc, tb)
 
     return excepthook
+
+
+def interpreter_exiting() -> bool:
+    """True once the interpreter's exit has started stopping pools."""
+    return _exiting
 
 
 def closed_message() -> str:
