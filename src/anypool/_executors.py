@@ -135,11 +135,14 @@ class PoolExecutor(cf.Executor):
         self._pool.shutdown(wait=wait, cancel_pending=cancel_futures)
 
     @property
-    def _broken(self) -> str | bool:
-        """The stdlib executors' private flag, which code in the wild polls: the reason the
-        pool broke (an initializer failed, workers cannot start), else False."""
-        broken = self._pool._backend.broken
-        return False if broken is None else str(broken)
+    def _broken(self) -> bool:
+        """The stdlib executors' private flag, which code in the wild polls: True once the
+        pool is broken (an initializer failed, workers cannot start)."""
+        return self._pool._backend.broken is not None
+
+    @_broken.setter
+    def _broken(self, value: bool) -> None:  # the stdlib's is writable (its own code sets it)
+        raise AttributeError("_broken is read-only: it reflects the pool's state")
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
