@@ -72,6 +72,7 @@ from ._auto_measure import (
     read_before,
     thread_cpu_clock,
     window,
+    window_overhead,
 )
 
 __all__ = ["AutoBackend", "AutoSettings", "backend_class", "steer_options", "take_snapshot"]
@@ -253,11 +254,15 @@ class AutoBackend(Backend):
         self._profiles: dict[Any, _Profile] = {}
         self._sides: dict[str, Backend] = {}
         self._latest: _Profile | None = None
-        self._snapshot: RuntimeSnapshot | None = None
+        self._default_workers = config.workers  # for a function not decided yet
+        # Read now, as a fixed backend's imports happen when it opens: importing the
+        # candidates takes tens of ms, which would otherwise delay the first decision.
+        self._snapshot: RuntimeSnapshot | None = take_snapshot()
         self._probe: threading.Thread | None = None
         # the running window: its first task and the clocks when it started
         self._current: tuple[Task, Clocks] | None = None
         self._runqueue = RunQueueClock(None)  # the probe thread opens its own
+        self._overhead = (0.0, 0.0)  # an empty window's cost: calls, chunks (probe thread)
         self._deadlines: Deadlines | None = None
         self._abandoned = False  # the probe thread is stuck in a timed-out or killed task
         self._closed = False
@@ -358,6 +363,7 @@ class AutoBackend(Backend):
     def _probe_loop(self) -> None:
         with self._lock:
             self._runqueue = RunQueueClock(threading.get_native_id())
+        self._overhead = window_overhead(self._runqueue)
         try:
             if not self._initialize():
                 return
@@ -374,7 +380,7 @@ class AutoBackend(Backend):
                     self._move(profile, task)
                     continue
                 batch = [task]
-                if not task.chunk and task.timeout is None and task is not profile.check_task:
+                if task.timeout is None and task is not profile.check_task:
                     carry = self._fill(profile, batch)
                 self._sample(profile, batch)
         finally:
@@ -383,20 +389,27 @@ class AutoBackend(Backend):
                 self._runqueue.close()
 
     def _fill(self, profile: _Profile, batch: list[Task]) -> Task | None:
-        """Add queued calls of the same function until the window is long enough to measure
-        (MIN_WINDOW_S); returns a task of another function taken on the way, if any."""
+        """Add queued tasks of the same function (calls, or ``map`` chunks) until the window
+        is long enough to measure (MIN_WINDOW_S); returns a task of another kind taken on
+        the way, if any."""
         with self._lock:
             per_item = profile.sampler.per_item_s()
         if per_item <= 0 or per_item >= MIN_WINDOW_S:
-            return None  # the first window of a function is one call: its size is unknown
-        wanted = min(MAX_BATCH, math.ceil(MIN_WINDOW_S / per_item))
-        while len(batch) < wanted:
+            return None  # the first window of a function is one task: its size is unknown
+        wanted = math.ceil(MIN_WINDOW_S / per_item)  # items
+        items = batch[0].n_items
+        while items < wanted and len(batch) < MAX_BATCH:
             task = self._queue.get_nowait()
             if task is None:
                 return None
-            if task.chunk or task.timeout is not None or _profile_key(task.fn) != profile.key:
+            if (
+                task.chunk != batch[0].chunk
+                or task.timeout is not None
+                or _profile_key(task.fn) != profile.key
+            ):
                 return task
             batch.append(task)
+            items += task.n_items
         return None
 
     def _initialize(self) -> bool:
@@ -458,7 +471,9 @@ class AutoBackend(Backend):
         end = read_after(self._runqueue)
         self._current = None
         items = sum(task.n_items for task in tasks)
-        return outcomes, window(items, start, end, self._gil)
+        clocks, chunk = self._overhead
+        overhead = clocks + sum(chunk for task in tasks if task.chunk)
+        return outcomes, window(items, start, end, self._gil, overhead)
 
     # Pickling probes run without the lock (big arguments take a while to pickle); only
     # the probe thread writes the sampler's pickling fields.
@@ -741,6 +756,13 @@ class AutoBackend(Backend):
             return primitives_for(sides[-1])
         return ProcessPrimitives(self.config.start_method)
 
+    def workers_for(self, fn: Callable[..., Any]) -> int:
+        """Workers that run ``fn``'s tasks: its decision's, or the pool's default before it
+        (``Pool.map`` sizes its chunks and window from this, per function)."""
+        profile = self._profiles.get(_profile_key(fn))
+        decision = None if profile is None else profile.decision
+        return self._default_workers if decision is None else decision.workers
+
     @property
     def chosen(self) -> Backend | None:
         """The backend the latest decided function runs on."""
@@ -773,6 +795,10 @@ class AutoBackend(Backend):
         with self._lock:
             self._settings = replace(self._settings, workers=workers)
             self.config = replace(self.config, workers=workers)
+            self._default_workers = workers
+            for profile in self._profiles.values():
+                if profile.decision is not None:
+                    profile.decision = replace(profile.decision, workers=workers)
             sides = [s for s in self._sides.values() if s.name != "inline"]
         for side in sides:
             side.resize(workers)

@@ -21,8 +21,10 @@ Everything here reads clocks or pickles; the decision itself is the pure
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import statistics
 import sys
 import threading
 import time
@@ -46,6 +48,7 @@ __all__ = [
     "RunQueueClock",
     "Sampler",
     "thread_cpu_clock",
+    "window_overhead",
 ]
 
 # Sampling stops after this many windows...
@@ -66,9 +69,19 @@ IDLE_SAMPLES = 2
 # alone is as short as the clock readings around it. 1 ms is far below a GIL switch
 # interval (5 ms), so a caller that wants the GIL is rarely let in during a window.
 MIN_WINDOW_S = 1e-3
+# Below this much measured time in all, the windows are so short that one hiccup (a page
+# fault, an interrupt, a first call) can make the sum say 20x the typical item: the
+# typical window's per-item time (the median) is taken instead of the mean.
+MIN_SAMPLE_S = 2e-3
 # Most calls in one window (a window of calls delivers their results at its end).
 MAX_BATCH = 512
 NO_VALUE = object()  # the item raised: there is no result to pickle
+# An argument or result that is one buffer this large (bytes, bytearray, memoryview, an
+# array with ``nbytes``) is not pickled to time it: its size tells the cost, at
+# BUFFER_BYTES_PER_S for a round trip, and such buffers pickle. Pickling 8 MiB three
+# times took longer than a whole map of 50 of them on threads.
+LARGE_BUFFER = 1 << 20
+BUFFER_BYTES_PER_S = 1e9
 
 
 def _dumps(obj: object) -> bytes:
@@ -81,8 +94,38 @@ def _dumps(obj: object) -> bytes:
         return data
 
 
+def _buffer_bytes(obj: object) -> int:
+    """Bytes of ``obj`` if it is a plain buffer (or an array) that pickles as its bytes."""
+    if isinstance(obj, (bytes, bytearray)):
+        return len(obj)
+    if isinstance(obj, memoryview):
+        return obj.nbytes
+    nbytes = getattr(obj, "nbytes", None)  # NumPy arrays and the like
+    if isinstance(nbytes, int) and type(obj).__module__.split(".")[0] == "numpy":
+        return nbytes
+    return 0
+
+
+def _parts(obj: object) -> list[object]:
+    """The arguments of an ``(args, kwargs)`` pair, or ``[obj]``."""
+    if (
+        isinstance(obj, tuple)
+        and len(obj) == 2
+        and isinstance(obj[0], tuple)
+        and isinstance(obj[1], dict)
+    ):
+        return [*obj[0], *obj[1].values()]
+    return [obj]
+
+
 def _round_trip(obj: object, where: str) -> tuple[float, str | None]:
     """Seconds to pickle and unpickle ``obj``, and what went wrong (None: it pickles)."""
+    parts = _parts(obj)
+    large = [size for size in map(_buffer_bytes, parts) if size >= LARGE_BUFFER]
+    if large:
+        rest = [part for part in parts if _buffer_bytes(part) < LARGE_BUFFER]
+        seconds, problem = _round_trip(rest, where) if rest else (0.0, None)
+        return seconds + sum(large) / BUFFER_BYTES_PER_S, problem
     start = time.perf_counter()
     try:
         pickle.loads(_dumps(obj))
@@ -130,14 +173,44 @@ def read_after(runqueue: RunQueueClock) -> Clocks:
     return Clocks(wall, cpu, process_cpu, queued, slices)
 
 
-def window(items: int, start: Clocks, end: Clocks, gil_enabled: bool) -> Window:
+def _nothing() -> None:
+    return None
+
+
+def window_overhead(runqueue: RunQueueClock) -> tuple[float, float]:
+    """Wall seconds an empty window costs: the clock readings alone, and with one empty
+    ``map`` chunk (run_chunk's call, loop set-up and result). Subtracted from every window,
+    so that a chunk of one 0.1 us item is not measured as a 5 us item (the per-chunk cost
+    is the dispatch model's business, see _select). The least of a few tries: noise only
+    ever adds."""
+    from .._task import run_chunk
+
+    clocks = chunk = math.inf
+    for _ in range(_CALIBRATION_TRIES):
+        start = read_before(runqueue)
+        _nothing()
+        end = read_after(runqueue)
+        clocks = min(clocks, end.wall - start.wall)
+        start = read_before(runqueue)
+        run_chunk(_nothing, (), False)
+        end = read_after(runqueue)
+        chunk = min(chunk, end.wall - start.wall)
+    return max(0.0, clocks), max(0.0, chunk)
+
+
+_CALIBRATION_TRIES = 20
+
+
+def window(
+    items: int, start: Clocks, end: Clocks, gil_enabled: bool, overhead: float = 0.0
+) -> Window:
     """What a window measured. Under the GIL, time off the CPU while other threads of this
     process computed may have been a wait for the GIL, not IO: up to one switch interval
     per time the probe was scheduled back in is counted as such (a 50 ms sleep is one
     stretch off the CPU, so it stays a wait; a computation that a busy caller keeps
     taking the GIL from is many short ones)."""
-    wall = max(0.0, end.wall - start.wall)
-    cpu = min(max(0.0, end.cpu - start.cpu), wall)
+    wall = max(0.0, end.wall - start.wall - overhead)
+    cpu = min(max(0.0, end.cpu - start.cpu - overhead), wall)
     queued = max(0.0, end.queued - start.queued)
     gil = 0.0
     if gil_enabled:
@@ -163,6 +236,7 @@ class Sampler:
         self.problem: str | None = None
         self._fn_checked = False
         self._transfers: list[float] = []
+        self._per_item: list[float] = []  # each window's active seconds per item
 
     def enough(self) -> bool:
         if self.windows >= MAX_SAMPLES or self.wall_s >= PROBE_MAX_WALL_S:
@@ -183,6 +257,8 @@ class Sampler:
         self.cpu_s += w.cpu
         self.preempted_s += w.queued
         self.gil_s += w.gil
+        if w.items:
+            self._per_item.append(max(0.0, w.wall - w.queued - w.gil) / w.items)
 
     def probe_call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> float | None:
         """Before an item runs: do the function and its arguments pickle? Returns the
@@ -221,6 +297,9 @@ class Sampler:
             return None
         transfers = list(self._transfers)  # the probe thread may append meanwhile
         transfer = sum(transfers) / len(transfers) if transfers else None
+        gil = self.gil_s
+        scale = self._typical_scale(samples, wall - preempted - gil)
+        wall, cpu, preempted, gil = wall * scale, cpu * scale, preempted * scale, gil * scale
         off = max(0.0, wall - cpu)
         preempted = min(preempted, off)
         return Measurements(
@@ -233,8 +312,16 @@ class Sampler:
             chunked=self.chunked,
             partial=partial is not None,
             preempted_s=preempted,
-            gil_wait_s=min(self.gil_s, off - preempted),
+            gil_wait_s=min(gil, off - preempted),
         )
+
+    def _typical_scale(self, samples: int, active: float) -> float:
+        """1, or less when a short sample's mean is above its median window (see
+        MIN_SAMPLE_S): the shares stay, the per-item time becomes the typical one."""
+        if len(self._per_item) < 3 or active >= MIN_SAMPLE_S or active <= 0:
+            return 1.0
+        typical = statistics.median(self._per_item)
+        return min(1.0, typical * samples / active)
 
 
 # A running sample measured from outside: wall, CPU and run-queue seconds so far.

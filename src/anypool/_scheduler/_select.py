@@ -64,7 +64,9 @@ IO_BOUND = 0.2
 # Most threads auto sizes a pool to for waiting work. More overlap more waits, but each
 # thread costs a stack and a remote service may not welcome 1000 connections; pass
 # workers= to go higher. Threads start on demand, so a small workload never makes them all.
-MAX_THREADS = 128
+# 256, not 128: 2000 sleeps of 50 ms took 0.93 s on 128 threads against 0.59 s on a
+# fixed 200 (benchmarks/RESULTS.md, issue 10).
+MAX_THREADS = 256
 # Most process workers, for work that waits part of the time: each one is a whole
 # interpreter (tens of MB), so oversubscription stops at 8 per CPU and 64 in all.
 MAX_PROCESSES_PER_CPU = 8
