@@ -8,6 +8,11 @@
                                                      ▼ both pickle into task arguments
                                                worker process: lock.acquire() ...
 
+    pool.Value() / Array() ──► thread / inline: SharedValue(ctypes object, threading.RLock)
+                           └─► process: the ctypes object in named shared memory, and a
+                                 named-semaphore RLock; pickles as (segment name, ctypes
+                                 type, lock), the worker maps the segment by name
+
 Threads share the parent's memory, so they get the ``threading`` and ``queue``
 objects themselves. Worker processes do not: they get named semaphores that
 pickle into task arguments (locks, semaphores, conditions, events) and proxies

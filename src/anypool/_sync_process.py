@@ -8,6 +8,9 @@
       ▼ pickled into a task's arguments         acquire/release are futex calls
     pool.Queue() / Barrier() ─► proxy ─ socket ─► manager process (started on first
                                                  use) holding queue.Queue / Barrier
+    pool.Value() / Array() ─► ctypes object in a ─► mapped by name when unpickled (once
+      │ named shared-memory segment + RLock        per process), the lock as above
+      ▼ unlinked when the pool closes
 
 ``multiprocessing.Lock`` and friends refuse to pickle except while a child is
 being spawned, because on some platforms their handle cannot be reopened.
