@@ -554,7 +554,10 @@ def start_worker(
     if snapshot is not None:
         from ._runtime import apply_logging
 
-        apply_logging(snapshot)
+        try:
+            apply_logging(snapshot)
+        except Exception:  # a copy of the parent's logging is a convenience: never fatal
+            pass
     if initializer is not None:
         initializer(*initargs)
 
