@@ -212,3 +212,12 @@ def test_backends_without_shared_memory_say_so(make_pool: Callable[..., anypool.
         pool.Value("i", 0)
     with pytest.raises(CapabilityError, match="has no shared Array"):
         pool.Array("i", 2)
+
+
+def test_a_thread_pools_value_is_refused_by_a_process_pool(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    local = make_pool("thread", workers=1).Value("i", 0)
+    processes = make_pool("process", workers=1, start_method="fork")
+    with pytest.raises(SerializationError, match=r"argument 0 is a Value made by a thread"):
+        processes.submit(add_many, local, 1)

@@ -471,6 +471,13 @@ def check_shareable(args: Sequence[Any], kwargs: dict[str, Any], backend: str) -
                 f"process and cannot reach the {backend!r} backend's worker processes; "
                 f"create it with this pool's pool.{name}() instead"
             )
+        if type(value) in (SharedValue, SharedArray):  # not the process kind, a subclass
+            name = "Value" if isinstance(value, SharedValue) else "Array"
+            raise SerializationError(
+                f"{where} is a {name} made by a thread or inline pool, whose memory only that "
+                f"process sees, so it cannot reach the {backend!r} backend's worker "
+                f"processes; create it with this pool's pool.{name}() instead"
+            )
 
 
 def _factory_name(value: object) -> str:
