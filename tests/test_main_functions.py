@@ -25,7 +25,7 @@ SCRIPT_TIMEOUT_S = 60
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys, traceback
+    import functools, json, sys, traceback
     import anypool
 
     MODEL = None
@@ -43,6 +43,10 @@ SCRIPT = textwrap.dedent(
 
     def recall(_):
         return sorted(CACHE)
+
+    @functools.lru_cache(maxsize=None)
+    def cached_predict(x):  # the name holds the cache's wrapper; tasks may get the function
+        return f"{MODEL}:{x}"
 
     def fails(x):
         raise ValueError(f"bad {x}")  # the line a traceback must show
@@ -63,6 +67,7 @@ SCRIPT = textwrap.dedent(
             pool.submit(remember, "a").result()
             out["cache"] = pool.submit(recall, None).result()
             out["lambda"] = pool.submit(lambda x: x * 2, 21).result()
+            out["wrapped"] = pool.submit(cached_predict.__wrapped__, 4).result()
             for name, fn in (("by_reference", fails), ("by_value", nested_fails)):
                 try:
                     pool.submit(fn, 7).result()
@@ -101,6 +106,7 @@ def test_main_functions_share_the_workers_main_module(tmp_path: Path, method: st
     # a module-level cache filled by one task function is seen by another
     assert out["cache"] == ["a"]
     assert out["lambda"] == 42
+    assert out["wrapped"] == "m1:4"  # reached through the decorator's __wrapped__
     script = str(tmp_path / "user_script.py")
     # tracebacks name the script and show its lines, by reference and by value alike
     # (they showed File "<dynamic-code>" and no source)

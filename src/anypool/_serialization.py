@@ -110,7 +110,8 @@ def _main_object(obj: Any) -> bool:
     qualname = getattr(obj, "__qualname__", "")
     if not qualname or "<" in qualname:  # <lambda>, <locals>: not reachable by name
         return False
-    return _lookup(sys.modules.get("__main__"), qualname) is obj
+    found = _lookup(sys.modules.get("__main__"), qualname)
+    return any(candidate is obj for candidate in _unwrapped(found))
 
 
 def _lookup(module: Any, qualname: str) -> Any:
@@ -118,6 +119,21 @@ def _lookup(module: Any, qualname: str) -> Any:
     for part in qualname.split("."):
         found = getattr(found, part, None)
     return found
+
+
+def _unwrapped(found: Any) -> list[Any]:
+    """``found`` and what it wraps (functools.wraps, ``@pool.task``): the name of a decorated
+    function holds the wrapper, and the function itself is reached through it."""
+    chain = [found]
+    for _ in range(_MAX_WRAPPERS):
+        found = getattr(found, "__wrapped__", None)
+        if found is None:
+            break
+        chain.append(found)
+    return chain
+
+
+_MAX_WRAPPERS = 8
 
 
 def _fingerprint(obj: Any) -> int:
@@ -157,9 +173,9 @@ def _const_digest(const: Any, digest: int) -> int:
 
 def resolve_main(qualname: str, fingerprint: int, by_value: bytes) -> Any:
     """In the worker: the main script's own object if its __main__ has it, else the copy."""
-    found = _lookup(sys.modules.get("__main__"), qualname)
-    if found is not None and _fingerprint(found) == fingerprint:
-        return found
+    for found in _unwrapped(_lookup(sys.modules.get("__main__"), qualname)):
+        if isinstance(found, (types.FunctionType, type)) and _fingerprint(found) == fingerprint:
+            return found
     return pickle.loads(by_value)
 
 
