@@ -15,7 +15,8 @@ Workloads:
 
 * ``tiny``: ``map(ident, range(200_000))``: the per-item cost is the pool's own;
 * ``tiny-submit``: ``submit(ident, i)`` 20 000 times, then every ``result()``;
-* ``cpu``: ``map`` of 40 pure-Python tasks of ~50 ms each (calibrated in the child);
+* ``cpu``: ``map`` of 40 pure-Python tasks of ~50 ms each (calibrated once, in the parent,
+  so that every child runs the same work whatever the load was when it started);
 * ``io``: ``map`` of 2000 x ``time.sleep(0.05)``;
 * ``payload``: ``map`` of 50 arguments of 8 MiB each through a cheap function.
 
@@ -74,7 +75,7 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {here!r})
 import anypool
-from _tasks import calibrate_spin, ident, nap, spin
+from _tasks import ident, nap, spin
 
 def size(b):
     return len(b)
@@ -85,8 +86,7 @@ def workload(pool, name):
     if name == "tiny-submit":
         return lambda: [f.result() for f in [pool.submit(ident, i) for i in range(20_000)]]
     if name == "cpu":
-        n = calibrate_spin(0.05)
-        return lambda: list(pool.map(spin, [n] * 40))
+        return lambda: list(pool.map(spin, [{spin_n}] * 40))
     if name == "io":
         return lambda: list(pool.map(nap, [0.05] * 2000))
     if name == "payload":
@@ -109,8 +109,8 @@ if __name__ == "__main__":
 """
 
 
-def run_one(workload: str, make: str, timeout: float) -> dict[str, object]:
-    code = CHILD.format(here=str(HERE), make=make, workload=workload)
+def run_one(workload: str, make: str, timeout: float, spin_n: int) -> dict[str, object]:
+    code = CHILD.format(here=str(HERE), make=make, workload=workload, spin_n=spin_n)
     try:
         out = subprocess.run(
             [sys.executable, "-c", code],
@@ -135,18 +135,24 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(POOLS), default=sorted(POOLS))
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from _tasks import calibrate_spin
+
+    spin_n = calibrate_spin(0.05)
     times: dict[tuple[str, str], list[float]] = {}
     chosen: dict[str, object] = {}
     for _ in range(args.rounds):
         for workload in args.only:
             for label, make in POOLS[workload].items():
-                result = run_one(workload, make, args.timeout)
+                result = run_one(workload, make, args.timeout, spin_n)
                 if "error" in result:
                     print(f"{workload} {label}: {result['error']}", file=sys.stderr)
                 times.setdefault((workload, label), []).append(float(result["seconds"]))  # type: ignore[arg-type]
                 if label == "auto":
                     chosen[workload] = result["chosen"]
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.rounds} rounds\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.rounds} rounds")
+    print(f"spin({spin_n}) ~ 50 ms; load average at the end: {load}\n")
     print("| workload | pool | median s | best s | vs best fixed |")
     print("|---|---|---|---|---|")
     for workload in args.only:

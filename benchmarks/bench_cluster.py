@@ -13,6 +13,11 @@ processes on 127.0.0.1; Ray: ``ray.init(num_cpus=2)``), in the same run:
   measured on ``--raw-tiny`` tasks and the table says so.
 
 Ratios are anypool's throughput over the raw API's (above 1: anypool is faster).
+
+``--wide`` measures ``workers=`` as "tasks at once" instead (issue 10): in a fresh
+interpreter per engine, ``Pool(engine, workers=200)`` starts its own local cluster
+(open time: create the pool and run one task), then 2000 x ``time.sleep(0.05)`` run
+through ``map`` and through a ``submit`` loop; the ideal is 2000 / 200 x 50 ms = 0.5 s.
 """
 
 from __future__ import annotations
@@ -145,6 +150,55 @@ def _anypool_rows(engine: str, pool: Any, args: argparse.Namespace) -> list[Row]
     ]
 
 
+WIDE_CHILD = """
+import json, sys, time
+import anypool
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+if __name__ == "__main__":
+    engine = sys.argv[1]
+    options = {"init_kwargs": {"log_to_driver": False}} if engine == "ray" else {}
+    start = time.perf_counter()
+    with anypool.Pool(engine, workers=200, **options) as pool:
+        pool.submit(nap, 0).result()
+        opened = time.perf_counter() - start
+        start = time.perf_counter()
+        list(pool.map(nap, [0.05] * 2000))
+        mapped = time.perf_counter() - start
+        start = time.perf_counter()
+        [f.result() for f in [pool.submit(nap, 0.05) for _ in range(2000)]]
+        submitted = time.perf_counter() - start
+    print("RESULT " + json.dumps([opened, mapped, submitted]))
+"""
+
+
+def bench_wide(engines: list[str], rounds: int) -> str:
+    import json
+    import subprocess
+    import sys
+
+    lines = [f"{'engine':<6} {'open s':>7} {'map s':>7} {'submit s':>9}  (ideal 0.5 s)"]
+    for _ in range(rounds):
+        for engine in engines:
+            out = subprocess.run(
+                [sys.executable, "-c", WIDE_CHILD, engine],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            found = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+            if not found:
+                lines.append(f"{engine:<6} failed: {out.stderr[-300:]}")
+                continue
+            opened, mapped, submitted = json.loads(found[-1][len("RESULT ") :])
+            lines.append(f"{engine:<6} {opened:>7.2f} {mapped:>7.2f} {submitted:>9.2f}")
+    return "\n".join(lines)
+
+
 def report(rows: list[Row]) -> str:
     rate = {(e, c): n / s for e, c, n, s in rows}
     lines = [
@@ -166,9 +220,14 @@ def main() -> None:
     parser.add_argument("--tiny", type=int, default=100_000, help="tiny tasks through anypool")
     parser.add_argument("--raw-tiny", type=int, default=3000, help="tiny tasks through raw APIs")
     parser.add_argument("--engines", default="dask,ray", help="comma-separated: dask, ray")
+    parser.add_argument("--wide", action="store_true", help="workers=200 on 2000 sleeps")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --wide")
     args = parser.parse_args()
     rows: list[Row] = []
     engines = args.engines.split(",")
+    if args.wide:
+        print(bench_wide(engines, args.rounds))
+        return
     if "dask" in engines:
         rows += bench_dask(args)
     if "ray" in engines:
