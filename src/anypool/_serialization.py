@@ -222,6 +222,7 @@ def _picklers() -> tuple[type, type]:
     return by_value, _reference_pickler(by_value)
 
 
+@functools.cache  # asked for every object cloudpickle sees: import once
 def _socket_type() -> type:
     import socket
 
