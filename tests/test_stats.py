@@ -158,3 +158,25 @@ def test_timer_tasks_are_counted(make_pool: Callable[..., anypool.Pool]) -> None
     assert pool.submit_after(0.01, abs, -1).result(timeout=5) == 1
     stats = pool.statistics()
     assert stats.tasks_submitted == stats.tasks_done == 1
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "recycling", [{"max_tasks_per_worker": 2}, {"max_worker_memory": 1}], ids=["tasks", "memory"]
+)
+def test_recycled_workers_count_as_restarts(
+    make_pool: Callable[..., anypool.Pool], recycling: dict[str, int]
+) -> None:
+    # docs/observability.md: worker_restarts counts recycling; it stayed 0 (issue 10)
+    pool = make_pool("process", 1, **recycling)
+    pids = {pool.submit(os.getpid).result(timeout=30) for _ in range(6)}
+    assert len(pids) >= 3, pids  # the worker was replaced at least twice
+    assert _wait_for(lambda: pool.statistics().worker_restarts >= len(pids) - 1)
+    assert pool.statistics().worker_restarts <= len(pids)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import operator
 import time
+import warnings
 from collections import Counter
 
 import pytest
 
+import anypool
 from anypool._chunking import MIN_READ_AHEAD
 
 from ._tasks import (
@@ -311,3 +313,78 @@ def test_inline_map_runs_each_item_only_when_the_consumer_reaches_it(make_pool, 
         assert next(results) == expected
         assert recorded(log) == [str(i) for i in range(expected + 1)]
     results.close()
+
+
+# -- a map that is never iterated (docs/design.md) ------------------------------------------
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
+
+
+def _paths(tmp_path, name="saved"):
+    return itertools.repeat(str(tmp_path / name))
+
+
+def test_never_iterated_map_runs_before_the_with_block_exits(backend, tmp_path):
+    # `with Pool() as pool: pool.map(save, paths)`: the stdlib runs every item; anypool
+    # used to run none. The iterator is garbage-collected at once (a statement).
+    with anypool.Pool(backend, 2) as pool:
+        pool.map(record, _paths(tmp_path), range(5))
+    assert sorted(recorded(tmp_path / "saved")) == [str(i) for i in range(5)]
+
+
+def test_never_iterated_map_keeps_its_results_for_after_the_with_block(backend):
+    with anypool.Pool(backend, 2) as pool:
+        results = pool.map(square, range(5))
+    assert list(results) == [0, 1, 4, 9, 16]  # as with Executor.map
+
+
+def test_dropped_map_of_a_long_lived_pool_runs_in_the_background(backend, make_pool, tmp_path):
+    pool = make_pool(backend, 2)
+    pool.map(record, _paths(tmp_path), range(5))  # never iterated, dropped at once
+    assert wait_for(lambda: len(recorded(tmp_path / "saved")) == 5), recorded(tmp_path / "saved")
+
+
+def test_never_iterated_map_warns_about_failed_items(backend, tmp_path):
+    warned = pytest.warns(RuntimeWarning, match=r"map\(record_or_fail\) was never iterated.*1 of")
+    with warned, anypool.Pool(backend, 2) as pool:
+        pool.map(record_or_fail, _paths(tmp_path), range(5), itertools.repeat(2))
+    assert sorted(recorded(tmp_path / "saved")) == [str(i) for i in range(5)]
+
+
+def test_closed_map_does_not_run_at_shutdown(backend, tmp_path):
+    with anypool.Pool(backend, 2) as pool:
+        pool.map(record, _paths(tmp_path), range(5)).close()
+    assert recorded(tmp_path / "saved") == []
+
+
+def test_cancel_pending_drops_a_never_iterated_map_with_a_warning(backend, tmp_path):
+    pool = anypool.Pool(backend, 2)
+    results = pool.map(record, _paths(tmp_path), range(5))
+    with pytest.warns(RuntimeWarning, match="never iterated.*did not run"):
+        pool.shutdown(cancel_pending=True)
+    assert recorded(tmp_path / "saved") == []
+    assert list(results) == []
+
+
+def test_endless_never_iterated_map_warns_while_shutdown_waits(backend, monkeypatch):
+    import anypool._drain
+
+    monkeypatch.setattr(anypool._drain, "ENDLESS_WARNING_S", 0.2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def endless():
+            deadline = time.monotonic() + 30
+            for i in itertools.count():  # ends only once shutdown() said it waits on it
+                if time.monotonic() > deadline or any("endless" in str(w.message) for w in caught):
+                    return
+                yield i
+
+        pool = anypool.Pool(backend, 2)
+        results = pool.map(square, endless())
+        pool.shutdown()
+    assert any("an endless input never ends" in str(w.message) for w in caught)
+    assert next(results) == 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
 import anypool
 
-from ._tasks import Counted, fail_at, square
+from ._tasks import Counted, fail_at, record, recorded, square
 
 
 def test_oneshot_map_results(backend):
@@ -80,3 +81,15 @@ def test_oneshot_map_bad_input_fails_at_once_and_leaks_nothing(backend, workers_
     with pytest.raises(ValueError, match="workers"):
         anypool.map(square, [1], backend=backend, workers=0)
     assert workers_gone()
+
+
+def test_oneshot_map_never_iterated_still_runs_and_shuts_down(backend, tmp_path, workers_gone):
+    # dropped at once, never iterated: it runs to the end in the background, then its
+    # pool shuts down (issue 10: it used to run nothing, silently)
+    path = str(tmp_path / "saved")
+    anypool.map(record, itertools.repeat(path), range(5), backend=backend, workers=2)
+    deadline = time.monotonic() + 10
+    while len(recorded(path)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(recorded(path)) == [str(i) for i in range(5)]
+    assert workers_gone(), "the one-shot pool's workers are still alive"
