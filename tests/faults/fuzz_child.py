@@ -1,0 +1,485 @@
+"""One batch of fuzz cases, run in a child interpreter of its own (see fuzzlib).
+
+::
+
+    main ─► warm up (forkserver, resource tracker) ─► baseline: threads, fds, registrations
+      └─► per case: watchdog armed ─► fresh pool ─► healthy, faulty, healthy calls
+            ─► outcome of each ─► probe (is the pool usable / broken?) ─► shutdown (timed)
+            ─► leak check against the baseline ─► one JSON line
+      └─► at the end: stop the forkserver and the resource tracker; its exit status
+
+A hung case never returns: ``faulthandler`` dumps every thread's stack to stderr and
+exits, and the driver blames the case it was running.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import gc
+import json
+import multiprocessing
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import TimeoutError as FuturesTimeout
+from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
+from typing import Any
+
+import fuzz_tasks
+import fuzzlib
+import psutil
+from faultlib import worker_pids
+from fuzzlib import FD_GRACE_S, FUTURE_BOUND_S, LEAK_GRACE_S, SHUTDOWN_BOUND_S, Case, Expected
+
+import anypool
+from anypool import SerializationError
+from anypool._process_errors import BrokenProcessPool, WorkerCrashed
+
+Outcome = tuple[str, Any]  # (how, what): value | error | raised | hang | skipped
+HEALTHY_INDICES = (0, 2)
+PROBE = ("ok", 99, "", "", None)
+CLASSES: dict[str, type[BaseException]] = {
+    "SerializationError": SerializationError,
+    "BrokenProcessPool": BrokenProcessPool,
+    "WorkerCrashed": WorkerCrashed,
+    "FuzzError": fuzz_tasks.FuzzError,
+    "SystemExit": SystemExit,
+    **fuzz_tasks.BASE_EXCEPTIONS,
+}
+
+
+@dataclass
+class Observed:
+    fault: Outcome = ("skipped", None)
+    others: list[Outcome] = field(default_factory=list)
+    pool: str = "n/a"
+    problems: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        how, what = self.fault
+        shown = f"{type(what).__name__}: {what}" if isinstance(what, BaseException) else repr(what)
+        return f"faulty call: {how} {shown[:300]}; pool after: {self.pool}"
+
+
+# -- the calls ----------------------------------------------------------------------------------
+def items(case: Case) -> list[tuple[str, int, str, str, Any]]:
+    """A healthy call, the faulty one, a healthy one."""
+    kind, variant = case.kind, case.variant
+    faulty = {
+        "call_pickle": ("ok", 1, kind, variant, fuzz_tasks.FaultOnPickle(kind, variant)),
+        "call_unpickle": ("ok", 1, kind, variant, fuzz_tasks.FaultOnUnpickle(kind, variant)),
+        "task": ("task", 1, kind, variant, None),
+        "result_pickle": ("result_pickle", 1, kind, variant, None),
+        "result_unpickle": ("result_unpickle", 1, kind, variant, os.getpid()),
+        "initializer": ("ok", 1, "", "", None),
+        # the fuzzer's self-tests: a hang and a leak it must report
+        "selftest_hang": ("sleep", 1, "", "", 3 * FUTURE_BOUND_S),
+        "selftest_leak": ("result_unpickle", 1, "leak_fd", "", os.getpid()),
+    }[case.point]
+    return [("ok", 0, "", "", None), faulty, ("ok", 2, "", "", None)]
+
+
+def pool_options(case: Case) -> dict[str, Any]:
+    if case.point != "initializer":
+        return {}
+    return {"initializer": fuzz_tasks.initializer, "initargs": (case.kind, case.variant)}
+
+
+def wait(future: Future[Any]) -> Outcome:
+    try:
+        error = future.exception(timeout=FUTURE_BOUND_S)
+    except FuturesTimeout:
+        return ("hang", None)
+    except CancelledError as exc:
+        return ("error", exc)
+    return ("error", error) if error is not None else ("value", future.result())
+
+
+def submit_all(submit: Callable[..., Future[Any]], calls: list[Any]) -> list[Outcome]:
+    pending: list[Any] = []
+    for item in calls:
+        try:
+            pending.append(submit(fuzz_tasks.call, item))
+        except BaseException as exc:  # KeyboardInterrupt too: that is what we look for
+            pending.append(exc)
+    return [("raised", p) if isinstance(p, BaseException) else wait(p) for p in pending]
+
+
+def assign(outcomes: list[Outcome], ordered: bool) -> tuple[Outcome, list[Outcome]]:
+    """(the faulty call's outcome, the healthy calls' outcomes)."""
+    raised = [o for o in outcomes if o[0] == "raised"]
+    rest = [o for o in outcomes if o[0] != "raised"]
+    if raised:
+        return raised[0], (rest + [("skipped", None)] * 2)[:2]
+    if ordered and len(rest) == 3:
+        return rest[1], [rest[0], rest[2]]
+    healthy = [o for o in rest if o[0] == "value" and o[1] in (("ok", 0), ("ok", 2))]
+    others = [o for o in rest if o not in healthy]
+    fault = others.pop(0) if others else ("skipped", None)
+    return fault, (healthy + others + [("skipped", None)] * 2)[:2]
+
+
+def probe(submit: Callable[..., Future[Any]]) -> str:
+    """Is the pool usable after the fault, broken, or something else?"""
+    try:
+        how, what = wait(submit(fuzz_tasks.call, PROBE))
+    except BaseException as exc:
+        how, what = "raised", exc
+    if how == "value" and what == ("ok", 99):
+        return "usable"
+    if isinstance(what, BrokenProcessPool) and not isinstance(what, WorkerCrashed):
+        return "broken"
+    return f"{how} {what!r}"
+
+
+def shut_down(shutdown: Callable[[], None], observed: Observed) -> None:
+    start = time.monotonic()
+    shutdown()
+    took = time.monotonic() - start
+    if took > SHUTDOWN_BOUND_S:
+        observed.problems.append(f"hang: shutdown(wait=True) took {took:.1f} s")
+
+
+# -- one runner per API path -------------------------------------------------------------------
+def run_pool_submit(case: Case) -> Observed:
+    observed = Observed()
+    pool = anypool.Pool(
+        "process", case.workers, start_method=case.start_method, **pool_options(case)
+    )
+    try:
+        observed.fault, observed.others = assign(submit_all(pool.submit, items(case)), True)
+        observed.pool = probe(pool.submit)
+    finally:
+        shut_down(pool.shutdown, observed)
+    return observed
+
+
+def run_pool_map(case: Case) -> Observed:
+    observed = Observed()
+    ordered = case.api == "map_ordered"
+    pool = anypool.Pool(
+        "process", case.workers, start_method=case.start_method, **pool_options(case)
+    )
+    outcomes: list[Outcome] = []
+    try:
+        try:
+            mapped = pool.map(
+                fuzz_tasks.call, items(case), ordered=ordered, chunksize=1, return_exceptions=True
+            )
+            for value in mapped:
+                outcomes.append(("error" if isinstance(value, BaseException) else "value", value))
+        except BaseException as exc:
+            outcomes.append(("raised", exc))
+        observed.fault, observed.others = assign(outcomes, ordered)
+        observed.pool = probe(pool.submit)
+    finally:
+        shut_down(pool.shutdown, observed)
+    return observed
+
+
+def _pool(case: Case) -> anypool.Pool:
+    return anypool.Pool(
+        "process", case.workers, start_method=case.start_method, **pool_options(case)
+    )
+
+
+def _executor(case: Case) -> anypool.ProcessPoolExecutor:
+    context = multiprocessing.get_context(case.start_method)
+    return anypool.ProcessPoolExecutor(case.workers, mp_context=context, **pool_options(case))
+
+
+def run_executor_submit(case: Case) -> Observed:
+    observed = Observed()
+    executor = _executor(case)
+    try:
+        observed.fault, observed.others = assign(submit_all(executor.submit, items(case)), True)
+        observed.pool = probe(executor.submit)
+    finally:
+        shut_down(executor.shutdown, observed)
+    return observed
+
+
+def run_executor_map(case: Case) -> Observed:
+    """The stdlib contract: map() submits every call at once and raises the first failed
+    call's exception when iteration reaches it."""
+    observed = Observed()
+    executor = _executor(case)
+    outcomes: list[Outcome] = []
+    try:
+        try:
+            for value in executor.map(fuzz_tasks.call, items(case), timeout=FUTURE_BOUND_S):
+                outcomes.append(("value", value))
+        except FuturesTimeout:
+            outcomes.append(("hang", None))
+        except BaseException as exc:
+            outcomes.append(("error" if outcomes or _submitted(exc) else "raised", exc))
+        observed.fault = outcomes[-1] if outcomes[-1][0] != "value" else ("skipped", None)
+        healthy = [o for o in outcomes if o[0] == "value"]
+        observed.others = (healthy + [("skipped", None)] * 2)[:2]
+        observed.pool = probe(executor.submit)
+    finally:
+        shut_down(executor.shutdown, observed)
+    return observed
+
+
+def _submitted(exc: BaseException) -> bool:
+    """Raised while iterating (by a future), not by map() itself while it submitted."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "result_iterator":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def run_process(case: Case) -> Observed:
+    observed = Observed()
+    process = anypool.Process(
+        target=fuzz_tasks.call,
+        args=(items(case)[1],),
+        start_method=case.start_method,
+        **pool_options(case),
+    )
+    try:
+        process.start()
+    except BaseException as exc:
+        observed.fault = ("raised", exc)
+        return observed
+    process.join(FUTURE_BOUND_S)
+    if process.is_alive():
+        observed.fault = ("hang", None)
+        process.kill()
+    else:
+        error = process.exception(timeout=0)
+        observed.fault = ("error", error) if error is not None else ("value", process.result(0))
+    shut_down(process.close, observed)
+    return observed
+
+
+RUNNERS: dict[str, Callable[[Case], Observed]] = {
+    "submit": run_pool_submit,
+    "map_ordered": run_pool_map,
+    "map_unordered": run_pool_map,
+    "executor_submit": run_executor_submit,
+    "executor_map": run_executor_map,
+    "process": run_process,
+}
+
+
+# -- checking an outcome against the table -----------------------------------------------------
+def check(case: Case, observed: Observed, exp: Expected) -> list[str]:
+    problems = list(observed.problems)
+    problems += check_fault(observed.fault, exp)
+    problems += check_others(case, observed, exp)
+    if case.api != "process" and observed.pool != exp.pool:
+        problems.append(f"pool after the case: {observed.pool}, expected {exp.pool}")
+    return problems
+
+
+def check_fault(fault: Outcome, exp: Expected) -> list[str]:
+    how, what = fault
+    wanted = " and ".join(exp.error)
+    if how == "hang":
+        return [f"hang: the faulty call had no outcome within {FUTURE_BOUND_S} s"]
+    if how in ("value", "skipped"):
+        return [f"the faulty call gave {how} {what!r}, expected {wanted}"]
+    problems = []
+    if not all(isinstance(what, CLASSES[name]) for name in exp.error):
+        problems.append(f"wrong error: {type(what).__module__}.{type(what).__qualname__}: {what}")
+    if exp.raised is not None and exp.raised != (how == "raised"):
+        where = "the submitting call" if exp.raised else "its future (or the map item)"
+        problems.append(f"the error came as {how!r}; expected it from {where}")
+    if exp.exitcode is not None and _code(what) != exp.exitcode:
+        problems.append(f"exit code {_code(what)!r}, expected {exp.exitcode}")
+    if exp.message is not None and not re.search(exp.message, str(what)):
+        problems.append(f"message {str(what)!r} does not contain {exp.message!r}")
+    return [f"{p} (expected {wanted})" for p in problems]
+
+
+def _code(error: BaseException) -> Any:
+    return error.code if isinstance(error, SystemExit) else getattr(error, "exitcode", None)
+
+
+def check_others(case: Case, observed: Observed, exp: Expected) -> list[str]:
+    problems = []
+    ended = observed.fault[0] == "raised" or case.api == "executor_map"
+    for how, what in observed.others:
+        if how == "skipped" and ended:
+            continue  # the map ended at the fault, as a lazy iterator does
+        if exp.others_complete and (how != "value" or what not in (("ok", 0), ("ok", 2))):
+            problems.append(f"a healthy call did not complete: {how} {what!r}")
+        broken = isinstance(what, BrokenProcessPool) and not isinstance(what, WorkerCrashed)
+        if exp.pool == "broken" and not broken:
+            problems.append(f"a call on a broken pool gave {how} {what!r}")
+    return problems
+
+
+# -- leaks ---------------------------------------------------------------------------------------
+@dataclass
+class Baseline:
+    threads: set[int]
+    fds: set[str]
+
+
+_registered: set[tuple[str, str]] = set()
+
+
+def watch_registrations() -> None:
+    """Count this process's resource-tracker registrations (semaphores, shared memory)."""
+    register, unregister = resource_tracker.register, resource_tracker.unregister
+
+    def counting_register(name: str, rtype: str) -> None:
+        _registered.add((name, rtype))
+        register(name, rtype)
+
+    def counting_unregister(name: str, rtype: str) -> None:
+        _registered.discard((name, rtype))
+        unregister(name, rtype)
+
+    resource_tracker.register = counting_register  # type: ignore[assignment]
+    resource_tracker.unregister = counting_unregister  # type: ignore[assignment]
+
+
+def baseline() -> Baseline:
+    return Baseline({t.ident or 0 for t in threading.enumerate()}, _fds())
+
+
+def _fds() -> set[str]:
+    """Open descriptors as "fd -> target"; the one listdir() itself used is closed by
+    the time readlink() runs, so it drops out."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            pass
+    return found
+
+
+def leaks_now(base: Baseline) -> list[str]:
+    return _thread_and_process_leaks(base) + _descriptor_leaks(base)
+
+
+def _thread_and_process_leaks(base: Baseline) -> list[str]:
+    found = []
+    threads = [t.name for t in threading.enumerate() if t.ident not in base.threads]
+    if threads:
+        found.append(f"leak: threads still alive: {threads}")
+    workers = sorted(worker_pids())
+    if workers:
+        found.append(f"leak: child processes still alive: {workers}")
+    zombies = [c.pid for c in psutil.Process().children() if _zombie(c)]
+    if zombies:
+        found.append(f"leak: child processes never reaped: {zombies}")
+    return found
+
+
+def _descriptor_leaks(base: Baseline) -> list[str]:
+    found = []
+    fds = sorted(_fds() - base.fds)
+    if fds:
+        found.append(f"leak: file descriptors left open: {fds}")
+    if _registered:
+        found.append(f"leak: resource-tracker registrations left: {sorted(_registered)}")
+    return found
+
+
+def _zombie(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _settle(check: Callable[[], list[str]], grace: float) -> list[str]:
+    """Poll ``check`` until it finds nothing or ``grace`` seconds pass; its last finding."""
+    deadline = time.monotonic() + grace
+    found = check()
+    while found and time.monotonic() < deadline:
+        time.sleep(0.01)
+        found = check()
+    return found
+
+
+def leaks(base: Baseline) -> list[str]:
+    # threads and processes may take a moment to end after shutdown() returns; once they
+    # have, what they held is released at once, unless a reference cycle holds it
+    _settle(lambda: _thread_and_process_leaks(base), LEAK_GRACE_S)
+    found = _settle(lambda: leaks_now(base), FD_GRACE_S)
+    if found:  # say whether only the cyclic garbage collector would have freed them
+        gc.collect()
+        if not leaks_now(base):
+            found = [f"{leak} (freed by gc.collect(), not before)" for leak in found]
+    return found
+
+
+# -- the batch -----------------------------------------------------------------------------------
+def run_case(case: Case, base: Baseline) -> str:
+    faulthandler.dump_traceback_later(fuzzlib.CASE_BOUND_S, exit=True)
+    start = time.monotonic()
+    observed = RUNNERS[case.api](case)
+    problems = check(case, observed, fuzzlib.expected(case))
+    shown = str(observed)
+    del observed  # the errors it holds must not keep anything of the pool alive
+    problems += leaks(base)
+    faulthandler.cancel_dump_traceback_later()
+    return fuzzlib.result_line(case, problems, time.monotonic() - start, shown)
+
+
+def warm_up(methods: set[str]) -> None:
+    """Start what lives as long as this interpreter (forkserver, resource tracker) and
+    import what the cases use, before the baseline is taken."""
+    for method in sorted(methods):
+        with anypool.Pool("process", 1, start_method=method) as pool:
+            pool.submit(fuzz_tasks.call, PROBE).result(timeout=60)
+    import cloudpickle  # noqa: F401
+
+
+def stop_helpers() -> int | None:
+    """Stop the forkserver (it holds the tracker's pipe), then the resource tracker; the
+    tracker's exit status (non-zero on 3.13 when registrations were left), or None."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    tracker = resource_tracker._resource_tracker  # type: ignore[attr-defined]
+    with tracker._lock:
+        if tracker._fd is None or tracker._pid is None:
+            return None
+        os.close(tracker._fd)
+        tracker._fd = None
+        pid, tracker._pid = tracker._pid, None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    return -999  # still running: reported as a leak
+
+
+def main(argv: list[str]) -> None:
+    config = json.loads(argv[0])
+    global FUTURE_BOUND_S, LEAK_GRACE_S
+    fuzzlib.CASE_BOUND_S = config.get("case_bound_s", fuzzlib.CASE_BOUND_S)
+    FUTURE_BOUND_S = config.get("future_bound_s", FUTURE_BOUND_S)
+    LEAK_GRACE_S = config.get("leak_grace_s", LEAK_GRACE_S)
+    # fork() in a process with threads (the dispatcher) warns on 3.12+; asked for here
+    warnings.simplefilter("ignore", DeprecationWarning)
+    cases = [fuzzlib.case_for(config["seed"], i, config.get("override")) for i in config["indices"]]
+    watch_registrations()
+    warm_up({case.start_method for case in cases})
+    with open(config["out"], "a") as out:
+        base = baseline()  # with the output file open
+        out.write(json.dumps({"started": True}) + "\n")
+        out.flush()
+        for case in cases:
+            out.write(run_case(case, base) + "\n")
+            out.flush()
+        out.write(json.dumps({"tracker_exitcode": stop_helpers()}) + "\n")
+    sys.stdout.flush()
