@@ -524,15 +524,17 @@ class ProcessPrimitives:
 
     # -- shared memory -----------------------------------------------------------------------
     def Value(self, ctype: Any, init: Any) -> ValueLike:
+        lock = self._shared_lock()
         segment = self._segment(ctype)
         obj = filled(ctype.from_buffer(segment.buf), init)
-        return ProcessValue(obj, self._shared_lock(), segment.name, segment)
+        return ProcessValue(obj, lock, segment.name, segment)
 
     def Array(self, ctype: Any, size_or_init: int | Sequence[Any]) -> ArrayLike:
+        lock = self._shared_lock()
         kind = array_type(ctype, size_or_init)
         segment = self._segment(kind)
         obj = filled(kind.from_buffer(segment.buf), size_or_init)
-        return ProcessArray(obj, self._shared_lock(), segment.name, segment)
+        return ProcessArray(obj, lock, segment.name, segment)
 
     def _segment(self, ctype: Any) -> _Segment:
         """A new zeroed segment for one ``ctype``; close() unlinks it."""
@@ -544,11 +546,10 @@ class ProcessPrimitives:
         return segment
 
     def _shared_lock(self) -> Any:
+        if not _NATIVE:  # the segment is mapped by name with POSIX calls too
+            raise CapabilityError("pool.Value() and pool.Array() need POSIX shared memory")
         # re-entrant, as multiprocessing's: `with v.get_lock(): v.value += 1` takes it twice
-        lock = self.RLock()
-        if not _NATIVE:
-            raise CapabilityError("pool.Value() and pool.Array() need named semaphores (POSIX)")
-        return lock
+        return self.RLock()
 
     @staticmethod
     def _check_lock(lock: object, kind: type) -> None:
