@@ -23,6 +23,7 @@ import pytest
 
 import anypool
 from anypool import CapabilityError, PoolClosed, SerializationError
+from anypool._sync import ThreadPrimitives
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 SCRIPT_TIMEOUT_S = 60
@@ -202,7 +203,7 @@ def test_process_value_after_shutdown(make_pool: Callable[..., anypool.Pool]) ->
 
 
 def test_backends_without_shared_memory_say_so(make_pool: Callable[..., anypool.Pool]) -> None:
-    class NoSharedMemory(anypool._sync.ThreadPrimitives):
+    class NoSharedMemory(ThreadPrimitives):
         Value = None  # as the Dask backend's primitives: no such type in distributed
         Array = None
 
@@ -221,3 +222,16 @@ def test_a_thread_pools_value_is_refused_by_a_process_pool(
     processes = make_pool("process", workers=1, start_method="fork")
     with pytest.raises(SerializationError, match=r"argument 0 is a Value made by a thread"):
         processes.submit(add_many, local, 1)
+
+
+def test_backends_without_primitives_say_so(
+    make_pool: Callable[..., anypool.Pool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = make_pool("thread", workers=1)
+
+    def no_primitives() -> None:  # as primitives_for() on the Ray backend
+        raise CapabilityError("the 'ray' backend has no coordination primitives")
+
+    monkeypatch.setattr(pool, "_factory", no_primitives)
+    with pytest.raises(CapabilityError, match="no shared Value: its workers share no memory"):
+        pool.Value("i", 0)

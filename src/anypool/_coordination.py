@@ -380,10 +380,14 @@ class CoordinationMixin:
         return cast(ArrayLike, self._shared("Array")(ctype, check_array(size_or_init)))
 
     def _shared(self, kind: str) -> Callable[..., Any]:
-        make = getattr(self._factory(), kind, None)
-        if make is None:  # Dask: its workers share no memory, and distributed has no such type
+        try:
+            make = getattr(self._factory(), kind, None)
+        except CapabilityError:  # Ray: no primitives at all
+            make = None
+        if make is None:  # Dask, Ray: workers on other machines share no memory
             raise CapabilityError(
                 f"the {self._backend.name!r} backend has no shared {kind}: its workers share "
-                f"no memory; use pool.Queue() to collect results, or a process or thread pool"
+                f"no memory with this process; return results from the tasks instead, or "
+                f"use a process or thread pool"
             )
         return cast("Callable[..., Any]", make)
