@@ -106,6 +106,9 @@ DRIFT_RATIO = 4.0
 # Most functions remembered per pool; beyond it the oldest decided one is forgotten (and
 # measured again if it comes back): a program that makes a new lambda per call stays flat.
 MAX_PROFILES = 256
+# A running first task whose run-queue share is above this is on a busy machine: its
+# partial reading is not trusted (see _overdue).
+_BUSY_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -551,11 +554,13 @@ class AutoBackend(Backend):
             partial = None if finished else self._partial(task)
         if partial is not None and partial[0] < PROBE_MAX_WALL_S:
             active = partial[0] - partial[2]
-            if active < PROBE_BUDGET_S:  # a busy machine held it back: let it run longer
-                self._at(
-                    time.monotonic() + PROBE_BUDGET_S - active,
-                    lambda: self._overdue(profile, task),
-                )
+            # A busy machine held it back: let it run longer. And while other programs
+            # take the CPUs, a reading in mid-task misses the wait in the run queue that
+            # is under way (schedstat counts a wait when it ends), which makes computing
+            # look like waiting: then the task is let finish, up to PROBE_MAX_WALL_S.
+            if active < PROBE_BUDGET_S or partial[2] > _BUSY_SHARE * partial[0]:
+                wait = max(PROBE_BUDGET_S - active, PROBE_BUDGET_S / 2)
+                self._at(time.monotonic() + wait, lambda: self._overdue(profile, task))
                 return
         if finished or partial is not None:
             self._decide(profile, partial)
