@@ -209,11 +209,31 @@ def _reference_pickler(by_value: type) -> type:
 
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, (types.FunctionType, type)) and _main_object(obj):
-                copy = _pickle_with(by_value, obj)
-                return resolve_main, (obj.__qualname__, _fingerprint(obj), copy)
+                fingerprint = _fingerprint(obj)
+                copy = _class_copy(by_value, obj, fingerprint)
+                return resolve_main, (obj.__qualname__, fingerprint, copy)
             return super().reducer_override(obj)
 
     return ByReference
+
+
+# A class's copy by value costs ~0.2 ms, and a bound method of one (pool.submit(model.predict))
+# is a new object each time, which no function cache keeps: classes keep their copy here.
+_CLASS_COPIES: weakref.WeakKeyDictionary[type, tuple[int, bytes]] = weakref.WeakKeyDictionary()
+
+
+def _class_copy(by_value: type, obj: Any, fingerprint: int) -> bytes:
+    if not isinstance(obj, type) or _spawning():
+        return _pickle_with(by_value, obj)
+    cached = _CLASS_COPIES.get(obj)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    copy = _pickle_with(by_value, obj)
+    try:
+        _CLASS_COPIES[obj] = (fingerprint, copy)
+    except TypeError:
+        pass  # a metaclass that refuses weak references: copied every time
+    return copy
 
 
 @functools.cache
