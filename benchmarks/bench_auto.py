@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_auto.py                 # 3 rounds
     python benchmarks/bench_auto.py --rounds 5 --only tiny cpu
+    python benchmarks/bench_auto.py --baseline-src /tmp/base/src   # adds "auto @baseline"
 
 Each (workload, pool) pair runs in a fresh interpreter: the pool is opened, warmed
 with one short sleeping task (``time.sleep(0.01)``, as a program's first call might
@@ -102,15 +103,21 @@ if __name__ == "__main__":
         run()
         seconds = time.perf_counter() - start
         decision = pool.explain()
-        chosen = [(d.function, d.backend, d.workers) for d in decision.functions] or [
-            (decision.function, decision.backend, decision.workers)
+        functions = getattr(decision, "functions", ())  # () before per-function decisions
+        chosen = [(d.function, d.backend, d.workers) for d in functions] or [
+            (getattr(decision, "function", None), decision.backend, decision.workers)
         ]
     print("RESULT " + json.dumps({{"seconds": seconds, "chosen": chosen}}))
 """
 
 
-def run_one(workload: str, make: str, timeout: float, spin_n: int) -> dict[str, object]:
+def run_one(
+    workload: str, make: str, timeout: float, spin_n: int, src: str | None = None
+) -> dict[str, object]:
     code = CHILD.format(here=str(HERE), make=make, workload=workload, spin_n=spin_n)
+    env = dict(os.environ)
+    if src is not None:  # an older anypool, ahead of the installed one
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     try:
         out = subprocess.run(
             [sys.executable, "-c", code],
@@ -119,6 +126,7 @@ def run_one(workload: str, make: str, timeout: float, spin_n: int) -> dict[str, 
             timeout=timeout,
             check=False,
             cwd=HERE,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"seconds": float("inf"), "chosen": [], "error": f"over {timeout} s"}
@@ -134,7 +142,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", choices=sorted(POOLS), default=sorted(POOLS))
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--baseline-src", help="an older anypool's src/: adds its auto rows")
     args = parser.parse_args()
+    pools = {w: dict(POOLS[w]) for w in args.only}
+    if args.baseline_src:
+        for workload in pools:
+            pools[workload]["auto @baseline"] = "anypool.Pool()"
     sys.path.insert(0, str(HERE))
     from _tasks import calibrate_spin
 
@@ -143,28 +156,29 @@ def main() -> None:
     chosen: dict[str, object] = {}
     for _ in range(args.rounds):
         for workload in args.only:
-            for label, make in POOLS[workload].items():
-                result = run_one(workload, make, args.timeout, spin_n)
+            for label, make in pools[workload].items():
+                src = args.baseline_src if label.endswith("@baseline") else None
+                result = run_one(workload, make, args.timeout, spin_n, src)
                 if "error" in result:
                     print(f"{workload} {label}: {result['error']}", file=sys.stderr)
                 times.setdefault((workload, label), []).append(float(result["seconds"]))  # type: ignore[arg-type]
-                if label == "auto":
-                    chosen[workload] = result["chosen"]
+                if label.startswith("auto"):
+                    chosen[f"{workload} ({label})"] = result["chosen"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.rounds} rounds")
     print(f"spin({spin_n}) ~ 50 ms; load average at the end: {load}\n")
     print("| workload | pool | median s | best s | vs best fixed |")
     print("|---|---|---|---|---|")
     for workload in args.only:
-        medians = {label: statistics.median(times[(workload, label)]) for label in POOLS[workload]}
-        fixed = min(m for label, m in medians.items() if label != "auto")
-        for label in POOLS[workload]:
+        medians = {label: statistics.median(times[(workload, label)]) for label in pools[workload]}
+        fixed = min(m for label, m in medians.items() if not label.startswith("auto"))
+        for label in pools[workload]:
             ratio = medians[label] / fixed
             best = min(times[(workload, label)])
             print(f"| {workload} | {label} | {medians[label]:.3f} | {best:.3f} | {ratio:.2f}x |")
     print()
-    for workload, picks in chosen.items():
-        print(f"auto on {workload}: {picks}")
+    for name, picks in chosen.items():
+        print(f"{name}: {picks} (last round)")
 
 
 if __name__ == "__main__":
