@@ -31,9 +31,9 @@ GROWTH = 8
 # only, which lets them reach full size in a few chunks instead of dozens (benchmarks/).
 MIN_READ_AHEAD = 16
 # The read-ahead bound of every map (see ReadAhead): items read from the input that the
-# consumer has not taken yet, running, queued or finished and waiting their turn. 2^15
-# keeps tiny tasks in chunks of thousands (their throughput needs them, benchmarks/) and
-# small items in a few MB; larger items are bounded by bytes instead.
+# consumer has not taken yet, running, queued or finished and waiting their turn. 2^16
+# keeps tiny tasks in chunks of thousands with a few in flight (their throughput needs
+# them, benchmarks/) and small items in a few MB; larger items are bounded by bytes.
 MAX_READ_AHEAD = 1 << 16
 # The same bound in estimated bytes (items in flight and their results): 10 KB records
 # then stay ~1,600 ahead, not 100,000s (issue: +1-13 GB of RSS).

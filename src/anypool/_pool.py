@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
+from ._aio import exit_pool, is_coroutine_function, new_future, wrap_coroutine_function
 from ._backends import load_backend
 from ._backends._auto import steer_options
 from ._chunking import make_chunker
@@ -302,6 +303,8 @@ class Pool(CoordinationMixin, PoolObservability):
             _check_unambiguous(fn, {"callback": callback})
         if block is not True:
             _check_unambiguous(fn, {"block": block})
+        if self._runs_coroutines_for(fn):
+            fn, timeout = wrap_coroutine_function(fn, self._timeout if timeout is None else timeout)
         task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
         return self._submit_task(task, block=block, callback=callback)
 
@@ -322,7 +325,7 @@ class Pool(CoordinationMixin, PoolObservability):
     ) -> MapIterator[R]:
         """Lazily apply ``fn`` to every item (or to items zipped from several iterables).
 
-        The input is read only a bounded way ahead of the consumer (at most 32,768 items
+        The input is read only a bounded way ahead of the consumer (at most 65,536 items
         and ~16 MiB, estimated), so it may be endless and memory stays flat; at most 2
         chunks per worker are at the workers, and finished results wait for their turn in
         that bounded buffer, so a slow item does not stall the others. ``window=N`` is a
@@ -345,6 +348,10 @@ class Pool(CoordinationMixin, PoolObservability):
         self._task(fn, (), {}, **opts)  # validate the options now, not at the first chunk
         if chunksize == "auto" and (timeout or self._timeout):
             chunksize = 1  # a per-item timeout needs per-item tasks to be exact
+        if self._runs_coroutines_for(fn):
+            fn, opts["timeout"] = wrap_coroutine_function(
+                fn, self._timeout if timeout is None else timeout
+            )
 
         def submit_chunk(chunk: list[Any]) -> Future[ChunkResult]:
             task = self._task(fn, chunk, {}, chunk=True, star=star, **opts)
@@ -382,6 +389,16 @@ class Pool(CoordinationMixin, PoolObservability):
         if window is not None:
             return ReadAhead(window, workers, strict=True, copies=copies)
         return ReadAhead(lambda: _CHUNKS_PER_WORKER * workers() + 1, workers, copies=copies)
+
+    def _runs_coroutines_for(self, fn: Callable[..., Any]) -> bool:
+        """A coroutine function that this pool's workers must run on a loop of their own
+        (anypool._aio.CoroutineCall); the asyncio backend awaits coroutines itself."""
+        return self._backend.name != "asyncio" and is_coroutine_function(fn)
+
+    def _new_future(self) -> Future[Any]:
+        # awaitable (``await pool.submit(...)``); it knows its pool to kill its task when
+        # the awaiting coroutine is cancelled
+        return new_future(weakref.ref(self), self._backpressure is not None)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:
@@ -428,6 +445,14 @@ class Pool(CoordinationMixin, PoolObservability):
             self.shutdown(wait=True, cancel_pending=True, kill_running=True)
         else:
             self.shutdown(wait=True)
+
+    async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        """``with``'s contract without blocking the loop (anypool._aio.exit_pool); a
+        cancelled task (Ctrl-C under asyncio.run) stops as Ctrl-C does."""
+        await exit_pool(self, exc_type)
 
 
 def map(
