@@ -86,9 +86,12 @@ def items(case: Case) -> list[tuple[str, int, str, str, Any]]:
 
 
 def pool_options(case: Case) -> dict[str, Any]:
-    if case.point != "initializer":
+    """The initializer, for the initializer point, or a healthy one holding a lock."""
+    if case.point != "initializer" and not case.lock:
         return {}
-    return {"initializer": fuzz_tasks.initializer, "initargs": (case.kind, case.variant)}
+    fault = (case.kind, case.variant) if case.point == "initializer" else ("", "")
+    lock = multiprocessing.get_context(case.start_method).Lock() if case.lock else None
+    return {"initializer": fuzz_tasks.initializer, "initargs": (*fault, lock)}
 
 
 def wait(future: Future[Any]) -> Outcome:
@@ -289,9 +292,10 @@ def check_fault(fault: Outcome, exp: Expected) -> list[str]:
         return [f"hang: the faulty call had no outcome within {FUTURE_BOUND_S} s"]
     if how in ("value", "skipped"):
         return [f"the faulty call gave {how} {what!r}, expected {wanted}"]
-    problems = []
     if not all(isinstance(what, CLASSES[name]) for name in exp.error):
-        problems.append(f"wrong error: {type(what).__module__}.{type(what).__qualname__}: {what}")
+        name = f"{type(what).__module__}.{type(what).__qualname__}"
+        return [f"wrong error: {name}: {what} (expected {wanted})"]
+    problems = []
     if exp.raised is not None and exp.raised != (how == "raised"):
         where = "the submitting call" if exp.raised else "its future (or the map item)"
         problems.append(f"the error came as {how!r}; expected it from {where}")
@@ -426,10 +430,21 @@ def run_case(case: Case, base: Baseline) -> str:
     observed = RUNNERS[case.api](case)
     problems = check(case, observed, fuzzlib.expected(case))
     shown = str(observed)
-    del observed  # the errors it holds must not keep anything of the pool alive
+    _forget_runner_frames(observed)
+    del observed  # nothing of the case may stay alive but what the pool itself keeps
     problems += leaks(base)
     faulthandler.cancel_dump_traceback_later()
     return fuzzlib.result_line(case, problems, time.monotonic() - start, shown)
+
+
+def _forget_runner_frames(observed: Observed) -> None:
+    """An exception caught in a runner holds the runner's frame in its traceback, and the
+    frame holds ``observed``: a cycle of ours that only the garbage collector would free,
+    along with the pool it reaches. The pool's own references (an error's ``__cause__``)
+    are left alone: those are the pool's to release."""
+    for _, what in [observed.fault, *observed.others]:
+        if isinstance(what, BaseException):
+            what.__traceback__ = None
 
 
 def warm_up(methods: set[str]) -> None:

@@ -105,6 +105,9 @@ def call(item: tuple[str, int, str, str, Any]) -> Any:
     return ("ok", index)
 
 
-def initializer(kind: str, variant: str) -> None:
-    """A worker initializer that fires the fault at every worker start."""
-    trigger(kind, variant)
+def initializer(kind: str, variant: str, lock: Any = None) -> None:
+    """A worker initializer that fires the fault at every worker start (none for kind
+    ``""``). ``lock``, a multiprocessing lock, is there to be held by the pool: under
+    spawn and forkserver it is a resource-tracker registration until it is let go."""
+    if kind:
+        trigger(kind, variant)
