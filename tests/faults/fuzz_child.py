@@ -81,6 +81,7 @@ def items(case: Case) -> list[tuple[str, int, str, str, Any]]:
         # the fuzzer's self-tests: a hang and a leak it must report
         "selftest_hang": ("sleep", 1, "", "", 3 * FUTURE_BOUND_S),
         "selftest_leak": ("result_unpickle", 1, "leak_fd", "", os.getpid()),
+        "selftest_tracker": ("register", 1, "", "", None),
     }[case.point]
     return [("ok", 0, "", "", None), faulty, ("ok", 2, "", "", None)]
 

@@ -100,8 +100,12 @@ def call(item: tuple[str, int, str, str, Any]) -> Any:
         return FaultOnPickle(kind, variant)
     if label == "result_unpickle":
         return FaultOnUnpickle(kind, variant, only_in=payload)
-    if label == "sleep":  # the fuzzer's self-test: a task that outlives every bound
+    if label == "sleep":  # the fuzzer's self-tests: a task that outlives every bound,
         time.sleep(payload)
+    if label == "register":  # and a resource-tracker registration never released
+        from multiprocessing import resource_tracker
+
+        resource_tracker.register(f"/anypool-fuzz-selftest-{os.getpid()}", "semaphore")
     return ("ok", index)
 
 

@@ -233,6 +233,7 @@ class Report:
     seed: int
     results: list[Result] = field(default_factory=list)
     batch_problems: list[str] = field(default_factory=list)
+    tracker_exits: list[int | None] = field(default_factory=list)  # one per finished batch
     wall_s: float = 0.0
 
     def failed(self) -> list[Result]:
@@ -365,8 +366,10 @@ def _collect(child: _Child, report: Report) -> list[int]:
     for line in done:
         if "index" in line:
             report.results.append(_result(report.seed, line, child.override))
-        elif line.get("tracker_exitcode") not in (0, None):
-            report.batch_problems.append(f"leak: the resource tracker exited with {line}")
+        elif "tracker_exitcode" in line:
+            report.tracker_exits.append(line["tracker_exitcode"])
+            if line["tracker_exitcode"] not in (0, None):
+                report.batch_problems.append(f"leak: the resource tracker exited with {line}")
     for warning in _TRACKER_WARNING.findall(stderr):
         report.batch_problems.append(f"leak: the resource tracker warned: {warning}")
     _check_left_behind(child, report)

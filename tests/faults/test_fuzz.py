@@ -39,6 +39,8 @@ def test_fuzz() -> None:
     assert not report.failed(), report.format()
     assert not report.batch_problems, report.format()
     assert not report.fixed_entries(), report.format()
+    # the tracker check ran: spawn and forkserver start a tracker in every batch
+    assert 0 in report.tracker_exits, report.tracker_exits
 
 
 def test_every_cell_has_an_expected_outcome() -> None:
@@ -78,9 +80,10 @@ def test_the_draw_is_repeatable_and_covers_the_space() -> None:
     assert {c.kind for c in cases if c.point in fuzzlib.IN_PARENT} == set(fuzzlib.KINDS[:3])
 
 
-def test_the_fuzzer_reports_a_hang_and_a_leak() -> None:
+def test_the_fuzzer_reports_a_hang_and_leaks() -> None:
     """Its checks can fail: a task that outlives every bound is a hang, a descriptor the
-    case leaves open in the parent is a leak, and neither stops the rest of the batch."""
+    case leaves open in the parent is a leak, and neither stops the rest of the batch; a
+    registration a worker leaves with the resource tracker fails the batch."""
     hang = {"point": "selftest_hang", "kind": "exception", "api": "submit", "start_method": "fork"}
     leak = {**hang, "point": "selftest_leak"}
     bounds = {"future_bound_s": 1.0, "case_bound_s": 6.0, "leak_grace_s": 0.5}
@@ -90,3 +93,6 @@ def test_the_fuzzer_reports_a_hang_and_a_leak() -> None:
     assert len(report.results) == 2, report.format()
     for result in report.results:
         assert [p for p in result.problems if p.startswith("leak: file descriptors")], result
+    tracker = {**hang, "point": "selftest_tracker", "start_method": "spawn"}
+    report = fuzzlib.run(1, [0], extra={"override": tracker, **bounds})
+    assert [p for p in report.batch_problems if "resource tracker" in p], report.format()
