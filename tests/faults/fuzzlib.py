@@ -290,7 +290,7 @@ _CHILD = (
     "import sys; sys.path.insert(0, sys.argv[1]); import fuzz_child; fuzz_child.main(sys.argv[2:])"
 )
 # the resource tracker's own warnings, printed when it finds registrations left at exit
-_TRACKER_WARNING = re.compile(r"resource_tracker: .*(leaked|died)")
+_TRACKER_WARNING = re.compile(r"resource_tracker: .*(?:leaked|died).*")
 
 
 @dataclass

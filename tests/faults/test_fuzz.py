@@ -39,8 +39,9 @@ def test_fuzz() -> None:
     assert not report.failed(), report.format()
     assert not report.batch_problems, report.format()
     assert not report.fixed_entries(), report.format()
-    # the tracker check ran: spawn and forkserver start a tracker in every batch
-    assert 0 in report.tracker_exits, report.tracker_exits
+    if any(result.case.start_method != "fork" for result in report.results):
+        # the tracker check ran: spawn and forkserver start one in their batches
+        assert 0 in report.tracker_exits, report.tracker_exits
 
 
 def test_every_cell_has_an_expected_outcome() -> None:
