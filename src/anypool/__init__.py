@@ -26,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._aio import AwaitableFuture as AwaitableFuture
     from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
     from ._map import MapIterator as MapIterator
     from ._named import TaskFunction as TaskFunction
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnyPoolError",
+    "AwaitableFuture",
     "BackendUnavailable",
     "BrokenPool",
     "BrokenProcessPool",
@@ -90,6 +92,7 @@ __all__ = [
 # first) does not pay for the pool, the coordination primitives or the CLI it never uses.
 # The exceptions above stay eager: they are cheap and ``except anypool.X`` must not import.
 _LAZY = {
+    "AwaitableFuture": "._aio",
     "ThreadPoolExecutor": "._executors",
     "MapIterator": "._map",
     "TaskFunction": "._named",

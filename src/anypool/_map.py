@@ -36,10 +36,17 @@ import functools
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._chunking import (
     MAX_READ_AHEAD,
@@ -62,6 +69,14 @@ IntSource = int | Callable[[], int]
 # item lets the other workers run this far ahead, and a consumer that stops early
 # wastes at most this much work (on top of the bounds in items and bytes).
 BUFFERED_WINDOWS = 8
+
+
+class AsyncWaiter(Protocol):
+    """How an async consumer waits for a chunk (anypool._aio.ChunkWaiter)."""
+
+    def arm(self) -> None: ...
+    def wake(self) -> None: ...
+    async def wait(self) -> None: ...
 
 
 def _read(value: IntSource) -> int:
@@ -182,6 +197,17 @@ class MapIterator(itertools.chain[R]):
         inner = getattr(self, "_inner", None)
         if isinstance(inner, MapIterator):
             inner.close()  # a wrapper closed before its generator started
+
+    # ``async for`` and ``await`` (anypool._aio): the same stream, awaited chunk by chunk
+    def __aiter__(self) -> AsyncIterator[R]:
+        from ._aio import async_map
+
+        return async_map(self)
+
+    def __await__(self) -> Generator[Any, None, list[R]]:
+        from ._aio import collect
+
+        return collect(self).__await__()
 
     def _add_finalizer(self, callback: Finalizer) -> None:
         """Call ``callback(interrupted)`` once when the stream ends, fails or is closed;
@@ -448,6 +474,9 @@ class _MapState:
                 self._cond.notify()
             elif seq == self._head or self._unfinished < self._wake_below:
                 self._cond.notify()
+        waker = self.waker
+        if waker is not None:  # an async consumer (arun) awaits instead of waiting on _cond
+            waker()
 
     def _next_finished(self) -> _Entry | None:
         """The next chunk to hand over (input or completion order), reading more input
@@ -486,6 +515,54 @@ class _MapState:
         with self._cond:
             self._ahead_items -= entry.size
             self._ahead_bytes -= entry.nbytes
+
+    # -- an async consumer (anypool._aio drives this) -------------------------------------
+    # run() for ``async for``: where run() blocks in Condition.wait, arun() awaits
+    # ``waiter.wait()``, which returns once ``waker`` (called by _chunk_done from any
+    # thread) fired; ``waiter.arm()`` is called under _cond first, so no wake is lost.
+    waker: Callable[[], None] | None = None
+
+    async def arun(self, waiter: AsyncWaiter) -> AsyncGenerator[Iterable[Any], None]:
+        interrupted = False
+        self.waker = waiter.wake
+        try:
+            self.begin()
+            if self._kept is not None:  # drained at shutdown: hand over what it kept
+                kept, self._kept = self._kept, []
+                for iterable in kept:
+                    yield iterable
+                return
+            while (entry := await self._anext_finished(waiter)) is not None:
+                outcome = chunk_outcomes(entry.future, entry.size)
+                self._account(outcome, entry.size)
+                if not self._ran_in_submit:
+                    self._fill()
+                yield self._iterable(outcome)
+                self._release(entry)
+            if self._input_error is not None:
+                raise self._input_error
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
+        finally:
+            self.waker = None
+            self.stop(interrupted)
+
+    async def _anext_finished(self, waiter: AsyncWaiter) -> _Entry | None:
+        """_next_finished() that awaits instead of blocking the thread."""
+        while True:
+            self._fill()
+            with self._cond:
+                if not self._inflight:
+                    return None
+                entry = self._take_finished()
+                if entry is not None:
+                    return entry
+                wait = not self._room()
+                if wait:
+                    waiter.arm()
+            if wait:
+                await waiter.wait()
 
     # -- handing results over -----------------------------------------------------------------
     def _account(self, outcome: ChunkResult, size: int) -> None:

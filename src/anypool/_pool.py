@@ -21,7 +21,13 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
 from typing import Any, Literal, TypeVar
 
-from ._aio import exit_pool, is_coroutine_function, new_future, wrap_coroutine_function
+from ._aio import (
+    AwaitableFuture,
+    exit_pool,
+    is_coroutine_function,
+    new_future,
+    wrap_coroutine_function,
+)
 from ._backends import load_backend
 from ._backends._auto import steer_options
 from ._chunking import make_chunker
@@ -284,8 +290,10 @@ class Pool(CoordinationMixin, PoolObservability):
         callback: Callback | None = None,
         block: bool | float = True,
         **kwargs: Any,
-    ) -> Future[R]:
-        """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`.
+    ) -> AwaitableFuture[R]:
+        """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`
+        that a coroutine may also ``await`` (docs/async.md). A coroutine function runs on
+        an event loop of the worker's.
 
         ``timeout``, ``retries`` and ``priority`` override the pool's defaults for this
         task. ``callback(result, error)`` is called in this process when the task ends.
@@ -306,7 +314,7 @@ class Pool(CoordinationMixin, PoolObservability):
         if self._runs_coroutines_for(fn):
             fn, timeout = wrap_coroutine_function(fn, self._timeout if timeout is None else timeout)
         task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
-        return self._submit_task(task, block=block, callback=callback)
+        return self._submit_task(task, block=block, callback=callback)  # type: ignore[return-value]
 
     def map(
         self,

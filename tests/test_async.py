@@ -1,0 +1,428 @@
+"""anypool from async code: the contract through ``await`` and ``async for`` on every local
+backend, run under ``asyncio.run`` and under anyio's asyncio backend.
+
+Each test is a coroutine handed to the ``run`` fixture; pools come from ``make_pool`` (or
+``async with``), so the autouse leak checks (tests/conftest.py) hold after every test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import itertools
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import anypool
+
+LOCAL_BACKENDS = ["thread", "process", "inline"]
+Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
+
+
+def _run_anyio(body: Callable[[], Awaitable[Any]]) -> Any:
+    anyio = pytest.importorskip("anyio")
+    return anyio.run(body, backend="asyncio")
+
+
+@pytest.fixture(params=["asyncio", "anyio"])
+def run(request: pytest.FixtureRequest) -> Runner:
+    """Runs a test's coroutine: ``asyncio.run``, or anyio's asyncio backend."""
+    if request.param == "anyio":
+        return _run_anyio
+    return lambda body: asyncio.run(body())  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=LOCAL_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# -- tasks (module level: process workers import them by name) --------------------------------
+class Boom(Exception):
+    pass
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise Boom(f"item {x}")
+    return x
+
+
+async def async_square(x: int) -> int:
+    await asyncio.sleep(0.001)
+    return x * x
+
+
+async def async_fail(x: int) -> int:
+    await asyncio.sleep(0)
+    raise Boom(f"async {x}")
+
+
+async def async_sleep_forever(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+async def async_never_yields(seconds: float) -> str:
+    time.sleep(seconds)  # blocks its loop: only the backend's deadline can stop it
+    return "finished"
+
+
+async def async_loop_id(_: int) -> int:
+    await asyncio.sleep(0)
+    return id(asyncio.get_running_loop())
+
+
+# -- the contract through await ----------------------------------------------------------------
+def test_await_submit_returns_the_value_and_the_future_stays_a_stdlib_future(
+    backend, run, make_pool
+):
+    pool = make_pool(backend, 2)
+
+    async def body() -> None:
+        future = pool.submit(square, 7)
+        assert isinstance(future, cf.Future)
+        assert await future == 49
+        assert future.result() == 49  # still usable from sync code
+        done, _ = cf.wait([pool.submit(square, 3)])
+        assert [f.result() for f in done] == [9]
+        assert await asyncio.gather(*(pool.submit(square, i) for i in range(5))) == [
+            0,
+            1,
+            4,
+            9,
+            16,
+        ]
+
+    run(body)
+
+
+def test_await_submit_raises_the_tasks_exception(backend, run, make_pool):
+    pool = make_pool(backend, 2)
+
+    async def body() -> None:
+        with pytest.raises(Boom, match="item 3"):
+            await pool.submit(fail_on, 3, 3)
+
+    run(body)
+
+
+def test_async_for_over_map_yields_in_order_and_raises_at_the_failing_item(backend, run, make_pool):
+    pool = make_pool(backend, 2)
+
+    async def body() -> None:
+        assert [x async for x in pool.map(square, range(50))] == [x * x for x in range(50)]
+        got: list[int] = []
+
+        async def consume() -> None:
+            async for x in pool.map(fail_on, range(10), itertools.repeat(5), chunksize=2):
+                got.append(x)
+
+        with pytest.raises(Boom, match="item 5"):
+            await consume()
+        assert got == [0, 1, 2, 3, 4]
+        unordered = [x async for x in pool.map(square, range(20), ordered=False)]
+        assert sorted(unordered) == [x * x for x in range(20)]
+
+    run(body)
+
+
+def test_await_map_returns_the_whole_list(backend, run, make_pool):
+    pool = make_pool(backend, 2)
+
+    async def body() -> None:
+        assert await pool.map(square, range(30)) == [x * x for x in range(30)]
+        mixed = await pool.map(fail_on, range(4), [2] * 4, return_exceptions=True)
+        assert mixed[:2] == [0, 1]
+        assert isinstance(mixed[2], Boom)
+        assert mixed[3] == 3
+        assert await pool.map(square, []) == []
+
+    run(body)
+
+
+def test_coroutine_functions_run_on_every_local_backend(backend, run, make_pool):
+    pool = make_pool(backend, 2)
+
+    async def body() -> None:
+        assert await pool.submit(async_square, 6) == 36
+        assert await pool.map(async_square, range(10)) == [x * x for x in range(10)]
+        with pytest.raises(Boom, match="async 1"):
+            await pool.submit(async_fail, 1)
+        # the sync API runs them too
+        assert pool.submit(async_square, 3).result() == 9
+
+    run(body)
+    assert list(pool.map(async_square, range(4))) == [0, 1, 4, 9]
+
+
+def test_async_with_shuts_the_pool_down(backend, run):
+    async def body() -> None:
+        async with anypool.Pool(backend, 2) as pool:
+            assert await pool.submit(square, 4) == 16
+            never_iterated = pool.map(square, range(5))  # runs to its end at shutdown
+        with pytest.raises(anypool.PoolClosed):
+            pool.submit(square, 1)
+        assert list(never_iterated) == [0, 1, 4, 9, 16]
+
+    run(body)  # the autouse leak check: no worker outlives the ``async with``
+
+
+def test_plain_sync_use_is_unchanged_by_the_awaitable_future(make_pool):
+    pool = make_pool("thread", 2)
+    futures = [pool.submit(square, i) for i in range(10)]
+    assert sorted(f.result() for f in cf.as_completed(futures)) == sorted(x * x for x in range(10))
+    assert list(pool.map(square, range(5))) == [0, 1, 4, 9, 16]
+
+
+# -- the loop is never blocked ------------------------------------------------------------------
+def _wait_for_gate(gate: threading.Event, value: int) -> int:
+    assert gate.wait(10), "the event loop never opened the gate: it was blocked"
+    return value
+
+
+def test_awaiting_a_future_or_a_map_chunk_does_not_block_the_loop(run, make_pool):
+    # the tasks wait for a gate that only a coroutine on the same loop opens: a loop
+    # blocked in a wait() would never open it
+    pool = make_pool("thread", 2)
+
+    async def body() -> None:
+        gate = threading.Event()
+
+        async def open_gate() -> None:
+            await asyncio.sleep(0.05)
+            gate.set()
+
+        opener = asyncio.ensure_future(open_gate())
+        assert await pool.submit(_wait_for_gate, gate, 1) == 1
+        await opener
+        gate.clear()
+        opener = asyncio.ensure_future(open_gate())
+        assert [x async for x in pool.map(_wait_for_gate, [gate] * 4, range(4))] == [0, 1, 2, 3]
+        await opener
+
+    run(body)
+
+
+def test_async_map_stays_lazy_and_bounded_on_an_endless_input(run, make_pool):
+    pool = make_pool("thread", 2)
+    read = []
+
+    def endless() -> Any:
+        for i in itertools.count():
+            read.append(i)
+            yield i
+
+    async def body() -> None:
+        got = []
+        async for x in pool.map(square, endless(), window=3, chunksize=1):
+            got.append(x)
+            if len(got) == 10:
+                break
+        assert got == [x * x for x in range(10)]
+
+    run(body)
+    assert len(read) <= 10 + 3 + 1  # the consumed items, the window, one being read
+
+
+# -- cancellation -------------------------------------------------------------------------------
+def _block(gate: threading.Event, value: Any = None) -> Any:
+    gate.wait(10)
+    return value
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def test_cancelling_the_awaiting_task_cancels_a_queued_task(run, make_pool):
+    pool = make_pool("thread", 1)
+    gate = threading.Event()
+
+    async def body() -> None:
+        blocker = pool.submit(_block, gate)
+        queued = pool.submit(square, 3)
+        waiting = asyncio.ensure_future(_await(queued))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert queued.cancelled()
+        gate.set()
+        await blocker
+
+    run(body)
+
+
+async def _await(future: Any) -> Any:
+    return await future
+
+
+def test_cancelling_the_awaiting_task_kills_a_running_process_task(run, make_pool):
+    pool = make_pool("process", 1)
+    assert pool.capabilities.kills_running_tasks
+
+    async def body() -> None:
+        running = pool.submit(time.sleep, 30)
+        await _until(running.running)
+        waiting = asyncio.ensure_future(_await(running))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await _until(running.done)
+        assert time.monotonic() - started < 5
+        with pytest.raises((cf.CancelledError, anypool.BrokenPool, Exception)):
+            running.result()
+        assert await pool.submit(square, 5) == 25  # the pool goes on with a fresh worker
+
+    run(body)
+
+
+def test_cancelling_the_awaiting_task_abandons_a_running_thread_task(run, make_pool):
+    # a thread cannot be stopped: the wait is abandoned, the task runs to its end
+    pool = make_pool("thread", 1)
+    gate = threading.Event()
+
+    async def body() -> None:
+        running = pool.submit(_block, gate, "done")
+        await _until(running.running)
+        waiting = asyncio.ensure_future(_await(running))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert running.running()
+        gate.set()
+        await _until(running.done)
+        assert running.result() == "done"
+
+    run(body)
+
+
+def _record(ran: list[int], gate: threading.Event, x: int) -> int:
+    ran.append(x)
+    if x > 0:
+        gate.wait(10)
+    else:
+        # still running when submit returns: a chunk already done there reads as the
+        # inline backend's, and the map then reads no further ahead until asked
+        time.sleep(0.2)
+    return x
+
+
+@pytest.mark.parametrize("leave", ["break", "exception", "cancel"])
+def test_leaving_an_async_map_early_cancels_the_chunks_not_started(leave, run, make_pool):
+    pool = make_pool("thread", 1)
+    gate = threading.Event()
+    ran: list[int] = []
+
+    async def consume() -> None:
+        async for _ in pool.map(_record, [ran] * 10, [gate] * 10, range(10), window=4, chunksize=1):
+            # item 0 returned; now item 1 runs (blocked on the gate), the next ones queue
+            await _until(lambda: len(ran) >= 2)
+            if leave == "break":
+                break
+            if leave == "exception":
+                raise Boom("consumer")
+            await asyncio.sleep(30)  # "cancel": cancelled here, item 1 running
+
+    async def body() -> None:
+        consumer = asyncio.ensure_future(consume())
+        await _until(lambda: len(ran) >= 2)
+        await asyncio.sleep(0.02)  # the consumer is past its own _until
+        if leave == "cancel":
+            consumer.cancel()
+        with pytest.raises((Boom, asyncio.CancelledError)) if leave != "break" else _nothing():
+            await consumer
+        await asyncio.sleep(0.1)  # a ``break``: asyncio closes the stream in a task of its own
+        gate.set()
+
+    run(body)
+    pool.shutdown(wait=True)
+    assert ran == [0, 1], f"items started after the map was left: {ran}"
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_an_async_map_can_be_iterated_only_once(run, make_pool):
+    pool = make_pool("thread", 2)
+
+    async def body() -> None:
+        results = pool.map(square, range(3))
+        assert [x async for x in results] == [0, 1, 4]
+        with pytest.raises(TypeError, match="already iterated"):
+            results.__aiter__()
+
+    run(body)
+
+
+# -- coroutines: timeouts -----------------------------------------------------------------------
+_cancelled_seen = threading.Event()
+
+
+async def _async_note_cancel(seconds: float) -> str:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        _cancelled_seen.set()
+        raise
+    return "finished"
+
+
+def test_a_coroutine_past_its_timeout_is_cancelled_at_its_next_await(run, make_pool):
+    pool = make_pool("thread", 1)
+    _cancelled_seen.clear()
+
+    async def body() -> None:
+        started = time.monotonic()
+        with pytest.raises(anypool.TaskTimeout, match="cancelled"):
+            await pool.submit(_async_note_cancel, 30, timeout=0.2)
+        assert time.monotonic() - started < 5
+        assert _cancelled_seen.wait(5)  # cancelled, not abandoned: the thread is free again
+        assert await pool.submit(square, 2) == 4
+
+    run(body)
+
+
+def test_a_coroutine_that_never_yields_is_killed_after_the_grace_period(make_pool):
+    pool = make_pool("process", 1)
+    started = time.monotonic()
+    with pytest.raises(anypool.TaskTimeout):
+        pool.submit(async_never_yields, 30, timeout=0.2).result(timeout=20)
+    assert time.monotonic() - started < 10
+    assert pool.submit(square, 3).result(timeout=20) == 9
+
+
+def test_each_coroutine_task_gets_its_own_event_loop_on_threads(make_pool):
+    pool = make_pool("thread", 2)
+    assert len(list(pool.map(async_loop_id, range(4), chunksize=1))) == 4
+
+
+def test_inline_runs_a_coroutine_function_from_inside_a_running_loop(run, make_pool):
+    pool = make_pool("inline")
+
+    async def body() -> None:
+        future = pool.submit(async_square, 5)
+        assert future.done()  # inline: it ran in the call
+        assert await future == 25
+
+    run(body)
