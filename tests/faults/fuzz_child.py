@@ -42,7 +42,6 @@ from anypool import SerializationError
 from anypool._process_errors import BrokenProcessPool, WorkerCrashed
 
 Outcome = tuple[str, Any]  # (how, what): value | error | raised | hang | skipped
-HEALTHY_INDICES = (0, 2)
 PROBE = ("ok", 99, "", "", None)
 CLASSES: dict[str, type[BaseException]] = {
     "SerializationError": SerializationError,
@@ -210,19 +209,12 @@ def run_executor_submit(case: Case) -> Observed:
 
 
 def run_executor_map(case: Case) -> Observed:
-    """The stdlib contract: map() submits every call at once and raises the first failed
-    call's exception when iteration reaches it."""
+    """The stdlib contract: map() submits every call at once (so it raises what submitting
+    raises) and raises a failed call's exception when iteration reaches it."""
     observed = Observed()
     executor = _executor(case)
-    outcomes: list[Outcome] = []
     try:
-        try:
-            for value in executor.map(fuzz_tasks.call, items(case), timeout=FUTURE_BOUND_S):
-                outcomes.append(("value", value))
-        except FuturesTimeout:
-            outcomes.append(("hang", None))
-        except BaseException as exc:
-            outcomes.append(("error" if outcomes or _submitted(exc) else "raised", exc))
+        outcomes = _executor_map_outcomes(executor, items(case))
         observed.fault = outcomes[-1] if outcomes[-1][0] != "value" else ("skipped", None)
         healthy = [o for o in outcomes if o[0] == "value"]
         observed.others = (healthy + [("skipped", None)] * 2)[:2]
@@ -232,14 +224,22 @@ def run_executor_map(case: Case) -> Observed:
     return observed
 
 
-def _submitted(exc: BaseException) -> bool:
-    """Raised while iterating (by a future), not by map() itself while it submitted."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "result_iterator":
-            return True
-        tb = tb.tb_next
-    return False
+def _executor_map_outcomes(
+    executor: anypool.ProcessPoolExecutor, calls: list[Any]
+) -> list[Outcome]:
+    try:
+        mapped = executor.map(fuzz_tasks.call, calls, timeout=FUTURE_BOUND_S)
+    except BaseException as exc:
+        return [("raised", exc)]
+    outcomes: list[Outcome] = []
+    try:
+        for value in mapped:
+            outcomes.append(("value", value))
+    except FuturesTimeout:
+        outcomes.append(("hang", None))
+    except BaseException as exc:
+        outcomes.append(("error", exc))
+    return outcomes
 
 
 def run_process(case: Case) -> Observed:
@@ -448,7 +448,7 @@ def _forget_runner_frames(observed: Observed) -> None:
             what.__traceback__ = None
 
 
-def warm_up(methods: set[str]) -> None:
+def warm_up(methods: set[fuzzlib.StartMethod]) -> None:
     """Start what lives as long as this interpreter (forkserver, resource tracker) and
     import what the cases use, before the baseline is taken."""
     for method in sorted(methods):
@@ -463,7 +463,7 @@ def stop_helpers() -> int | None:
     from multiprocessing import forkserver
 
     forkserver._forkserver._stop()  # type: ignore[attr-defined]
-    tracker = resource_tracker._resource_tracker  # type: ignore[attr-defined]
+    tracker: Any = resource_tracker._resource_tracker
     with tracker._lock:
         if tracker._fd is None or tracker._pid is None:
             return None

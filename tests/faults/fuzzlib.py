@@ -29,11 +29,12 @@ import time
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fuzz_tasks import EXIT_CODE, SYS_EXIT_CODE
 
-START_METHODS = ("fork", "forkserver", "spawn")
+StartMethod = Literal["fork", "forkserver", "spawn"]
+START_METHODS: tuple[StartMethod, ...] = ("fork", "forkserver", "spawn")
 # The API paths, with how often each is drawn (the executor's two count as one path).
 APIS = {
     "submit": 2,
@@ -70,7 +71,7 @@ PARALLEL = 2  # children at a time (most of a case is waiting on processes)
 class Case:
     seed: int
     index: int
-    start_method: str
+    start_method: StartMethod
     api: str
     point: str
     kind: str
