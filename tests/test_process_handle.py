@@ -326,3 +326,40 @@ def test_ctrl_c_in_join_stops_the_process(tmp_path: Path) -> None:
     assert "KeyboardInterrupt" in err, err
     assert err.count("Traceback") == 1, err  # the program's own, nothing from the worker
     assert gone(worker)
+
+
+def _noop_init(lock: object) -> None:
+    del lock
+
+
+def test_multiprocessing_lock_in_initargs_reaches_the_worker() -> None:
+    # the pool hands initargs to its workers by inheritance; the Process must not try to
+    # pickle them again with its target (multiprocessing refuses that for a Lock)
+    import multiprocessing
+
+    lock = multiprocessing.get_context("spawn").Lock()
+    process = anypool.Process(
+        target=double, args=(21,), start_method="spawn", initializer=_noop_init, initargs=(lock,)
+    )
+    process.start()
+    process.join(timeout=30)
+    assert process.exception() is None
+    assert process.result() == 42
+
+
+def test_a_process_whose_call_does_not_pickle_is_freed_without_gc() -> None:
+    import gc
+    import threading
+    import weakref
+
+    gc.disable()
+    try:
+        process = anypool.Process(target=double, args=(threading.Lock(),))
+        process.start()
+        process.join(timeout=30)
+        assert isinstance(process.exception(), anypool.SerializationError)
+        alive = weakref.ref(process)
+        del process
+        assert alive() is None, "a reference cycle kept the Process (and its pool options)"
+    finally:
+        gc.enable()

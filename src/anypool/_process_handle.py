@@ -33,7 +33,7 @@ from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from typing import Any
 
-from ._exceptions import CapabilityError, TaskTimeout
+from ._exceptions import CapabilityError, SerializationError, TaskTimeout
 
 __all__ = ["Process"]
 
@@ -97,7 +97,10 @@ class Process:
 
     # -- pickling: only the recipe travels, never the parent's pool ---------------------------
     def __getstate__(self) -> dict[str, Any]:
-        runtime = ("_lock", "_pool", "_future", "_stop_signal", "_last_pid")
+        # _pool_args stays behind too: the worker never needs it, and its initargs may hold
+        # multiprocessing objects that only travel by inheritance (the pool passes those to
+        # its workers at start; pickling them again with the target would be refused)
+        runtime = ("_lock", "_pool", "_future", "_stop_signal", "_last_pid", "_pool_args")
         return {k: v for k, v in self.__dict__.items() if k not in runtime}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -153,7 +156,12 @@ class Process:
             self._pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
             raise
         # the worker is not needed once the task is over: let it go without waiting for join()
-        self._future.add_done_callback(lambda _: self._pool.shutdown(wait=False))
+        # (the callback holds the pool, not self: self -> future -> callback -> self would be
+        # a cycle that only the garbage collector frees)
+        pool = self._pool
+        self._future.add_done_callback(lambda _: pool.shutdown(wait=False))
+        if self._future.done():  # failed in this process: its frames are finished by now
+            _drop_parent_frames(self._future)
         self._wait_for_worker()
 
     def _wait_for_worker(self) -> None:
@@ -286,3 +294,19 @@ def _exitcode_of(error: BaseException | None) -> int:
         return -signal.SIGTERM
     exitcode = getattr(error, "exitcode", None)  # WorkerCrashed: the dead worker's own code
     return exitcode if isinstance(exitcode, int) else 1
+
+
+def _drop_parent_frames(future: Future[Any]) -> None:
+    """An error raised in this process while sending ``run`` (a call that does not pickle)
+    has a traceback whose frames, and their callers up to ``start()``, hold this Process:
+    the future that keeps the error would make a cycle, and the pool options (a lock's
+    resource-tracker registration among them) would wait for the garbage collector. Those
+    frames are anypool's own and the message names what did not pickle, so they go."""
+    error = None if future.cancelled() else future.exception()
+    if not isinstance(error, SerializationError):
+        return  # a task's own error keeps its traceback, for post-mortem debugging
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
