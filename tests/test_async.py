@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import itertools
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -426,3 +427,59 @@ def test_inline_runs_a_coroutine_function_from_inside_a_running_loop(run, make_p
         assert await future == 25
 
     run(body)
+
+
+# -- coroutines: many at once per worker ----------------------------------------------------------
+async def async_span(x: int) -> tuple[int, float, float]:
+    start = time.monotonic()
+    await asyncio.sleep(0.2)
+    return os.getpid(), start, time.monotonic()
+
+
+def _most_at_once(spans: list[tuple[int, float, float]]) -> int:
+    """The most items of one worker process that were awaiting at the same moment."""
+    most = 0
+    for pid, start, _ in spans:
+        same = [(s, e) for p, s, e in spans if p == pid]
+        most = max(most, sum(1 for s, e in same if s <= start < e))
+    return most
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_maps_chunk_of_coroutines_runs_its_items_at_once_on_one_loop(backend, make_pool):
+    pool = make_pool(backend, 2)
+    spans = list(pool.map(async_span, range(20), chunksize=10))
+    assert len(spans) == 20
+    # one worker runs a chunk's 10 coroutines together: sequential would be 1 at a time
+    assert _most_at_once(spans) >= 5
+
+
+def test_a_chunk_of_coroutines_times_out_per_item(make_pool):
+    pool = make_pool("thread", 1)
+    results = list(
+        pool.map(
+            async_sleep_forever,
+            [0.01, 30, 0.01],
+            timeout=0.3,
+            chunksize=3,
+            return_exceptions=True,
+        )
+    )
+    assert results[0] == "finished"
+    assert isinstance(results[1], anypool.TaskTimeout)
+    assert results[2] == "finished"
+
+
+def test_a_failing_coroutine_in_a_chunk_fails_only_its_item(make_pool):
+    pool = make_pool("process", 2)
+    out = list(pool.map(fail_on_async, range(6), chunksize=6, return_exceptions=True))
+    assert out[:3] == [0, 1, 2]
+    assert isinstance(out[3], Boom)
+    assert out[4:] == [4, 5]
+
+
+async def fail_on_async(x: int) -> int:
+    await asyncio.sleep(0.01)
+    if x == 3:
+        raise Boom("three")
+    return x

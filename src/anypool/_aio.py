@@ -20,9 +20,11 @@ pools, and coroutine functions run by every local backend.
 
     pool.submit(async_fn, x) CoroutineCall(async_fn): a plain, picklable callable that the
                              worker (thread, process or the caller for inline) runs: one
-                             event loop per call (asyncio.run); timeout= cancels the
-                             coroutine at its next await, the backend's own deadline
-                             (timeout + COROUTINE_GRACE_S) kills or abandons it after that
+                             event loop per call (asyncio.run); a map's chunk runs all its
+                             items at once on one loop (_task.run_chunk asks for
+                             _anypool_run_chunk); timeout= cancels the coroutine at its
+                             next await, the backend's own deadline (timeout +
+                             COROUTINE_GRACE_S) kills or abandons it after that
 
 ``asyncio`` is imported only where it is used, so ``import anypool`` and sync pools do not
 pay for it (an awaited future or map has it imported already).
@@ -34,6 +36,7 @@ import functools
 import inspect
 import sys
 import threading
+import time
 import weakref
 from collections.abc import (
     AsyncGenerator,
@@ -42,12 +45,14 @@ from collections.abc import (
     Generator,
     Iterable,
     Iterator,
+    Sequence,
 )
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._admission import SlotFuture
 from ._exceptions import TaskTimeout
+from ._task import ChunkResult
 
 if TYPE_CHECKING:
     import asyncio
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
     from ._pool import Pool
 
 __all__ = [
+    "COROUTINES_PER_CHUNK",
     "COROUTINE_GRACE_S",
     "AwaitableFuture",
     "AwaitableSlotFuture",
@@ -69,6 +75,10 @@ __all__ = [
 
 R = TypeVar("R")
 
+# A map's chunk of a coroutine function runs its items at once on one event loop, at most
+# this many at a time (as the asyncio backend's default): a worker then has a chunk's worth
+# of requests in flight; ``chunksize=`` sets how many.
+COROUTINES_PER_CHUNK = 100
 # A coroutine past its timeout= is cancelled at its next await; one that does not yield
 # for this long after that is stopped by the backend's own deadline (a process worker is
 # killed, a thread abandoned), so the backend's deadline is timeout + this.
@@ -364,6 +374,16 @@ class CoroutineCall:
 
         return asyncio.run(_with_timeout(self.fn, args, kwargs, self.timeout))
 
+    def _anypool_run_chunk(self, items: Sequence[Any], star: bool) -> ChunkResult:
+        """A map's chunk (_task.run_chunk): every item's coroutine on one event loop, up
+        to COROUTINES_PER_CHUNK at once, each with its own timeout."""
+        if _loop_running_here():
+            chunk: ChunkResult = _run_in_helper_thread(self._anypool_run_chunk, (items, star), {})
+            return chunk
+        import asyncio
+
+        return asyncio.run(_gather_chunk(self.fn, items, star, self.timeout))
+
     def __getattr__(self, name: str) -> Any:
         if name in ("__name__", "__qualname__"):  # names in statistics, timelines, errors
             return getattr(self.fn, name)
@@ -406,6 +426,30 @@ async def _with_timeout(
     raise TaskTimeout(f"coroutine {_name(fn)} ran past its timeout of {timeout} s (cancelled)")
 
 
+async def _gather_chunk(
+    fn: Callable[..., Any], items: Sequence[Any], star: bool, timeout: float | None
+) -> ChunkResult:
+    import asyncio
+
+    room = asyncio.Semaphore(COROUTINES_PER_CHUNK)
+
+    async def one(item: Any) -> Any:
+        async with room:
+            return await _with_timeout(fn, tuple(item) if star else (item,), {}, timeout)
+
+    start = time.perf_counter()
+    outcomes = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, BaseException):  # an Exception, or CancelledError it raised
+            errors[index] = outcome
+            values.append(None)
+        else:
+            values.append(outcome)
+    return ChunkResult(values, errors, time.perf_counter() - start)
+
+
 def _name(fn: object) -> str:
     return str(getattr(fn, "__qualname__", None) or repr(fn))
 
@@ -415,7 +459,7 @@ def _loop_running_here() -> bool:
     return running is not None and running._get_running_loop() is not None
 
 
-def _run_in_helper_thread(call: CoroutineCall, args: Any, kwargs: dict[str, Any]) -> Any:
+def _run_in_helper_thread(call: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
     outcome: list[Any] = []
 
     def target() -> None:

@@ -37,7 +37,12 @@ def run_chunk(fn: Callable[..., Any], items: Sequence[Any], star: bool) -> Chunk
     does) rather than a Python one: for tiny tasks the loop is most of the cost.
     When an item raises, ``extend`` has kept the values before it (CPython appends in
     place), so the failing index is ``len(values)``; the loop resumes after it.
+    A coroutine function's chunk (anypool._aio.CoroutineCall) runs its items at once
+    on one event loop instead.
     """
+    run_together = getattr(fn, "_anypool_run_chunk", None)
+    if run_together is not None:
+        return run_together(items, star)  # type: ignore[no-any-return]
     values: list[Any] = []
     errors: dict[int, BaseException] = {}
     apply = itertools.starmap if star else map
