@@ -205,11 +205,15 @@ def run_child(module_name: str, stdlib: bool, watchdog: float, events: str, afte
     import unittest
 
     skips = read_skips()
-    suite = build_suite(module_name, stdlib, skips)
-    tests = list(suite)
+    tests = list(build_suite(module_name, stdlib, skips))
     if after:
         ids = [t.id() for t in tests]
         tests = tests[ids.index(after) + 1 :] if after in ids else []
+    suite = unittest.TestSuite(tests)
+    # only the suite may hold the tests: it drops each one once run, as unittest's own
+    # runner does, and a test that lives on keeps its executor's initargs alive
+    # (FailingInitializerResourcesTest counts their resource-tracker registrations)
+    del tests
     out = open(events, "a")  # noqa: SIM115 (open for the whole run)
 
     def arm(what: str) -> None:
@@ -255,7 +259,7 @@ def run_child(module_name: str, stdlib: bool, watchdog: float, events: str, afte
 
     arm("module set-up")
     runner = unittest.TextTestRunner(verbosity=2, resultclass=Result, stream=sys.stderr)
-    runner.run(unittest.TestSuite(tests))
+    runner.run(suite)
     arm("interpreter exit")
     _event(out, event="done")
     out.close()
