@@ -174,7 +174,7 @@ def _initializer_row(kind: str) -> Expected:
 # that the entry is removed when the bug is fixed (non-strict: races that show rarely).
 @dataclass(frozen=True)
 class KnownBug:
-    cells: str  # point/kind/api/start_method, fnmatch patterns
+    cells: str  # point/kind/api/start_method[/lock or nolock], fnmatch patterns
     problem: str  # a regex that each problem it explains matches
     why: str
     strict: bool = True
@@ -196,7 +196,7 @@ _PROCESS_CYCLE = (
     "(future -> error -> traceback -> Process) until gc.collect()"
 )
 EXPECTED_BROKEN: list[KnownBug] = [
-    KnownBug("*/*/process/*", r"Lock objects should only be shared", _PROCESS_INITARGS),
+    KnownBug("*/*/process/*/lock", r"Lock objects should only be shared", _PROCESS_INITARGS),
     KnownBug("*/*/process/*", r"registrations left.*freed by gc", _PROCESS_CYCLE, strict=False),
     KnownBug("result_unpickle/*/*/*", r"^leak: file descriptors.*freed by gc", _FD_CYCLE),
     *(
@@ -208,7 +208,12 @@ EXPECTED_BROKEN: list[KnownBug] = [
 
 
 def known_bugs(case: Case) -> list[KnownBug]:
-    return [bug for bug in EXPECTED_BROKEN if fnmatch.fnmatchcase(case.cell, bug.cells)]
+    cell = f"{case.cell}/{'lock' if case.lock else 'nolock'}"
+    return [bug for bug in EXPECTED_BROKEN if fnmatch.fnmatchcase(cell, full_pattern(bug.cells))]
+
+
+def full_pattern(pattern: str) -> str:
+    return pattern if pattern.count("/") == 4 else f"{pattern}/*"
 
 
 def explained(case: Case, problem: str) -> KnownBug | None:

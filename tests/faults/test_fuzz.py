@@ -38,7 +38,8 @@ def test_fuzz() -> None:
     print(report.summary())
     assert not report.failed(), report.format()
     assert not report.batch_problems, report.format()
-    assert not report.fixed_entries(), report.format()
+    if not os.environ.get("ANYPOOL_FUZZ_ONLY"):  # a replay draws too few cases to say
+        assert not report.fixed_entries(), report.format()
     if any(result.case.start_method != "fork" for result in report.results):
         # the tracker check ran: spawn and forkserver start one in their batches
         assert 0 in report.tracker_exits, report.tracker_exits
@@ -56,18 +57,19 @@ def test_every_cell_has_an_expected_outcome() -> None:
 
 def _all_cells() -> list[str]:
     return [
-        f"{point}/{kind}/{api}/{method}"
+        f"{point}/{kind}/{api}/{method}/{lock}"
         for point in fuzzlib.POINTS
         for kind in fuzzlib.kinds_at(point)
         for api in fuzzlib.APIS
         for method in fuzzlib.START_METHODS
+        for lock in ("lock", "nolock")
     ]
 
 
 def test_expected_broken_names_real_cells() -> None:
     cells = _all_cells()
     for bug in fuzzlib.EXPECTED_BROKEN:
-        assert fnmatch.filter(cells, bug.cells), bug
+        assert fnmatch.filter(cells, fuzzlib.full_pattern(bug.cells)), bug
         re.compile(bug.problem)
 
 
