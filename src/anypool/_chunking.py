@@ -25,7 +25,7 @@ MAX_CHUNK = 1 << 15
 # Growth per observation; shrinking is immediate. 8x reaches MAX_CHUNK in 5 steps.
 GROWTH = 8
 # While the consumer has taken few items, an input without a length (a generator, maybe
-# endless) is read in chunks of at most this many items beyond what it has taken: a
+# endless) is read at most `window` times (this + the items it has taken) ahead: a
 # consumer that stops after a few items leaves little work wasted. An input with a length
 # is in memory already: its chunks are bounded by time (TARGET_CHUNK_S) and by `total`
 # only, which lets them reach full size in a few chunks instead of dozens (benchmarks/).
@@ -72,7 +72,8 @@ class AdaptiveChunks:
 
     ``total`` (when the input has a length) and ``workers`` cap the size so that
     every worker gets at least ~4 chunks, as ``multiprocessing.Pool.map`` does.
-    Without ``total``, a chunk is also capped by what the consumer has taken.
+    Without ``total``, the map bounds the read-ahead by what the consumer has taken
+    (``_map._MapState._ramp_room``), which caps the chunks too.
     """
 
     def __init__(self, workers: int, total: int | None = None) -> None:
@@ -84,9 +85,7 @@ class AdaptiveChunks:
         self._consumed = 0
 
     def next_size(self) -> int:
-        if self._sized:
-            return max(1, min(self.size, self._cap))
-        return max(1, min(self.size, self._cap, MIN_READ_AHEAD + self._consumed))
+        return max(1, min(self.size, self._cap))
 
     def observe(self, items: int, duration: float) -> None:
         if items <= 0:

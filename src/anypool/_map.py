@@ -51,6 +51,7 @@ from typing import Any, Protocol, TypeVar
 from ._chunking import (
     MAX_READ_AHEAD,
     MAX_READ_AHEAD_BYTES,
+    MIN_READ_AHEAD,
     AdaptiveChunks,
     Chunker,
     chunk_bytes,
@@ -292,6 +293,7 @@ class _MapState:
         self._wake_below = 0
         self._ahead_items = 0  # read from the input, not yet taken by the consumer
         self._ahead_bytes = 0
+        self._taken = 0  # items of chunks the consumer has walked
         self._item_bytes = 0  # running estimate of one item's bytes
         self._exhausted = False
         self._input_error: BaseException | None = None
@@ -400,9 +402,20 @@ class _MapState:
         elif self._unfinished >= window:
             self._wake_below = window
             return False
+        ramp = self._ramp_room(window)
+        if ramp <= 0 or (self._inflight and ramp < self._chunker.next_size() // 2):
+            return False  # wait until a chunk of about the size the chunker wants fits
         if len(self._inflight) < _read(limits.workers):
             return True  # every worker gets a chunk, however large its items
         return self._ahead_items < limits.max_items and self._ahead_bytes < limits.max_bytes
+
+    def _ramp_room(self, window: int) -> int:
+        """Items an input without a length may still be read ahead: ``window`` times
+        (MIN_READ_AHEAD + items taken), so a consumer that stops after a few items wastes
+        little, and the read-ahead grows with what it takes (huge for a sized input)."""
+        if self.sized or not self._adaptive:
+            return self._limits.max_items
+        return window * (MIN_READ_AHEAD + self._taken) - self._ahead_items
 
     def _next_size(self) -> int:
         while self._observed:
@@ -415,6 +428,7 @@ class _MapState:
         # has a chunk and one more waits; and never more than is left of it
         share = _read(limits.workers) + 1
         cap = min(limits.max_items // share, limits.max_items - self._ahead_items)
+        cap = min(cap, self._ramp_room(_read(limits.window)))
         if self._item_bytes:
             by_bytes = min(limits.max_bytes // share, limits.max_bytes - self._ahead_bytes)
             cap = min(cap, by_bytes // self._item_bytes)
@@ -459,8 +473,10 @@ class _MapState:
         The chunk's items are charged as its results from now on (the task, and with it
         the input items, is released once it is done)."""
         result_bytes = entry.nbytes
+        result = None
         if not future.cancelled() and future.exception() is None:
             result = future.result()
+        if isinstance(result, ChunkResult):
             result_bytes = chunk_bytes(result.values)
             if result.duration:
                 self._observed.append((entry.size, result.duration))
@@ -509,9 +525,8 @@ class _MapState:
         return None
 
     def _release(self, entry: _Entry) -> None:
-        # counted as taken only now that the consumer walked it: an unsized input's chunks
-        # are sized from what the consumer really took (MIN_READ_AHEAD + taken)
         self._chunker.consumed(entry.size)
+        self._taken += entry.size  # the consumer walked the whole chunk
         with self._cond:
             self._ahead_items -= entry.size
             self._ahead_bytes -= entry.nbytes
