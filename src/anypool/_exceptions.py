@@ -19,7 +19,12 @@ already catch, so code written for ``concurrent.futures`` keeps working::
 
 ``BrokenProcessPool`` and ``WorkerCrashed`` live in :mod:`anypool._process_errors`
 because their stdlib base imports ``multiprocessing``; ``import anypool`` stays
-free of it and resolves them on first use.
+free of it and resolves them on first use. Two more live there, caught through
+their bases: ``WorkersCannotStart`` (a ``BrokenProcessPool``: workers die before
+taking a task; ``exitcode`` says how) and ``TaskUnpicklingError`` (both a
+``SerializationError`` and a ``BrokenProcessPool``: a call or its outcome does not
+unpickle, which the stdlib's executor reports as ``BrokenProcessPool``; only that
+task fails).
 
 All classes keep ``__init__`` simple (message only) so they pickle across
 process boundaries unchanged.
