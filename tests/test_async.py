@@ -445,12 +445,16 @@ def _most_at_once(spans: list[tuple[int, float, float]]) -> int:
     return most
 
 
+@pytest.mark.parametrize("chunksize", [10, "auto"])
 @pytest.mark.parametrize("backend", ["thread", "process"])
-def test_a_maps_chunk_of_coroutines_runs_its_items_at_once_on_one_loop(backend, make_pool):
+def test_a_maps_chunk_of_coroutines_runs_its_items_at_once_on_one_loop(
+    backend, chunksize, make_pool
+):
     pool = make_pool(backend, 2)
-    spans = list(pool.map(async_span, range(20), chunksize=10))
-    assert len(spans) == 20
-    # one worker runs a chunk's 10 coroutines together: sequential would be 1 at a time
+    spans = list(pool.map(async_span, range(40), chunksize=chunksize))
+    assert len(spans) == 40
+    # one worker runs a chunk's 10 coroutines together (auto: 40 items / (2 x 2 workers));
+    # one at a time, the most at once would be 1
     assert _most_at_once(spans) >= 5
 
 

@@ -46,6 +46,7 @@ from collections.abc import (
     Iterable,
     Iterator,
     Sequence,
+    Sized,
 )
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,6 +69,7 @@ __all__ = [
     "CoroutineCall",
     "async_map",
     "collect",
+    "coroutine_chunksize",
     "exit_pool",
     "is_coroutine_function",
     "new_future",
@@ -475,6 +477,19 @@ def _run_in_helper_thread(call: Callable[..., Any], args: Any, kwargs: dict[str,
     if not ok:
         raise value
     return value
+
+
+def coroutine_chunksize(iterables: tuple[Iterable[Any], ...], workers: int) -> int:
+    """``map``'s chunk size for a coroutine function: a chunk's items run at once, so a
+    chunk is how many requests a worker has in flight. Sized so that each worker gets 2
+    chunks of a sized input, at most COROUTINES_PER_CHUNK (an endless input gets that).
+    The adaptive chunker would not do: it sizes chunks by time per item, and a chunk of
+    waiting coroutines takes as long for 1 item as for 100."""
+    first = iterables[0]
+    if len(iterables) > 1 or not isinstance(first, Sized):
+        return COROUTINES_PER_CHUNK
+    share = -(-len(first) // (2 * workers))  # ceil
+    return max(1, min(COROUTINES_PER_CHUNK, share))
 
 
 def wrap_coroutine_function(

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from ._aio import (
     AwaitableFuture,
+    coroutine_chunksize,
     exit_pool,
     is_coroutine_function,
     new_future,
@@ -354,12 +355,14 @@ class Pool(CoordinationMixin, PoolObservability):
         items: Iterable[Any] = zip(*iterables) if star else iterables[0]
         opts = {"timeout": timeout, "retries": retries, "priority": priority}
         self._task(fn, (), {}, **opts)  # validate the options now, not at the first chunk
-        if chunksize == "auto" and (timeout or self._timeout):
-            chunksize = 1  # a per-item timeout needs per-item tasks to be exact
-        if self._runs_coroutines_for(fn):
+        if self._runs_coroutines_for(fn):  # a chunk's coroutines run at once (anypool._aio)
             fn, opts["timeout"] = wrap_coroutine_function(
                 fn, self._timeout if timeout is None else timeout
             )
+            if chunksize == "auto":
+                chunksize = coroutine_chunksize(iterables, self.workers)
+        if chunksize == "auto" and (timeout or self._timeout):
+            chunksize = 1  # a per-item timeout needs per-item tasks to be exact
 
         def submit_chunk(chunk: list[Any]) -> Future[ChunkResult]:
             task = self._task(fn, chunk, {}, chunk=True, star=star, **opts)
