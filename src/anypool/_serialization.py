@@ -535,9 +535,9 @@ def _spawn_reduce(obj: Any) -> Any:
     # a fork context's semaphores are unlinked at once (no name): only a fork inherits them
     if is_semlock and sys.platform != "win32" and obj._semlock.name is None:
         raise SerializationError(
-            f"this {type(obj).__name__} (or the Value/Array it guards) was made with the "
-            "'fork' start method's context (the default of multiprocessing.Lock(), Value() "
-            "& co. before Python 3.14), and only forked processes can inherit it; make it "
+            f"it is or holds a {type(obj).__name__} made with the 'fork' start method's "
+            "context (the default of multiprocessing.Lock(), Value(), Queue() & co. before "
+            "Python 3.14), which only forked processes can inherit; make it "
             "with multiprocessing.get_context(start_method) for the pool's start method, "
             "or use start_method='fork'; or create it with pool.Value(), pool.Array(), "
             "pool.Lock() and pass it to the tasks"
