@@ -487,3 +487,45 @@ async def fail_on_async(x: int) -> int:
     if x == 3:
         raise Boom("three")
     return x
+
+
+# -- the rest of the map's contract through async for ----------------------------------------------
+def test_async_for_over_a_one_shot_map_shuts_its_pool_down(run, workers_gone):
+    async def body() -> None:
+        results = [x async for x in anypool.map(square, range(20), backend="thread", workers=2)]
+        assert results == [x * x for x in range(20)]
+
+    run(body)
+    assert workers_gone()
+
+
+def test_async_for_with_progress_counts_every_item_and_closes_the_bar(run, make_pool):
+    pytest.importorskip("tqdm")
+    import io
+
+    pool = make_pool("thread", 2)
+    out = io.StringIO()
+
+    async def body() -> None:
+        assert await pool.map(square, range(25), progress={"file": out}) == [
+            x * x for x in range(25)
+        ]
+
+    run(body)
+    assert "25/25" in out.getvalue()
+
+
+def test_coroutine_tasks_count_in_statistics_and_timeline_under_their_name(run, make_pool):
+    pool = make_pool("thread", 2, timeline=True)
+
+    async def body() -> None:
+        assert await pool.map(async_square, range(12), chunksize=4) == [x * x for x in range(12)]
+        assert await pool.submit(async_square, 2) == 4
+
+    run(body)
+    stats = pool.statistics()
+    assert stats.tasks_done == 13  # items, as for a sync map
+    assert stats.tasks_failed == 0
+    events = pool.timeline().events
+    assert {event.name for event in events} == {"async_square"}
+    assert sorted(event.items for event in events) == [1, 4, 4, 4]
