@@ -189,7 +189,9 @@ class ProcessBackend(Backend):
     )
 
     def __init__(self, config: BackendConfig) -> None:
-        check_main_guard()  # a worker importing an unguarded script stops here
+        # a worker importing an unguarded script stops here: the dispatcher started below
+        # would start a forkserver at once, which multiprocessing refuses during that import
+        check_main_guard()
         super().__init__(config)
         self._ctx = self._context(config)
         self._queue = TaskQueue(config.order)
@@ -701,14 +703,13 @@ class ProcessBackend(Backend):
         self._startup_kills += 1
         if killed and self._startup_kills < _MAX_STARTUP_KILLS:
             return  # killed from outside: replace it, as any worker
-        if exitcode == MAIN_GUARD_EXIT:  # see check_main_guard: one clear line, no cause
-            self._break(BrokenProcessPool(MAIN_GUARD_MESSAGE))
-            return
         doing = "starting up (importing, or in the initializer)"
         cause = describe_exit(worker.process.pid, exitcode, doing)
         times = f"{self._startup_kills} workers in a row" if self._startup_kills > 1 else "it"
         error = WorkersCannotStart(
             f"{cause}; {times} died before taking a task, so the pool is broken"
+            if exitcode != MAIN_GUARD_EXIT  # see check_main_guard: one line that says why
+            else MAIN_GUARD_MESSAGE
         )
         error.pid, error.exitcode = worker.process.pid, exitcode
         self._break(error)
