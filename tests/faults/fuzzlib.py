@@ -182,23 +182,13 @@ class KnownBug:
 
 _FD_CYCLE = (
     "fuzz finding 2: a result that cannot be unpickled in the parent leaves the dead pool's "
-    "pipes open until gc.collect() (a reference cycle through the error's traceback)"
+    "pipes (and initargs) until gc.collect() (a reference cycle through the error's traceback)"
 )
 _MAP_BASE = (
     "fuzz finding 3: a BaseException from the worker ends Pool.map (return_exceptions=True too)"
 )
-_PROCESS_INITARGS = (
-    "fuzz finding 4: anypool.Process pickles its pool options with self.run, so a "
-    "multiprocessing lock in initargs fails start()"
-)
-_PROCESS_CYCLE = (
-    "fuzz finding 4b: a Process whose start-time pickling failed is held in a cycle "
-    "(future -> error -> traceback -> Process) until gc.collect()"
-)
 EXPECTED_BROKEN: list[KnownBug] = [
-    KnownBug("*/*/process/*/lock", r"Lock objects should only be shared", _PROCESS_INITARGS),
-    KnownBug("*/*/process/*", r"registrations left.*freed by gc", _PROCESS_CYCLE, strict=False),
-    KnownBug("result_unpickle/*/*/*", r"^leak: file descriptors.*freed by gc", _FD_CYCLE),
+    KnownBug("result_unpickle/*/*/*", r"^leak: (file desc|resource-tr).*freed by gc", _FD_CYCLE),
     *(
         KnownBug(f"{point}/{kind}/map_*/*", r"^the error came as 'raised'", _MAP_BASE)
         for point in ("task", "result_pickle")
