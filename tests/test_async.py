@@ -529,3 +529,14 @@ def test_coroutine_tasks_count_in_statistics_and_timeline_under_their_name(run, 
     events = pool.timeline().events
     assert {event.name for event in events} == {"async_square"}
     assert sorted(event.items for event in events) == [1, 4, 4, 4]
+
+
+def test_breaking_out_of_a_one_shot_async_map_shuts_its_pool_down(run, workers_gone):
+    async def body() -> None:
+        async for x in anypool.map(square, range(10_000), backend="thread", workers=2):
+            assert x == 0
+            break
+        await asyncio.sleep(0)  # asyncio closes the abandoned stream in a task of its own
+
+    run(body)
+    assert workers_gone()

@@ -322,9 +322,13 @@ class AsyncMap(AsyncIterator[R]):
         # generator) itself; what blocks runs in a thread nobody waits for
         finalizers = self.__dict__.pop("_finalizers", None)  # None: __init__ raised
         if finalizers:
-            threading.Thread(
+            thread = threading.Thread(
                 target=_run_finalizers, args=(finalizers, False), name="anypool-aio-map-end"
-            ).start()
+            )
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutdown: no new threads, nothing to block
+                _run_finalizers(finalizers, False)
 
 
 def _run_finalizers(finalizers: list[Callable[[bool], None]], interrupted: bool) -> None:
