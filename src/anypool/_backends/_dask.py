@@ -2,8 +2,9 @@
 
 ::
 
-    Pool.submit ─► Task ─► dumps_call ─► client.submit(_run_on_dask, topic, key, bytes,
-                                         retries=, priority=)      (caller's thread)
+    Pool.submit ─► Task ─► dumps_call ─► TaskQueue (fifo/lifo/priority)
+      dispatcher thread: every task queued so far (or one per free slot, see below)
+        ─► client.map(_run_on_dask, topics, keys, bytes, retries=, priority=)
                                            │ scheduler ─► a worker thread
                       task.mark_started ◄──┤ log_event(topic, key) ─► IO loop handler
                                            ▼ run_payload ─► bytes
@@ -37,6 +38,7 @@ killed or abandoned task keeps running on its worker, its result discarded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 import re
@@ -61,6 +63,8 @@ __all__ = ["DaskBackend", "backend_class"]
 distributed: Any = importlib.import_module("distributed")
 
 _OPTIONS = ("address", "client", "cluster_kwargs")
+# Most tasks handed to Dask in one Client.map by the dispatcher.
+_MAX_BATCH = 1024
 # How long closing a client or local cluster may take before anypool gives up on it.
 _CLOSE_TIMEOUT_S = 10
 
@@ -158,11 +162,11 @@ class DaskBackend(Backend):
         self._completed = distributed.as_completed([], loop=self._client.loop)
         if config.initializer is not None:
             self._install_initializer(config)
-        self._queue: TaskQueue | None = None
+        self._queue = TaskQueue(config.order)
         self._slots: threading.Semaphore | None = None
-        self._dispatcher: threading.Thread | None = None
         if self._cluster is None:
             self._share_cluster(config)
+        self._dispatcher: threading.Thread | None = self._thread(self._dispatch, "dispatcher")
         self._collector = self._thread(self._collect, "collector")
         register_for_exit(self)
 
@@ -180,9 +184,7 @@ class DaskBackend(Backend):
             threads = sum(self._client.nthreads().values())
             self.config = dataclasses.replace(config, workers=max(1, threads))
             return
-        self._queue = TaskQueue(config.order)
         self._slots = threading.Semaphore(config.workers)
-        self._dispatcher = self._thread(self._dispatch, "dispatcher")
 
     # -- connecting -------------------------------------------------------------------------
     def _connect(self, config: BackendConfig) -> tuple[Any, bool]:
@@ -244,52 +246,65 @@ class DaskBackend(Backend):
         except SerializationError as exc:  # fails this one future, as on every backend
             task.fail(exc)
             return
-        if self._queue is None:
-            self._send(task)
-        else:
-            self._queue.put(task)
+        self._queue.put(task)
 
     def _dispatch(self) -> None:
-        """Hand queued tasks to Dask, one per free slot (pools capped by ``workers=``)."""
+        """Hand queued tasks to Dask: one per free slot in a pool capped by ``workers=`` on
+        a shared cluster, else every task queued so far in one batch (one graph update for
+        the scheduler instead of one per task: Dask's per-task cost is mostly per update)."""
         queue, slots = self._queue, self._slots
-        assert queue is not None
-        assert slots is not None
         while True:
-            slots.acquire()
+            if slots is not None:
+                slots.acquire()
             task = queue.get()
-            if task is None or task.future.cancelled():
-                slots.release()
-                if task is None:
+            if task is None:
+                if slots is not None:
+                    slots.release()
+                break
+            batch = [task]
+            while slots is None and len(batch) < _MAX_BATCH:
+                more = queue.get_nowait()
+                if more is None:
                     break
-                continue
-            self._send(task)
+                batch.append(more)
+            live = [t for t in batch if not t.future.cancelled()]
+            if slots is not None and not live:
+                slots.release()
+            if live:
+                self._send(live)
         with self._wake:
             self._dispatcher = None  # the collector may finish once nothing else can come
             self._wake.notify_all()
 
-    def _send(self, task: Task) -> None:
-        payload = dumps_call(task)  # cached on the task by submit()
-        key = _key(task)
-        with self._lock:
-            self._tasks[key] = task  # before submitting: the start event may beat client.submit
-        future = self._client.submit(
-            _run_on_dask,
-            self._topic,
-            key,
-            payload,
-            key=key,
-            pure=False,
-            retries=task.retries or None,
-            priority=self._priority(task),
-        )
-        with self._wake:
-            self._futures[key] = future
-            self._completed.add(future)
-            self._tracked += 1
-            self._wake.notify_all()
-        task.future.add_done_callback(lambda f: self._cancel_if_cancelled(f, key))
+    def _send(self, tasks: list[Task]) -> None:
+        """Submit ``tasks`` to Dask, one ``Client.map`` per group of equal options."""
+        groups: dict[tuple[int, float], list[Task]] = {}
+        for task in tasks:
+            groups.setdefault((task.retries, self._priority(task)), []).append(task)
+        for (retries, priority), group in groups.items():
+            keys = [_key(task) for task in group]
+            with self._lock:  # before submitting: the start event may beat client.map
+                self._tasks.update(zip(keys, group))
+            futures = self._client.map(
+                _run_on_dask,
+                [self._topic] * len(group),
+                keys,
+                [dumps_call(task) for task in group],  # cached on each task by submit()
+                key=keys,
+                pure=False,
+                retries=retries or None,
+                priority=priority,
+            )
+            with self._wake:
+                for key, future in zip(keys, futures):
+                    self._futures[key] = future
+                    self._completed.add(future)
+                self._tracked += len(futures)
+                self._wake.notify_all()
+            for key, task in zip(keys, group):
+                task.future.add_done_callback(functools.partial(self._cancel_if_cancelled, key))
 
-    def _cancel_if_cancelled(self, cf_future: Any, key: str) -> None:
+    def _cancel_if_cancelled(self, key: str, cf_future: Any) -> None:
         if not cf_future.cancelled():
             return
         with self._lock:
@@ -364,12 +379,11 @@ class DaskBackend(Backend):
             tasks = list(self._tasks.items())
             self._wake.notify_all()
         if cancel_pending or kill_running:
-            queued = self._queue.drain() if self._queue is not None else []
+            queued = self._queue.drain()
             for task in queued + [task for _, task in tasks]:
                 if task.attempts == 0:  # not started on a worker yet
                     task.cancel_pending()
-        if self._queue is not None:
-            self._queue.close()
+        self._queue.close()
         if kill_running:
             self._abandon([(key, task) for key, task in tasks if task.attempts > 0])
         if wait and self._collector is not threading.current_thread():
@@ -420,7 +434,7 @@ class DaskBackend(Backend):
             return 0
 
     def pending(self) -> int:
-        queued = len(self._queue) if self._queue is not None else 0
+        queued = len(self._queue)
         with self._lock:
             return queued + sum(1 for task in self._tasks.values() if task.attempts == 0)
 
