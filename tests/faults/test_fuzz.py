@@ -99,3 +99,17 @@ def test_the_fuzzer_reports_a_hang_and_leaks() -> None:
     tracker = {**hang, "point": "selftest_tracker", "start_method": "spawn"}
     report = fuzzlib.run(1, [0], extra={"override": tracker, **bounds})
     assert [p for p in report.batch_problems if "resource tracker" in p], report.format()
+
+
+def test_a_known_bug_that_stops_showing_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    bug = fuzzlib.KnownBug("task/exception/submit/*", r"^wrong error", "a test entry")
+    monkeypatch.setattr(fuzzlib, "EXPECTED_BROKEN", [bug])
+    case = Case(0, 0, "fork", "submit", "task", "exception", "", 1)
+    broken = fuzzlib.Result(case, ["wrong error: ValueError"], 0.1)
+    assert broken.known
+    assert not fuzzlib.Result(case, ["hang: shutdown(wait=True) took 5.0 s"], 0.1).known
+    clean = fuzzlib.Result(case, [], 0.1)
+    report = fuzzlib.Report(0, results=[clean] * fuzzlib.FIXED_AFTER)
+    assert report.fixed_entries() == ["task/exception/submit/*: a test entry"]
+    report.results.append(broken)
+    assert report.fixed_entries() == []
