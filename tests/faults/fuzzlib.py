@@ -147,9 +147,10 @@ def expected(case: Case) -> Expected:
     if case.point == "call_pickle":
         if case.kind == "exception":
             return Expected(("SerializationError",))
-        # a BaseException in the caller's own thread is the caller's (Ctrl-C, sys.exit)
-        lazy = case.api in ("submit", "executor_submit")
-        return Expected((own,), exitcode=code, raised=True, others_complete=lazy)
+        # a BaseException in the caller's own thread is the caller's (Ctrl-C, sys.exit);
+        # calls submitted one by one go on, a map ends where it raised
+        one_by_one = case.api in ("submit", "executor_submit")
+        return Expected((own,), exitcode=code, raised=True, others_complete=one_by_one)
     if case.point in ("call_unpickle", "result_unpickle"):
         return Expected(serialization)
     if case.point == "result_pickle" and case.kind == "exception":
@@ -170,8 +171,8 @@ def _initializer_row(kind: str) -> Expected:
 
 # Temporary: known bugs, each with the issue group or finding it belongs to. A case whose
 # every problem is explained by a known bug of its cell is reported but does not fail the
-# run; a strict entry drawn in a run without showing its problem once fails the run, so
-# that the entry is removed when the bug is fixed (non-strict: races that show rarely).
+# run; a strict entry drawn FIXED_AFTER times in a run without showing its problem fails
+# the run, so that the entry is removed when the bug is fixed (non-strict: rare races).
 @dataclass(frozen=True)
 class KnownBug:
     cells: str  # point/kind/api/start_method[/lock or nolock], fnmatch patterns
