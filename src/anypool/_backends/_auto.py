@@ -335,6 +335,7 @@ class AutoBackend(Backend):
             profile.check_at = math.inf  # decided without sampling: nothing to compare to
             return False
         profile.check_task = task
+        profile.check_at = math.inf  # the hot path again until this check's window ends
         if profile.checker is None:
             profile.checker = Sampler()
         return True
@@ -433,6 +434,10 @@ class AutoBackend(Backend):
         name = threading.current_thread().name
         tasks = [task for task in batch if task.mark_started(name)]
         if not tasks:
+            if batch[0] is profile.check_task:  # cancelled meanwhile: check another one
+                with self._lock:
+                    profile.check_task = None
+                    profile.check_at = time.monotonic() + CHECK_SPACING_S
             return
         checking = tasks[0] is profile.check_task
         with self._lock:
