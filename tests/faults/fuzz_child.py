@@ -59,6 +59,7 @@ class Observed:
     others: list[Outcome] = field(default_factory=list)
     pool: str = "n/a"
     problems: list[str] = field(default_factory=list)
+    exitcode: int | None = None  # anypool.Process.exitcode once it ended
 
     def __str__(self) -> str:
         how, what = self.fault
@@ -262,6 +263,7 @@ def run_process(case: Case) -> Observed:
     else:
         error = process.exception(timeout=0)
         observed.fault = ("error", error) if error is not None else ("value", process.result(0))
+        observed.exitcode = process.exitcode
     shut_down(process.close, observed)
     return observed
 
@@ -283,7 +285,18 @@ def check(case: Case, observed: Observed, exp: Expected) -> list[str]:
     problems += check_others(case, observed, exp)
     if case.api != "process" and observed.pool != exp.pool:
         problems.append(f"pool after the case: {observed.pool}, expected {exp.pool}")
+    if case.api == "process" and observed.fault[0] == "error" and exp.pool == "usable":
+        problems += check_exitcode(observed.exitcode, exp)
     return problems
+
+
+def check_exitcode(exitcode: int | None, exp: Expected) -> list[str]:
+    """anypool.Process.exitcode reads as multiprocessing's: the crash's code or signal,
+    the SystemExit code, 1 for an exception."""
+    wanted = exp.exitcode if exp.exitcode is not None else 1
+    if exitcode != wanted:
+        return [f"Process.exitcode is {exitcode!r}, expected {wanted}"]
+    return []
 
 
 def check_fault(fault: Outcome, exp: Expected) -> list[str]:
