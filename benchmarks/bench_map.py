@@ -119,7 +119,11 @@ def child_uneven() -> dict[str, Any]:
         got = list(pool.map(uneven, items))
         ours = time.perf_counter() - start
     assert got == expected
-    return {"stdlib_s": round(stdlib, 3), "anypool_s": round(ours, 3), "ratio": round(ours / stdlib, 3)}
+    return {
+        "stdlib_s": round(stdlib, 3),
+        "anypool_s": round(ours, 3),
+        "ratio": round(ours / stdlib, 3),
+    }
 
 
 def run_child(args: list[str], src: str | None) -> dict[str, Any]:
