@@ -174,7 +174,11 @@ def run_pool_map(case: Case) -> Observed:
     try:
         try:
             mapped = pool.map(
-                fuzz_tasks.call, items(case), ordered=ordered, chunksize=1, return_exceptions=True
+                fuzz_tasks.call,
+                items(case),
+                ordered=ordered,
+                chunksize=case.chunksize,
+                return_exceptions=True,
             )
             for value in mapped:
                 outcomes.append(("error" if isinstance(value, BaseException) else "value", value))
@@ -335,6 +339,9 @@ def check_others(case: Case, observed: Observed, exp: Expected) -> list[str]:
         broken = isinstance(what, BrokenProcessPool) and not isinstance(what, WorkerCrashed)
         if exp.pool == "broken" and not broken:
             problems.append(f"a call on a broken pool gave {how} {what!r}")
+        shared = how == "error" and all(isinstance(what, CLASSES[n]) for n in exp.error)
+        if exp.others_fail and not shared:
+            problems.append(f"a call in the faulty call's chunk gave {how} {what!r}")
     return problems
 
 

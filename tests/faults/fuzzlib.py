@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from fuzz_tasks import EXIT_CODE, SYS_EXIT_CODE
@@ -78,6 +78,7 @@ class Case:
     variant: str
     workers: int
     lock: bool = False  # initargs carry a multiprocessing lock (a tracker registration)
+    chunksize: int = 1  # Pool.map: 3 puts the three calls in one chunk
 
     @property
     def cell(self) -> str:
@@ -86,7 +87,8 @@ class Case:
     def __str__(self) -> str:
         variant = f"({self.variant})" if self.variant else ""
         lock = " initargs=lock" if self.lock else ""
-        return f"case {self.index}: {self.cell}{variant} workers={self.workers}{lock}"
+        chunk = f" chunksize={self.chunksize}" if self.chunksize > 1 else ""
+        return f"case {self.index}: {self.cell}{variant} workers={self.workers}{lock}{chunk}"
 
 
 def case_for(seed: int, index: int, override: dict[str, Any] | None = None) -> Case:
@@ -108,7 +110,9 @@ def draw(seed: int, index: int) -> Case:
     api = rng.choices(list(APIS), weights=list(APIS.values()))[0]
     workers = 1 if rng.random() < 0.7 else 2
     method = rng.choice(START_METHODS)
-    return Case(seed, index, method, api, point, kind, variant, workers, rng.random() < 0.3)
+    lock = rng.random() < 0.3
+    chunksize = 3 if api.startswith("map") and rng.random() < 0.3 else 1
+    return Case(seed, index, method, api, point, kind, variant, workers, lock, chunksize)
 
 
 # -- the expected-outcome table -------------------------------------------------------------
@@ -127,6 +131,7 @@ class Expected:
     message: str | None = None  # a pattern the message must contain
     raised: bool | None = False
     others_complete: bool = True  # the healthy calls around it return their values
+    others_fail: bool = False  # they fail with the same error (they share its chunk)
     pool: str = "usable"  # after the case: "usable" (a new call works) or "broken"
 
 
@@ -135,7 +140,17 @@ OWN_TYPE = {"exception": "FuzzError", "sys_exit": "SystemExit"}
 
 def expected(case: Case) -> Expected:
     """The table: one rule per (point, kind); the API path changes only the error class
-    where the drop-in executor must look like the stdlib's (issue 9, group 2)."""
+    where the drop-in executor must look like the stdlib's (issue 9, group 2). In a map
+    chunk of several calls, what cannot be pinned on one item fails the chunk: a worker
+    death, or an answer the parent cannot unpickle (its items ran; none runs twice)."""
+    row = _row(case)
+    whole_chunk = case.kind in DEATHS or case.point == "result_unpickle"
+    if case.chunksize > 1 and whole_chunk and case.point != "initializer":
+        return replace(row, others_complete=False, others_fail=True)
+    return row
+
+
+def _row(case: Case) -> Expected:
     executor = case.api.startswith("executor")
     if case.point == "initializer":
         return _initializer_row(case.kind)
