@@ -6,9 +6,11 @@
     Pool.map(fn, iterable) ──► MapIterator ─chunks─► Backend.submit(task)
                                    ▲                        │ runs it
                                    └── items ◄── Future ◄───┘
+    never iterated ──► PendingMaps (_drain): run at shutdown, or in a thread once dropped
+    Pool garbage-collected ──► weakref.finalize ──► Backend.shutdown(wait=False)
 
 The engine validates input, builds tasks, checks options against the
-backend's :class:`~anypool.abc.Capabilities`, drives ``map``'s window and
+backend's :class:`~anypool.abc.Capabilities`, drives ``map``'s read-ahead and
 chunking, and keeps the books (statistics). Backends only run tasks.
 """
 
