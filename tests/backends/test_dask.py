@@ -549,3 +549,17 @@ def test_local_cluster_is_a_process_per_cpu_with_threads_on_loopback(
     addresses = [ip for ips in sockets.values() for ip in ips] + sorted(own_new)
     assert addresses, "no listening socket found"
     assert all(is_loopback(ip) for ip in addresses), sockets
+
+
+def test_resizing_a_local_cluster_counts_tasks_at_once(
+    make_pool: Any, no_configured_address: None
+) -> None:
+    from anypool._runtime import usable_cpus
+
+    pool = make_pool("dask", 2 * usable_cpus())  # a process per CPU, 2 threads each
+    assert set(pool._backend.client.nthreads().values()) == {2}
+    pool._backend.resize(4 * usable_cpus())  # more processes of the same 2 threads
+    pool._backend.client.wait_for_workers(2 * usable_cpus(), timeout=60)
+    assert pool.workers == 4 * usable_cpus()
+    assert pool._backend.workers_alive() == 4 * usable_cpus()
+    assert sum(pool.map(inc, range(50))) == sum(range(1, 51))

@@ -252,6 +252,18 @@ def test_waiting_tasks_share_a_cpu_on_threaded_actors(make_pool: Any, ray_sessio
         pool.submit(where_am_i, 30, timeout=0.5).result(timeout=60)
 
 
+def crash_worker() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_task_that_kills_its_actor_fails_clearly(make_pool: Any, ray_session: None) -> None:
+    pool = make_pool("ray", 40)  # below a CPU per task: threaded actors
+    with pytest.raises(anypool.WorkerCrashed, match="Ray worker running this task died"):
+        pool.submit(crash_worker).result(timeout=60)
+    # the actor is restarted (or the other one takes the work): the pool carries on
+    assert list(pool.map(inc, range(20), chunksize=1)) == list(range(1, 21))
+
+
 _LOOPBACK_SCRIPT = """
 import json, os, threading, time, psutil, anypool, ray
 def where(seconds):

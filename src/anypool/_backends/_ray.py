@@ -401,7 +401,7 @@ class RayBackend(Backend):
 
 def _engine_error(exc: BaseException) -> BaseException:
     """A Ray-level failure (not the task's own exception) as an anypool exception."""
-    if isinstance(exc, ray.exceptions.WorkerCrashedError):
+    if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
         from .._process_errors import WorkerCrashed
 
         crashed = WorkerCrashed(
