@@ -220,6 +220,25 @@ def test_unpickling_failures_are_broken_process_pool_yet_fail_only_their_task(wh
         assert executor.submit(identity, 1).result(timeout=RESULT_TIMEOUT_S) == 1  # pool lives
 
 
+@pytest.mark.usefixtures("no_gc")
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd")
+@pytest.mark.parametrize("obj", [ErrorAtUnpickle, ExitAtUnpickle])
+def test_an_unpicklable_result_does_not_keep_the_pool_alive(obj):
+    # the error's traceback led to the dispatcher's frames (backend, worker pipe, process
+    # sentinel): a pool shut down long ago kept its file descriptors until gc.collect()
+    method = "fork" if "fork" in START_METHODS else START_METHODS[0]
+    fds_before = set(os.listdir("/proc/self/fd"))
+    pool = anypool.Pool("process", 1, start_method=method)
+    future = pool.submit(return_instance, obj)
+    with pytest.raises(TaskUnpicklingError) as caught:
+        future.result(timeout=RESULT_TIMEOUT_S)
+    assert isinstance(caught.value.__cause__, (ValueError, SystemExit))
+    pool.shutdown(wait=True)
+    del pool, future, caught
+    left = lambda: set(os.listdir("/proc/self/fd")) - fds_before  # noqa: E731
+    assert wait_for_value(lambda: not left()), f"descriptors left open: {sorted(left())}"
+
+
 def test_workers_that_die_at_start_break_the_pool_naming_the_exit_code(make_pool):
     pool = make_pool("process", 2, initializer=die_at_start)
     future = pool.submit(identity, 1)

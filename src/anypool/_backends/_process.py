@@ -296,8 +296,10 @@ class ProcessBackend(Backend):
                 while not self._finished():
                     self._step()
             except BaseException as exc:  # a bug here must fail futures, never hang them
-                error = BrokenProcessPool(f"the process pool's dispatcher failed: {exc!r}")
-                self._break(error, exc)
+                # the traceback stays whole here: this is a bug, and a broken pool's
+                # memory (until the garbage collector runs) is the lesser cost
+                message = f"the process pool's dispatcher failed: {exc!r}"
+                self._break(BrokenProcessPool(message), exc)
             finally:
                 self._stop_all_workers()
         finally:
@@ -411,8 +413,8 @@ class ProcessBackend(Backend):
                 return
             except Exception as exc:  # fork failed, too many open files, a bad mp_context...
                 if attempt == _SPAWN_ATTEMPTS - 1:
-                    error = BrokenProcessPool(f"could not start a worker process: {exc!r}")
-                    self._break(error, exc)
+                    message = f"could not start a worker process: {exc!r}"
+                    self._break(BrokenProcessPool(message), exc)
                     return
                 time.sleep(_SPAWN_BACKOFF_S * 2**attempt)  # a dying forkserver: let it die
 
@@ -642,12 +644,11 @@ class ProcessBackend(Backend):
             return True, pickle.loads(memoryview(data)[HEADER.size :])
         except BaseException as exc:  # the body's __reduce__ may raise anything
             what = "an initializer's error" if task is None else f"the outcome of {_fn_name(task)}"
-            error = TaskUnpicklingError(
+            message = (
                 f"{what} was sent back by worker process {worker.process.pid} but cannot be "
                 f"unpickled in the parent process: {type(exc).__name__}: {exc}"
             )
-            error.__cause__ = exc
-            return False, error
+            return False, _with_cause(TaskUnpicklingError(message), exc)
 
     def _cancel_deadline(self, worker: _Worker) -> None:
         if worker.deadline is not None:
@@ -879,6 +880,25 @@ def _merge_failed_items(result: ChunkResult, bad: dict[int, BaseException]) -> C
             errors[index] = result.errors[sent]
         sent += 1
     return ChunkResult(values, errors, result.duration)
+
+
+def _with_cause(error: BaseException, cause: BaseException) -> BaseException:
+    """``error`` caused by ``cause``, whose traceback is kept as text only.
+
+    Its frames lead (through ``f_back``) to the dispatcher's, which hold the backend and
+    the worker (its pipe and process sentinel), and often, in a local, this very error:
+    the future keeps the error, so the frames would keep a pool that is long shut down,
+    and its file descriptors, alive until the garbage collector runs."""
+    tb = cause.__traceback__
+    if tb is not None:
+        import traceback
+
+        lines = "".join(traceback.format_tb(tb.tb_next or tb)).rstrip()
+        cause.__traceback__ = None
+        if hasattr(cause, "add_note"):  # 3.11+; shown under the exception
+            cause.add_note(f"Where it was raised, in this process:\n{lines}")
+    error.__cause__ = cause
+    return error
 
 
 def _kill(process: Any) -> None:
