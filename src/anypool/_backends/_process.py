@@ -35,9 +35,13 @@ worker ended decides the fate of the tasks it held:
   retires (``max_tasks_per_worker``, ``max_worker_memory``): the task it was
   stopped for is already resolved; every other task never ran and is requeued;
 - it died before saying READY: nothing ran; its tasks are requeued, and the
-  pool breaks if workers cannot start (initializer or import crash);
+  pool breaks if workers cannot start (an import crash; an initializer that
+  raised, which it said, breaks the pool once it has exited);
 - it died while running a task: that task is retried (``retries=``) or fails
   with :class:`~anypool.WorkerCrashed`; the one waiting behind it is requeued.
+
+No wait here blocks for good: docs/failure-model.md ("No hang, by construction")
+gives the rule that wakes each one.
 """
 
 from __future__ import annotations
