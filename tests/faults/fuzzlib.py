@@ -196,15 +196,10 @@ class KnownBug:
     strict: bool = True
 
 
-_FD_CYCLE = (
-    "fuzz finding 2: a result that cannot be unpickled in the parent leaves the dead pool's "
-    "pipes (and initargs) until gc.collect() (a reference cycle through the error's traceback)"
-)
 _MAP_BASE = (
     "fuzz finding 3: a BaseException from the worker ends Pool.map (return_exceptions=True too)"
 )
 EXPECTED_BROKEN: list[KnownBug] = [
-    KnownBug("result_unpickle/*/*/*", r"^leak: (file desc|resource-tr).*freed by gc", _FD_CYCLE),
     *(
         KnownBug(f"{point}/{kind}/map_*/*", r"^the error came as 'raised'", _MAP_BASE)
         for point in ("task", "result_pickle")
