@@ -243,7 +243,17 @@ def test_waiting_tasks_share_a_cpu_on_threaded_actors(make_pool: Any, ray_sessio
     # the session's Ray has 2 CPUs: 40 tasks at once need 1/20 of a CPU each
     pool = make_pool("ray", 40)
     assert pool._backend._cpus_per_task == pytest.approx(2 / 40)
+    groups: list[int] = []
+    start_group = pool._backend._start_group
+
+    def spy(group: list[Any]) -> None:
+        groups.append(len(group))
+        start_group(group)
+
+    pool._backend._start_group = spy
     places = list(pool.map(where_am_i, [0.2] * 80, chunksize=1))
+    assert sum(groups) == 80
+    assert max(groups) > 1, groups  # tasks queued together went in one actor call
     pids = {pid for pid, _ in places}
     assert len(pids) <= 2, places  # one actor process per CPU, not a process per task
     assert len(set(places)) > 2 * len(pids)  # many threads in each

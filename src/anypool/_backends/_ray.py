@@ -25,7 +25,8 @@ tasks on 2 CPUs are 2 processes x 100 threads, not 200 interpreters that Ray
 would start a few at a time::
 
     dispatcher ─► task with a timeout or retries ─► _remote_fn (num_cpus=cpus_per_task)
-               └► any other task ─► _Runner actor .run(bytes)  (max_concurrency threads)
+               └► any other task, with up to 15 queued behind it (a slot each)
+                    ─► _Runner actor .run_many([bytes, ...]): each on a thread of its pool
 
 A task on an actor thread cannot be stopped alone (Ray cannot interrupt a thread):
 ``Pool.kill`` returns False for it, and ``shutdown(kill_running=True)`` kills the
@@ -145,11 +146,23 @@ def _remote_function(max_calls: int | None) -> Any:
 
 
 class _Runner:
-    """A threaded actor: runs pickled calls (see _remote) on up to ``max_concurrency``
-    threads of one Ray worker process."""
+    """A threaded actor: runs groups of pickled calls (see _remote), each call on a thread
+    of its own pool, so that a group's calls run at once and one Ray call carries many."""
 
-    def run(self, payload: bytes) -> bytes:
-        return run_payload(payload)
+    def __init__(self, threads: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="anypool-ray-actor")
+
+    def run_many(self, payloads: list[bytes]) -> list[bytes]:
+        return list(self._pool.map(run_payload, payloads))
+
+
+# Most tasks in one call to an actor. Grouping saves Ray's per-call cost (~0.5 ms of the
+# dispatcher's time: 2000 calls took 1.7 s for 2000 x 50 ms sleeps on 200 threads) but a
+# group's results come back together, when its slowest task ends: only tasks already
+# queued are grouped, and never more than this many.
+_GROUP = 16
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
@@ -251,7 +264,7 @@ class RayBackend(Backend):
         runner = ray.remote(_Runner).options(
             num_cpus=share * threads, max_concurrency=threads, max_restarts=-1
         )
-        return [runner.remote() for _ in range(count)]
+        return [runner.remote(threads) for _ in range(count)]
 
     # -- submission -------------------------------------------------------------------------
     def submit(self, task: Task) -> None:
@@ -276,21 +289,56 @@ class RayBackend(Backend):
             if not task.mark_started("ray"):
                 self._slots.release()
                 continue
-            self._start(task)
+            if self._on_actors(task):
+                self._start_group(self._group(task))
+            else:
+                self._start(task)
         self._slots.release()
         with self._idle:
             while self._running:
                 self._idle.wait()
         self._release()
 
+    def _on_actors(self, task: Task) -> bool:
+        """Runs on a threaded actor: there are actors, and nothing needs a plain Ray task
+        (a timeout, to force-cancel it; retries, Ray's max_retries)."""
+        return bool(self._actors) and task.timeout is None and not task.retries
+
+    def _group(self, first: Task) -> list[Task]:
+        """``first`` and the tasks queued behind it, each with a free slot of its own, up
+        to _GROUP; a queued task that needs a plain Ray task is started on the way."""
+        group = [first]
+        while len(group) < _GROUP and self._slots.acquire(blocking=False):
+            task = self._queue.get_nowait()
+            if task is None or not task.mark_started("ray"):
+                self._slots.release()
+                if task is None:
+                    break
+                continue
+            if self._on_actors(task):
+                group.append(task)
+            else:
+                self._start(task)
+        return group
+
+    def _start_group(self, group: list[Task]) -> None:
+        try:
+            ref = next(self._next_actor).run_many.remote([dumps_call(t) for t in group])
+        except BaseException as exc:
+            for task in group:
+                self._slots.release()
+                task.fail(exc)
+            return
+        with self._lock:
+            for task in group:
+                self._running[task] = ref
+                self._on_actor.add(task)
+        ref.future().add_done_callback(lambda f: self._finish_group(group, f))
+
     def _start(self, task: Task) -> None:
         try:
-            if self._actors and task.timeout is None and not task.retries:
-                ref = next(self._next_actor).run.remote(dumps_call(task))
-                self._on_actor.add(task)
-            else:
-                options = {**self._remote_options, "max_retries": task.retries}
-                ref = self._fn.options(**options).remote(dumps_call(task))
+            options = {**self._remote_options, "max_retries": task.retries}
+            ref = self._fn.options(**options).remote(dumps_call(task))
         except BaseException as exc:
             self._slots.release()
             task.fail(exc)
@@ -303,11 +351,7 @@ class RayBackend(Backend):
     def _finish(self, task: Task, future: Future[Any], handle: Handle | None) -> None:
         if handle is not None:
             handle.cancel()
-        with self._idle:
-            self._running.pop(task, None)
-            self._on_actor.discard(task)
-            self._idle.notify_all()
-        self._slots.release()
+        self._done(task)
         if task.future.done():
             return  # timed out or killed: its outcome is already set
         exc = future.exception()
@@ -316,6 +360,26 @@ class RayBackend(Backend):
             (task.settle if ok else task.fail)(value)
         else:
             task.fail(_engine_error(exc))
+
+    def _finish_group(self, group: list[Task], future: Future[Any]) -> None:
+        exc = future.exception()
+        blobs = future.result() if exc is None else [None] * len(group)
+        for task, blob in zip(group, blobs):
+            self._done(task)
+            if task.future.done():
+                continue  # killed with the pool: its outcome is already set
+            if exc is not None:
+                task.fail(_engine_error(exc))
+            else:
+                ok, value = loads_outcome(blob)
+                (task.settle if ok else task.fail)(value)
+
+    def _done(self, task: Task) -> None:
+        with self._idle:
+            self._running.pop(task, None)
+            self._on_actor.discard(task)
+            self._idle.notify_all()
+        self._slots.release()
 
     # -- timeouts and killing ---------------------------------------------------------------
     def _watch(self, task: Task, ref: Any) -> Handle:
