@@ -112,7 +112,18 @@ def chunk_outcomes(future: Future[ChunkResult], size: int) -> ChunkResult:
     try:
         return future.result()
     except Exception as exc:  # crash, timeout, cancellation, serialization: every item gets it
-        return ChunkResult([None] * size, dict.fromkeys(range(size), exc), duration=0.0)
+        return _failed_chunk(size, exc)
+    except BaseException as exc:
+        # A task's own SystemExit, KeyboardInterrupt or GeneratorExit is its outcome, data
+        # like any error (the stdlib's futures carry it the same way); one that interrupted
+        # the wait in this thread (a real Ctrl-C) is not, and goes on.
+        if future.done() and not future.cancelled() and future.exception() is exc:
+            return _failed_chunk(size, exc)
+        raise
+
+
+def _failed_chunk(size: int, exc: BaseException) -> ChunkResult:
+    return ChunkResult([None] * size, dict.fromkeys(range(size), exc), duration=0.0)
 
 
 class _Chunks:

@@ -51,7 +51,12 @@ def run_chunk(fn: Callable[..., Any], items: Sequence[Any], star: bool) -> Chunk
     while True:
         try:
             values.extend(apply(fn, rest))
-        except Exception as exc:
+        except BaseException as exc:
+            # SystemExit, GeneratorExit or a custom BaseException fails its item only, as
+            # any error; a KeyboardInterrupt in the main thread is a real Ctrl-C (inline
+            # backend) and must stop the caller, not become an item's result
+            if isinstance(exc, KeyboardInterrupt) and _ctrl_c_lands_here():
+                raise
             errors[len(values)] = exc
             values.append(None)
         else:
@@ -139,3 +144,14 @@ def _forget_callbacks(future: Future[Any]) -> None:
     """
     if future.done():
         future._done_callbacks.clear()  # type: ignore[attr-defined]
+
+
+def _ctrl_c_lands_here() -> bool:
+    """True where a KeyboardInterrupt can be a real Ctrl-C: the main thread of a process
+    that handles SIGINT (process workers ignore it, so theirs come from the task)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    return signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -9,6 +9,7 @@ tested separately, on purpose.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -81,6 +82,13 @@ def read_marker(_: Any = None) -> str:
 def fail_at(x: int, bad: int) -> int:
     if x == bad:
         raise ValueError(f"bad item {x}")
+    return x
+
+
+def exit_at(x: int, bad: int) -> int:
+    """sys.exit() inside the task: a BaseException that is the item's outcome."""
+    if x == bad:
+        sys.exit(f"exit at item {x}")
     return x
 
 

@@ -16,6 +16,7 @@ from anypool._chunking import MIN_READ_AHEAD
 from ._tasks import (
     Counted,
     add,
+    exit_at,
     fail_at,
     identity,
     item_and_worker,
@@ -211,6 +212,28 @@ def test_return_exceptions_yields_the_exception_in_place(backend, make_pool, chu
     assert isinstance(got[3], ValueError)
     assert str(got[3]) == "bad item 3"
     assert got[4:] == [4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_a_tasks_base_exception_fails_only_its_item(backend, make_pool, ordered, chunksize):
+    # SystemExit raised by a task is that item's outcome, as with the stdlib's futures: it
+    # must not end the map (and lose the other items) in the parent
+    pool = make_pool(backend, 2)
+    got = list(
+        pool.map(
+            exit_at,
+            range(8),
+            itertools.repeat(2),
+            chunksize=chunksize,
+            ordered=ordered,
+            return_exceptions=True,
+        )
+    )
+    errors = [g for g in got if isinstance(g, BaseException)]
+    assert [type(e) for e in errors] == [SystemExit]
+    assert errors[0].code == "exit at item 2"
+    assert sorted(g for g in got if not isinstance(g, BaseException)) == [0, 1, 3, 4, 5, 6, 7]
 
 
 def test_return_exceptions_unordered(backend, make_pool):
