@@ -192,14 +192,21 @@ def run_pool_map(case: Case) -> Observed:
 
 
 def _pool(case: Case) -> anypool.Pool:
+    options = pool_options(case)
     return anypool.Pool(
-        "process", case.workers, start_method=case.start_method, **pool_options(case)
+        "process",
+        case.workers,
+        start_method=case.start_method,
+        max_tasks_per_worker=case.max_tasks,
+        **options,
     )
 
 
 def _executor(case: Case) -> anypool.ProcessPoolExecutor:
     context = multiprocessing.get_context(case.start_method)
-    return anypool.ProcessPoolExecutor(case.workers, mp_context=context, **pool_options(case))
+    return anypool.ProcessPoolExecutor(
+        case.workers, mp_context=context, max_tasks_per_child=case.max_tasks, **pool_options(case)
+    )
 
 
 def run_executor_submit(case: Case) -> Observed:
@@ -447,7 +454,7 @@ def leaks(base: Baseline) -> list[str]:
 # -- the batch -----------------------------------------------------------------------------------
 def run_case(case: Case, base: Baseline) -> str:
     faulthandler.dump_traceback_later(fuzzlib.CASE_BOUND_S, exit=True)
-    start = time.monotonic()
+    start, stderr_start = time.monotonic(), _stderr_offset()
     observed = RUNNERS[case.api](case)
     problems = check(case, observed, fuzzlib.expected(case))
     shown = str(observed)
@@ -455,7 +462,28 @@ def run_case(case: Case, base: Baseline) -> str:
     del observed  # nothing of the case may stay alive but what the pool itself keeps
     problems += leaks(base)
     faulthandler.cancel_dump_traceback_later()
-    return fuzzlib.result_line(case, problems, time.monotonic() - start, shown)
+    stderr = _stderr_since(stderr_start) if problems else ""
+    return fuzzlib.result_line(case, problems, time.monotonic() - start, shown, stderr)
+
+
+def _stderr_offset() -> int:
+    """Where stderr (a file the driver reads, shared with the workers) stands now."""
+    try:
+        return os.lseek(2, 0, os.SEEK_CUR)
+    except OSError:
+        return -1
+
+
+def _stderr_since(offset: int) -> str:
+    """What this case's processes (a worker's traceback, say) wrote to stderr."""
+    end = _stderr_offset()
+    if offset < 0 or end <= offset:
+        return ""
+    start = max(offset, end - 8000)
+    try:
+        return os.pread(2, end - start, start).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _forget_runner_frames(observed: Observed) -> None:

@@ -79,6 +79,7 @@ class Case:
     workers: int
     lock: bool = False  # initargs carry a multiprocessing lock (a tracker registration)
     chunksize: int = 1  # Pool.map: 3 puts the three calls in one chunk
+    max_tasks: int | None = None  # 1: every worker is replaced after each task
 
     @property
     def cell(self) -> str:
@@ -88,7 +89,9 @@ class Case:
         variant = f"({self.variant})" if self.variant else ""
         lock = " initargs=lock" if self.lock else ""
         chunk = f" chunksize={self.chunksize}" if self.chunksize > 1 else ""
-        return f"case {self.index}: {self.cell}{variant} workers={self.workers}{lock}{chunk}"
+        recycle = f" max_tasks={self.max_tasks}" if self.max_tasks else ""
+        options = f"workers={self.workers}{lock}{chunk}{recycle}"
+        return f"case {self.index}: {self.cell}{variant} {options}"
 
 
 def case_for(seed: int, index: int, override: dict[str, Any] | None = None) -> Case:
@@ -112,7 +115,9 @@ def draw(seed: int, index: int) -> Case:
     method = rng.choice(START_METHODS)
     lock = rng.random() < 0.3
     chunksize = 3 if api.startswith("map") and rng.random() < 0.3 else 1
-    return Case(seed, index, method, api, point, kind, variant, workers, lock, chunksize)
+    max_tasks = 1 if api != "process" and rng.random() < 0.15 else None
+    fields = (workers, lock, chunksize, max_tasks)
+    return Case(seed, index, method, api, point, kind, variant, *fields)
 
 
 # -- the expected-outcome table -------------------------------------------------------------
@@ -190,19 +195,19 @@ def _initializer_row(kind: str) -> Expected:
 # the run, so that the entry is removed when the bug is fixed (non-strict: rare races).
 @dataclass(frozen=True)
 class KnownBug:
-    cells: str  # point/kind/api/start_method[/lock or nolock], fnmatch patterns
+    cells: str  # fnmatch patterns over the parts full_pattern() names
     problem: str  # a regex that each problem it explains matches
     why: str
     strict: bool = True
 
 
-_MAP_BASE = (
-    "fuzz finding 3: a BaseException from the worker ends Pool.map (return_exceptions=True too)"
+_CHUNK_BASE = (
+    "fuzz finding 5: a BaseException while the worker pickles one item's result fails "
+    "every item of its map chunk (an Exception there fails only that item)"
 )
 EXPECTED_BROKEN: list[KnownBug] = [
     *(
-        KnownBug(f"{point}/{kind}/map_*/*", r"^the error came as 'raised'", _MAP_BASE)
-        for point in ("task", "result_pickle")
+        KnownBug(f"result_pickle/{kind}/map_*/*/*/chunk3", r"^a healthy call", _CHUNK_BASE)
         for kind in ("base_exception", "sys_exit")
     ),
 ]
@@ -214,12 +219,13 @@ FIXED_AFTER = 3
 
 
 def known_bugs(case: Case) -> list[KnownBug]:
-    cell = f"{case.cell}/{'lock' if case.lock else 'nolock'}"
+    cell = f"{case.cell}/{'lock' if case.lock else 'nolock'}/chunk{case.chunksize}"
     return [bug for bug in EXPECTED_BROKEN if fnmatch.fnmatchcase(cell, full_pattern(bug.cells))]
 
 
 def full_pattern(pattern: str) -> str:
-    return pattern if pattern.count("/") == 4 else f"{pattern}/*"
+    """point/kind/api/start_method[/lock|nolock[/chunk1|chunk3]], the missing parts "*"."""
+    return pattern + "/*" * (5 - pattern.count("/"))
 
 
 def explained(case: Case, problem: str) -> KnownBug | None:
@@ -233,6 +239,7 @@ class Result:
     problems: list[str]
     seconds: float
     observed: str = ""
+    stderr: str = ""  # what the case's processes wrote to stderr, for a failed case
 
     @property
     def known(self) -> bool:
@@ -287,6 +294,8 @@ class Report:
         for result in self.failed():
             lines.append(f"{result.case}: {result.observed}")
             lines += [f"    {problem}" for problem in result.problems]
+            if result.stderr:
+                lines.append("    stderr during the case:\n" + result.stderr[-3000:])
             lines.append(
                 f"    replay: ANYPOOL_FUZZ_SEED={self.seed} ANYPOOL_FUZZ_ONLY={result.case.index}"
             )
@@ -432,10 +441,9 @@ def _check_left_behind(child: _Child, report: Report) -> None:
 
 def _result(seed: int, line: dict[str, Any], override: dict[str, Any] | None) -> Result:
     case = case_for(seed, line["index"], override)
-    return Result(case, line["problems"], line["seconds"], line.get("observed", ""))
+    return Result(case, line["problems"], line["seconds"], line["observed"], line["stderr"])
 
 
-def result_line(case: Case, problems: list[str], seconds: float, observed: str) -> str:
-    return json.dumps(
-        {"index": case.index, "problems": problems, "seconds": seconds, "observed": observed}
-    )
+def result_line(case: Case, problems: list[str], seconds: float, observed: str, stderr: str) -> str:
+    line = {"index": case.index, "problems": problems, "seconds": seconds}
+    return json.dumps({**line, "observed": observed, "stderr": stderr})

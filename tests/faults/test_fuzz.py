@@ -57,12 +57,13 @@ def test_every_cell_has_an_expected_outcome() -> None:
 
 def _all_cells() -> list[str]:
     return [
-        f"{point}/{kind}/{api}/{method}/{lock}"
+        f"{point}/{kind}/{api}/{method}/{lock}/{chunk}"
         for point in fuzzlib.POINTS
         for kind in fuzzlib.kinds_at(point)
         for api in fuzzlib.APIS
         for method in fuzzlib.START_METHODS
         for lock in ("lock", "nolock")
+        for chunk in ("chunk1", "chunk3")
     ]
 
 
