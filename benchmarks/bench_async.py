@@ -20,6 +20,13 @@ Rows (2 worker threads everywhere; µs per task):
 Each run is a fresh interpreter, its pool warmed before timing; rounds interleave the
 rows so that machine load hits every row alike. Reported: median and best per row, and
 the ratio of the medians to the row it is compared with.
+
+``--requests N`` runs the other benchmark instead: N GETs against a local aiohttp server
+on 127.0.0.1 (its own process), each answered with a ~50 KB JSON body that the coroutine
+parses and reduces, so CPU counts. Side by side, each in a fresh interpreter, with its
+defaults unless "tuned": anypool processes x coroutines (``await pool.map``),
+aiomultiprocess (defaults, and tuned), and one ``asyncio.gather`` with a semaphore of 100
+in one process. Reported: requests per second. Needs ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 # name -> (timed body inside ``async def main``, the row it is compared with)
 ROWS: dict[str, tuple[str, str]] = {
@@ -100,11 +108,142 @@ def one_run(body: str, n: int) -> float:
     return float(json.loads(proc.stdout))
 
 
+# -- many requests ----------------------------------------------------------------------------
+SERVER = """
+import json, sys
+from aiohttp import web
+
+BODY = json.dumps([{"id": i, "value": i % 97, "name": f"item {i}"} for i in range(1100)]).encode()
+
+async def handle(request):
+    return web.Response(body=BODY, content_type="application/json")
+
+app = web.Application()
+app.router.add_get("/", handle)
+runner = web.AppRunner(app, access_log=None)
+
+async def main():
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    print(site._server.sockets[0].getsockname()[1], len(BODY), flush=True)
+    await asyncio.Event().wait()
+
+import asyncio
+asyncio.run(main())
+"""
+
+CLIENT = """
+import asyncio, json, sys, time
+
+URL = sys.argv[2]
+
+async def fetch(i):
+    # HTTP/1.0 by hand on asyncio streams: the same client code for every contender
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(URL))
+    writer.write(b"GET / HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+    raw = await reader.read()
+    writer.close()
+    body = raw.split(b"\\r\\n\\r\\n", 1)[1]
+    return sum(record["value"] for record in json.loads(body))
+
+async def noop():
+    return 1
+
+async def single(n):
+    room = asyncio.Semaphore(100)
+    async def one(i):
+        async with room:
+            return await fetch(i)
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+async def anypool_processes(n):
+    import anypool
+    async with anypool.Pool("process") as pool:
+        await pool.submit(abs, 1)  # started before timing, as the others
+        start = time.perf_counter()
+        results = await pool.map(fetch, range(n))
+        return results, time.perf_counter() - start
+
+async def aiomp(n, **options):
+    import aiomultiprocess
+    async with aiomultiprocess.Pool(**options) as pool:
+        await pool.apply(noop, ())
+        start = time.perf_counter()
+        results = await pool.map(fetch, range(n))
+        return results, time.perf_counter() - start
+
+async def main(kind, n):
+    if kind == "single":
+        start = time.perf_counter()
+        results = await single(n)
+        elapsed = time.perf_counter() - start
+    elif kind == "anypool":
+        results, elapsed = await anypool_processes(n)
+    elif kind == "aiomultiprocess":
+        results, elapsed = await aiomp(n)
+    else:
+        results, elapsed = await aiomp(n, processes=2, childconcurrency=64)
+    assert len(results) == n and len(set(results)) == 1, "wrong results"
+    print(n / elapsed)
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[3])))
+"""
+
+CONTENDERS = {
+    "anypool processes x coroutines (defaults)": "anypool",
+    "aiomultiprocess (defaults)": "aiomultiprocess",
+    "aiomultiprocess (processes=2, childconcurrency=64)": "aiomultiprocess-tuned",
+    "one loop: asyncio.gather + Semaphore(100)": "single",
+}
+
+
+def requests_benchmark(n: int, rounds: int) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    try:
+        assert server.stdout is not None
+        port, size = server.stdout.readline().split()
+        samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+        with tempfile.TemporaryDirectory() as tmp:
+            client = os.path.join(tmp, "client.py")  # a file: process workers import it
+            with open(client, "w", encoding="utf-8") as f:
+                f.write(CLIENT)
+            for _ in range(rounds):
+                for name, kind in CONTENDERS.items():
+                    proc = subprocess.run(
+                        [sys.executable, client, kind, port, str(n)],
+                        capture_output=True,
+                        text=True,
+                        cwd=tmp,
+                        check=False,
+                    )
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"{name} failed:\n{proc.stderr}")
+                    samples[name].append(float(proc.stdout.split()[-1]))
+    finally:
+        server.kill()
+        server.wait()
+    single = statistics.median(samples["one loop: asyncio.gather + Semaphore(100)"])
+    print(f"{n} GETs of a {int(size) // 1024} KB JSON body, {rounds} rounds; requests/s")
+    print(f"| {'contender':52} | median | best  | vs one loop |")
+    print(f"|{'-' * 54}|--------|-------|-------------|")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(f"| {name:52} | {median:6.0f} | {max(values):5.0f} | {median / single:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=0, help="run the many-requests benchmark")
     args = parser.parse_args()
+    if args.requests:
+        requests_benchmark(args.requests, args.rounds)
+        return
     samples: dict[str, list[float]] = {name: [] for name in ROWS}
     for _ in range(args.rounds):
         for name, (body, _) in ROWS.items():
