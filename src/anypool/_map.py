@@ -9,6 +9,8 @@
                       │ one iterable per chunk
                       ▼
                  MapIterator (itertools.chain) ──► items ──► consumer
+    async for / await: _MapState.arun() ──► anypool._aio.AsyncMap ──► coroutine; where
+                 run() waits on _cond, arun() awaits a waiter the done-callback wakes
 
 Room to read more input (``ReadAhead``): fewer than ``window`` chunks unfinished at
 the backend, and what was read but not yet taken by the consumer (running, queued,
