@@ -540,3 +540,19 @@ def test_breaking_out_of_a_one_shot_async_map_shuts_its_pool_down(run, workers_g
 
     run(body)
     assert workers_gone()
+
+
+def test_await_works_with_max_pending_and_on_the_asyncio_backend(run):
+    async def body() -> None:
+        async with anypool.Pool("thread", 2, max_pending=4) as pool:
+            assert await asyncio.gather(*(pool.submit(square, i) for i in range(4))) == [
+                0,
+                1,
+                4,
+                9,
+            ]
+        async with anypool.Pool("asyncio", 4) as pool:
+            assert await pool.submit(async_square, 5) == 25
+            assert [x async for x in pool.map(async_square, range(5))] == [0, 1, 4, 9, 16]
+
+    run(body)
