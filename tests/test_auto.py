@@ -406,9 +406,11 @@ def test_tiny_calls_are_batched_into_measurable_windows(
     make_pool: Callable[..., anypool.Pool],
 ) -> None:
     pool = make_pool()
+    first = pool.submit(nap, 0.2)  # keeps the probe busy while the tiny calls queue up
     futures = [pool.submit(tiny, i) for i in range(2000)]
     assert [f.result(timeout=10) for f in futures] == list(range(1, 2001))
-    m = pool.explain().measurements
+    assert first.result(timeout=10) == 0.2
+    m = pool.explain().for_function(tiny).measurements
     assert m is not None
     # at most MAX_SAMPLES windows, and once the first call's size is known the next
     # windows take many calls each (a window of one 1 us call is too short to time)

@@ -553,8 +553,9 @@ class AutoBackend(Backend):
         this is the first, from what it has done so far (a cut through a task that
         computes and then waits would skew the share, so finished samples come first)."""
         with self._lock:
-            if profile.side is not None:
-                return
+            current = self._current
+            if profile.side is not None or current is None or current[0] is not task:
+                return  # decided, or the task ended: _sample goes on from its windows
             finished = profile.sampler.samples > 0
             partial = None if finished else self._partial(task)
         if partial is not None and partial[0] < PROBE_MAX_WALL_S:
