@@ -13,6 +13,7 @@ import itertools
 import os
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -554,5 +555,40 @@ def test_await_works_with_max_pending_and_on_the_asyncio_backend(run):
         async with anypool.Pool("asyncio", 4) as pool:
             assert await pool.submit(async_square, 5) == 25
             assert [x async for x in pool.map(async_square, range(5))] == [0, 1, 4, 9, 16]
+
+    run(body)
+
+
+async def async_crash_on(x: int, bad: int) -> int:
+    await asyncio.sleep(0.01)
+    if x == bad:
+        os._exit(3)  # the worker process dies mid-chunk
+    return x
+
+
+async def async_crash_once(marker: str) -> str:
+    """Kills its worker the first time (no marker file yet), returns the second time."""
+    await asyncio.sleep(0)
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os._exit(3)
+    return "second try"
+
+
+def test_a_crashing_coroutine_fails_only_its_chunk_and_retries_rerun_it(run, make_pool, tmp_path):
+    procs = make_pool("process", 2)
+    retrying = make_pool("process", 1, retries=1)
+
+    async def body() -> None:
+        # as with sync functions, a crash fails the items of its chunk (4 and 5), no other
+        out = await procs.map(
+            async_crash_on, range(6), [4] * 6, chunksize=2, return_exceptions=True
+        )
+        assert out[:4] == [0, 1, 2, 3]
+        assert all(isinstance(x, anypool.WorkerCrashed) for x in out[4:])
+        assert await procs.submit(async_crash_on, 1, 4) == 1  # a fresh worker took over
+        marker = str(tmp_path / f"crashed-{uuid.uuid4().hex}")
+        assert await retrying.submit(async_crash_once, marker) == "second try"
 
     run(body)
