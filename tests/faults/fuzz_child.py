@@ -153,9 +153,7 @@ def shut_down(shutdown: Callable[[], None], observed: Observed) -> None:
 # -- one runner per API path -------------------------------------------------------------------
 def run_pool_submit(case: Case) -> Observed:
     observed = Observed()
-    pool = anypool.Pool(
-        "process", case.workers, start_method=case.start_method, **pool_options(case)
-    )
+    pool = _pool(case)
     try:
         observed.fault, observed.others = assign(submit_all(pool.submit, items(case)), True)
         observed.pool = probe(pool.submit)
@@ -167,9 +165,7 @@ def run_pool_submit(case: Case) -> Observed:
 def run_pool_map(case: Case) -> Observed:
     observed = Observed()
     ordered = case.api == "map_ordered"
-    pool = anypool.Pool(
-        "process", case.workers, start_method=case.start_method, **pool_options(case)
-    )
+    pool = _pool(case)
     outcomes: list[Outcome] = []
     try:
         try:
