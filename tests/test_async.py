@@ -414,9 +414,39 @@ def test_a_coroutine_that_never_yields_is_killed_after_the_grace_period(make_poo
     assert pool.submit(square, 3).result(timeout=20) == 9
 
 
-def test_each_coroutine_task_gets_its_own_event_loop_on_threads(make_pool):
-    pool = make_pool("thread", 2)
-    assert len(list(pool.map(async_loop_id, range(4), chunksize=1))) == 4
+_left_behind_cancelled = threading.Event()
+
+
+async def async_leave_a_task_behind(_: int) -> int:
+    async def background() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            _left_behind_cancelled.set()
+            raise
+
+    asyncio.ensure_future(background())  # noqa: RUF006  (left behind on purpose)
+    await asyncio.sleep(0)
+    return id(asyncio.get_running_loop())
+
+
+def test_a_worker_thread_reuses_its_loop_and_each_call_ends_as_asyncio_run_does(make_pool):
+    pool = make_pool("thread", 1)
+    _left_behind_cancelled.clear()
+    loops = [pool.submit(async_leave_a_task_behind, i).result() for i in range(3)]
+    assert len(set(loops)) == 1  # one thread, one loop, reused
+    assert _left_behind_cancelled.is_set()  # what a call left behind was cancelled at its end
+
+
+def test_a_forked_worker_does_not_reuse_its_parents_thread_loop(make_pool):
+    # this thread gets a loop (inline runs the coroutine here); a fork start method copies
+    # it into the worker, whose epoll instance and self-pipe would be the parent's
+    inline = make_pool("inline")
+    assert inline.submit(async_square, 2).result() == 4
+    forked = make_pool("process", 1, start_method="fork")
+    assert forked.submit(async_square, 3).result(timeout=30) == 9
+    assert list(forked.map(async_square, range(4))) == [0, 1, 4, 9]
+    assert inline.submit(async_square, 5).result() == 25  # the parent's loop still works
 
 
 def test_inline_runs_a_coroutine_function_from_inside_a_running_loop(run, make_pool):
