@@ -30,6 +30,14 @@ def notify(x: int, callback: str = "") -> str:
     return callback
 
 
+def blocking(x: int, block: bool = False) -> bool:
+    return block
+
+
+def blocking_kwonly(x: int, *, block: bool) -> bool:
+    return block
+
+
 def plain(x: int) -> int:
     return x
 
@@ -57,6 +65,16 @@ def test_kwargs_functions_and_callback_are_ambiguous_too(make_pool, fn):
     pool = make_pool("thread", 1)
     with pytest.raises(TypeError, match="ambiguous"):
         pool.submit(fn, 1, callback=lambda value, error: None)
+
+
+@pytest.mark.parametrize("fn", [blocking, blocking_kwonly])
+@pytest.mark.parametrize("value", [True, False, 2.0])
+def test_block_is_checked_even_at_its_default_value(make_pool, fn, value):
+    # block=True is also submit()'s default: it must not slip through as "not given"
+    pool = make_pool("thread", 1)
+    with pytest.raises(TypeError, match=r"also takes block="):
+        pool.submit(fn, 1, block=value)
+    assert pool.submit(functools.partial(fn, block=value), 1).result() == value
 
 
 def test_each_spelling_that_disambiguates(make_pool):

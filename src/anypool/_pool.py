@@ -291,7 +291,7 @@ class Pool(CoordinationMixin, PoolObservability):
         retries: int | None = None,
         priority: float | None = None,
         callback: Callback | None = None,
-        block: bool | float = True,
+        block: bool | float | None = None,
         **kwargs: Any,
     ) -> AwaitableFuture[R]:
         """Schedule ``fn(*args, **kwargs)``; returns a :class:`concurrent.futures.Future`
@@ -300,11 +300,11 @@ class Pool(CoordinationMixin, PoolObservability):
 
         ``timeout``, ``retries`` and ``priority`` override the pool's defaults for this
         task. ``callback(result, error)`` is called in this process when the task ends.
-        With ``max_pending`` reached, ``block=True`` waits for room, ``block=False``
-        raises :class:`~anypool.PoolFull` at once and ``block=seconds`` waits that long.
-        One of these keywords that ``fn`` also accepts raises ``TypeError`` (which one is
-        meant is ambiguous); ``pool.task(timeout=...)(fn)(...)`` passes every keyword of
-        the call to ``fn``.
+        With ``max_pending`` reached, ``block=True`` (the default, also ``None``) waits for
+        room, ``block=False`` raises :class:`~anypool.PoolFull` at once and
+        ``block=seconds`` waits that long. One of these keywords that ``fn`` also accepts
+        raises ``TypeError`` (which one is meant is ambiguous);
+        ``pool.task(timeout=...)(fn)(...)`` passes every keyword of the call to ``fn``.
         """
         _check_callable(fn)
         if timeout is not None or retries is not None or priority is not None:
@@ -312,7 +312,9 @@ class Pool(CoordinationMixin, PoolObservability):
             _check_unambiguous(fn, {k: v for k, v in given.items() if v is not None})
         if callback is not None:
             _check_unambiguous(fn, {"callback": callback})
-        if block is not True:
+        if block is None:  # not given: None, not True, so that block=True is checked too
+            block = True
+        else:
             _check_unambiguous(fn, {"block": block})
         if self._runs_coroutines_for(fn):
             fn, timeout = wrap_coroutine_function(fn, self._timeout if timeout is None else timeout)
