@@ -121,10 +121,13 @@ class AwaitableFuture(Future[R]):
 
     def _abandon(self) -> None:
         pool = self._anypool_pool() if self._anypool_pool is not None else None
-        if pool is not None:
-            pool.kill(self)  # cancels a queued task; stops a running one where it can
-        else:
-            self.cancel()
+        try:
+            if pool is not None:
+                pool.kill(self)  # cancels a queued task; stops a running one where it can
+                return
+        except Exception:  # best effort: the cancellation itself must reach the awaiter
+            pass
+        self.cancel()
 
 
 class AwaitableSlotFuture(AwaitableFuture[R], SlotFuture):
@@ -175,7 +178,11 @@ async def _in_thread(fn: Callable[[], object], name: str) -> None:
 
     thread = threading.Thread(target=target, name=name)
     thread.start()
-    await asyncio.shield(done)
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        done.cancel()  # the thread goes on; nobody wants its outcome any more
+        raise
     thread.join()  # it has only its last line left
 
 
@@ -267,7 +274,6 @@ class AsyncMap(AsyncIterator[R]):
         self._hook = getattr(iterator, "_hook", None)  # a progress bar (ProgressMapIterator)
         self._chunks: AsyncGenerator[Iterable[Any], None] | None = None
         self._items: Iterator[Any] = iter(())
-        self._interrupted = False
 
     def __aiter__(self) -> AsyncMap[R]:
         return self
