@@ -33,6 +33,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import PoolClosed
+
 if TYPE_CHECKING:
     from ._map import _MapState
 
@@ -78,7 +80,12 @@ class _Drain:
         assert state is not None
         try:
             state.drain(lambda: self.stop_requested)
-        except Exception as exc:  # the input broke, or the pool closed under it
+        except PoolClosed:
+            # the pool stopped under it (Ctrl-C, kill): finish() has said so if it asked
+            # this drain to stop; otherwise say it here, in the same words
+            if not self.stop_requested:
+                _warn(_cut_short(self.name, "while it ran in the background"))
+        except Exception as exc:  # the input itself broke
             _warn(f"{self.name} was never iterated; running it in the background failed: {exc!r}")
         else:
             _report_failures(state, self.name, "in the background")
@@ -170,10 +177,7 @@ class PendingMaps:
             if drain.thread is threading.current_thread():
                 continue  # a one-shot map's own shutdown, at the end of its drain
             drain.stop_requested = True
-            _warn(
-                f"{drain.name} was never iterated; the pool was shut down {_how(wait)} while "
-                "it ran in the background: the rest of its input did not run"
-            )
+            _warn(_cut_short(drain.name, f"{_how(wait)} while it ran in the background"))
 
     def _join_drains(self) -> None:
         with self._lock:
@@ -188,6 +192,13 @@ class PendingMaps:
                 drain.thread.join()
         with self._lock:
             self._drains.difference_update(drains)
+
+
+def _cut_short(name: str, how: str) -> str:
+    return (
+        f"{name} was never iterated; the pool was shut down {how}: the rest of its input "
+        "did not run"
+    )
 
 
 def _how(wait: bool) -> str:

@@ -391,6 +391,23 @@ def test_cancel_pending_drops_a_never_iterated_map_with_a_warning(backend, tmp_p
     assert list(results) == []
 
 
+def test_a_background_map_cut_short_by_a_kill_says_so_once(backend, make_pool):
+    # Ctrl-C while shutdown() drains: the pool stops under a map that runs in the
+    # background; one warning says its input did not all run (not a PoolClosed traceback)
+    pool = make_pool(backend, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pool.map(sleep_then, itertools.repeat(0.05), range(1000), chunksize=1)  # dropped
+        time.sleep(0.2)
+        pool._stop(wait=True, cancel_pending=True, kill_running=True)  # as the Ctrl-C path
+        assert wait_for(lambda: any("never iterated" in str(w.message) for w in caught))
+        time.sleep(0.1)
+    messages = [str(w.message) for w in caught if "never iterated" in str(w.message)]
+    assert len(messages) == 1, messages
+    assert "shut down while it ran in the background" in messages[0]
+    assert "PoolClosed" not in messages[0]
+
+
 def test_endless_never_iterated_map_warns_while_shutdown_waits(backend, monkeypatch):
     import anypool._drain
 
