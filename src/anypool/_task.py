@@ -142,8 +142,9 @@ def _forget_callbacks(future: Future[Any]) -> None:
     caller dropped the future (CPython's test_no_stale_references). A callback added
     from now on runs at once and is never stored, so nothing is lost.
     """
-    if future.done():
-        future._done_callbacks.clear()  # type: ignore[attr-defined]
+    callbacks = getattr(future, "_done_callbacks", None)  # CPython's Future keeps them here
+    if callbacks is not None and future.done():
+        callbacks.clear()
 
 
 def _ctrl_c_lands_here() -> bool:
