@@ -102,6 +102,18 @@ def test_the_fuzzer_reports_a_hang_and_leaks() -> None:
     assert [p for p in report.batch_problems if "resource tracker" in p], report.format()
 
 
+def test_a_case_that_hangs_its_interpreter_is_blamed_and_the_batch_goes_on() -> None:
+    """A map that never ends: the case's watchdog dumps the stacks and ends the child; the
+    driver blames that case and runs the next one in a new child."""
+    hang = {"point": "selftest_hang", "kind": "exception", "api": "map_ordered"}
+    bounds = {"future_bound_s": 2.0, "case_bound_s": 2.5}  # the task sleeps 3 x 2 s
+    report = fuzzlib.run(1, [0, 1], extra={"override": {**hang, "start_method": "fork"}, **bounds})
+    assert [r.case.index for r in report.results] == [0, 1], report.format()
+    for result in report.results:
+        assert result.problems[0].startswith("hang or death of the child"), result.problems
+        assert "Timeout (0:00:02" in result.problems[0]  # faulthandler's dump is in it
+
+
 def test_a_known_bug_that_stops_showing_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     bug = fuzzlib.KnownBug("task/exception/submit/*", r"^wrong error", "a test entry")
     monkeypatch.setattr(fuzzlib, "EXPECTED_BROKEN", [bug])
