@@ -240,14 +240,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--requests", type=int, default=0, help="run the many-requests benchmark")
+    parser.add_argument("--only", default="", help="only the rows whose name contains this")
     args = parser.parse_args()
     if args.requests:
         requests_benchmark(args.requests, args.rounds)
         return
-    samples: dict[str, list[float]] = {name: [] for name in ROWS}
+    # a row is always measured with the row it is compared with
+    wanted = {name for name in ROWS if args.only in name}
+    wanted |= {ROWS[name][1] for name in wanted}
+    samples: dict[str, list[float]] = {name: [] for name in ROWS if name in wanted}
     for _ in range(args.rounds):
-        for name, (body, _) in ROWS.items():
-            samples[name].append(one_run(body, args.tasks))
+        for name in samples:
+            samples[name].append(one_run(ROWS[name][0], args.tasks))
     medians = {name: statistics.median(values) for name, values in samples.items()}
     print(f"{args.tasks} tasks, {args.rounds} rounds; us per task")
     print(f"| {'row':48} | median | best  | vs  |")

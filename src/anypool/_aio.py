@@ -361,6 +361,9 @@ async def collect(iterator: MapIterator[R]) -> list[R]:
 # -- coroutine functions on every backend ------------------------------------------------------
 def is_coroutine_function(fn: object) -> bool:
     """``async def`` functions, partials of them and objects with an ``async def __call__``."""
+    code = getattr(fn, "__code__", None)  # functions and methods: the fast path of submit()
+    if code is not None and not hasattr(fn, "_is_coroutine_marker"):  # (3.12's mark)
+        return bool(code.co_flags & inspect.CO_COROUTINE)
     if inspect.iscoroutinefunction(fn):
         return True
     call = getattr(type(fn), "__call__", None)  # noqa: B004  (the class's, not a method)
