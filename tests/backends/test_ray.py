@@ -262,6 +262,20 @@ def test_waiting_tasks_share_a_cpu_on_threaded_actors(make_pool: Any, ray_sessio
         pool.submit(where_am_i, 30, timeout=0.5).result(timeout=60)
 
 
+async def async_inc(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return x + 1
+
+
+def test_coroutine_functions_run_on_threaded_actors(make_pool: Any, ray_session: None) -> None:
+    pool = make_pool("ray", 40)
+    assert pool._backend._actors  # below a CPU per task
+    assert list(pool.map(async_inc, range(30), chunksize=1)) == list(range(1, 31))
+    assert pool.submit(async_inc, 1).result(timeout=60) == 2
+
+
 def crash_worker() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
