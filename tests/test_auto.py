@@ -172,6 +172,49 @@ def test_tiny_submitted_tasks_run_inline() -> None:
     assert proc.stdout.strip() == "ok", proc.stdout
 
 
+_GUARDED_CLOSURE_SCRIPT = """
+import threading
+
+import anypool
+
+
+def burn():
+    total = 0
+    for i in range(150_000):
+        total += i
+
+
+if __name__ == "__main__":
+    lock = threading.Lock()
+
+    def closure(x):  # a global of __main__ here, but not in a spawned worker: by value
+        with lock:
+            pass
+        burn()
+        return x
+
+    with anypool.Pool() as pool:
+        assert list(pool.map(closure, range(30))) == list(range(30))
+        decision = pool.explain()
+        assert decision.backend == "thread", str(decision)
+    print("ok")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_function_that_reaches_processes_only_by_name_keeps_auto_on_threads(
+    tmp_path: Path,
+) -> None:
+    # plain pickle sends `closure` by name and succeeds here; the process backend sends a
+    # main-script function by value too, and that copy cannot hold the lock: auto must
+    # judge the function the way the process backend would send it
+    script = tmp_path / "guarded_closure.py"
+    script.write_text(_GUARDED_CLOSURE_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stdout
+
+
 def test_pool_timeout_keeps_auto_off_inline(make_pool: Callable[..., anypool.Pool]) -> None:
     pool = make_pool(timeout=5)
     futures = [pool.submit(abs, -i) for i in range(20)]

@@ -118,6 +118,21 @@ def _parts(obj: object) -> list[object]:
     return [obj]
 
 
+def _function_problem(fn: Callable[..., Any]) -> str | None:
+    """Why ``fn`` cannot reach a worker process, or None. It is pickled as the process
+    backend pickles it: a function of the main script by reference *and* by value (a
+    spawned worker may not have it), so a plain pickle by name that works here proves
+    nothing (a closure defined under the main guard over a lock did)."""
+    from .._exceptions import SerializationError
+    from .._serialization import _dumps_function
+
+    try:
+        _dumps_function(fn)
+    except SerializationError as exc:
+        return f"{exc} (in the function)"
+    return None
+
+
 def _round_trip(obj: object, where: str) -> tuple[float, str | None]:
     """Seconds to pickle and unpickle ``obj``, and what went wrong (None: it pickles)."""
     parts = _parts(obj)
@@ -271,7 +286,7 @@ class Sampler:
             return None
         if not self._fn_checked:
             self._fn_checked = True
-            self.problem = _round_trip(fn, "function")[1]
+            self.problem = _function_problem(fn)
         if self.problem is None:
             seconds, self.problem = _round_trip((args, kwargs), "arguments")
             return seconds
