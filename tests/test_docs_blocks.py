@@ -28,12 +28,7 @@ PEERS = ("joblib", "pebble", "mpire", "vthread", "threadpool")
 _PEER_IMPORT = re.compile(rf"^\s*(?:import|from)\s+({'|'.join(PEERS)})\b", re.MULTILINE)
 # Blocks of pages this suite does not own that cannot run as pasted, with the reason.
 # A test below fails when an entry no longer matches, so the list cannot go stale.
-NOT_RUNNABLE = {
-    (
-        "laptop-to-cluster.md",
-        1,
-    ): "an overview: needs Dask, Ray and a scheduler at tcp://scheduler:8786",
-}
+NOT_RUNNABLE: dict[tuple[str, int], str] = {}
 
 
 def _name(page: Path) -> str:
