@@ -21,6 +21,11 @@ Each run is a fresh interpreter, its pool warmed before timing; rounds interleav
 rows so that machine load hits every row alike. Reported: median and best per row, and
 the ratio of the medians to the row it is compared with.
 
+``--ab RUNS``: the issue's target row alone, measured the way least hurt by a loaded
+machine: in one interpreter, blocks of 200 sequential ``run_in_executor`` awaits and 200
+``await pool.submit`` alternate (60 blocks each); reported per run: both medians and the
+median of the per-block ratios.
+
 ``--requests N`` runs the other benchmark instead: N GETs against a local aiohttp server
 on 127.0.0.1 (its own process), each answered with a ~50 KB JSON body that the coroutine
 parses and reduces, so CPU counts. Side by side, each in a fresh interpreter, with its
@@ -106,6 +111,49 @@ def one_run(body: str, n: int) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{proc.stderr}")
     return float(json.loads(proc.stdout))
+
+
+AB_CHILD = """
+import asyncio, concurrent.futures as cf, statistics, time
+import anypool
+
+def noop(x):
+    return x
+
+async def main():
+    loop = asyncio.get_running_loop()
+    with cf.ThreadPoolExecutor(2) as tpe, anypool.Pool("thread", 2) as pool:
+        for i in range(500):
+            await loop.run_in_executor(tpe, noop, i)
+            await pool.submit(noop, i)
+        stdlib, ours = [], []
+        for _ in range(60):
+            start = time.perf_counter()
+            for i in range(200):
+                await loop.run_in_executor(tpe, noop, i)
+            stdlib.append((time.perf_counter() - start) / 200 * 1e6)
+            start = time.perf_counter()
+            for i in range(200):
+                await pool.submit(noop, i)
+            ours.append((time.perf_counter() - start) / 200 * 1e6)
+        ratio = statistics.median(b / a for a, b in zip(stdlib, ours))
+        print(statistics.median(stdlib), statistics.median(ours), ratio)
+
+asyncio.run(main())
+"""
+
+
+def ab_benchmark(runs: int) -> None:
+    print("run | run_in_executor us | await pool.submit us | median per-block ratio")
+    ratios = []
+    for run in range(1, runs + 1):
+        proc = subprocess.run(
+            [sys.executable, "-c", AB_CHILD], capture_output=True, text=True, check=True
+        )
+        stdlib, ours, ratio = (float(x) for x in proc.stdout.split())
+        ratios.append(ratio)
+        print(f"{run:3} | {stdlib:18.1f} | {ours:20.1f} | {ratio:.2f}x")
+    print(f"median of the runs' ratios: {statistics.median(ratios):.2f}x")
 
 
 # -- many requests ----------------------------------------------------------------------------
@@ -241,7 +289,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--requests", type=int, default=0, help="run the many-requests benchmark")
     parser.add_argument("--only", default="", help="only the rows whose name contains this")
+    parser.add_argument("--ab", type=int, default=0, help="in-process A/B of the target row")
     args = parser.parse_args()
+    if args.ab:
+        ab_benchmark(args.ab)
+        return
     if args.requests:
         requests_benchmark(args.requests, args.rounds)
         return
