@@ -245,8 +245,17 @@ class ProcessBackend(Backend):
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             # workers forked from the server start with these already imported; ctypes is
-            # for PR_SET_PDEATHSIG in every worker (~5 ms per worker start otherwise)
-            preload = ["anypool._backends._process_worker", "cloudpickle", "ctypes"]
+            # for PR_SET_PDEATHSIG in every worker (~5 ms per worker start otherwise), and
+            # _serialization/_runtime unpickle the start-up payload (the parent's logging
+            # setup, the initializer: ~9 ms more per start, which a pool that replaces
+            # killed workers pays each time)
+            preload = [
+                "anypool._backends._process_worker",
+                "anypool._serialization",
+                "anypool._runtime",
+                "cloudpickle",
+                "ctypes",
+            ]
             ctx.set_forkserver_preload(preload)
         elif method == "fork":
             import ctypes  # noqa: F401  forked workers inherit it, as above
