@@ -194,6 +194,7 @@ def _pool(case: Case) -> anypool.Pool:
         case.workers,
         start_method=case.start_method,
         max_tasks_per_worker=case.max_tasks,
+        retries=case.retries,
         **options,
     )
 

@@ -80,6 +80,7 @@ class Case:
     lock: bool = False  # initargs carry a multiprocessing lock (a tracker registration)
     chunksize: int = 1  # Pool.map: 3 puts the three calls in one chunk
     max_tasks: int | None = None  # 1: every worker is replaced after each task
+    retries: int = 0  # Pool's retries=: a call whose worker dies is run again
 
     @property
     def cell(self) -> str:
@@ -90,7 +91,8 @@ class Case:
         lock = " initargs=lock" if self.lock else ""
         chunk = f" chunksize={self.chunksize}" if self.chunksize > 1 else ""
         recycle = f" max_tasks={self.max_tasks}" if self.max_tasks else ""
-        options = f"workers={self.workers}{lock}{chunk}{recycle}"
+        retries = f" retries={self.retries}" if self.retries else ""
+        options = f"workers={self.workers}{lock}{chunk}{recycle}{retries}"
         return f"case {self.index}: {self.cell}{variant} {options}"
 
 
@@ -116,7 +118,8 @@ def draw(seed: int, index: int) -> Case:
     lock = rng.random() < 0.3
     chunksize = 3 if api.startswith("map") and rng.random() < 0.3 else 1
     max_tasks = 1 if api != "process" and rng.random() < 0.15 else None
-    fields = (workers, lock, chunksize, max_tasks)
+    retries = 1 if api in ("submit", "map_ordered", "map_unordered") and rng.random() < 0.15 else 0
+    fields = (workers, lock, chunksize, max_tasks, retries)
     return Case(seed, index, method, api, point, kind, variant, *fields)
 
 
@@ -159,8 +162,9 @@ def _row(case: Case) -> Expected:
     executor = case.api.startswith("executor")
     if case.point == "initializer":
         return _initializer_row(case.kind)
-    if case.kind in DEATHS:
-        return Expected(("WorkerCrashed",), exitcode=DEATHS[case.kind])
+    if case.kind in DEATHS:  # with retries=1 it ran twice, and says so
+        retried = r"\(attempt 2 of 2\)" if case.retries else None
+        return Expected(("WorkerCrashed",), exitcode=DEATHS[case.kind], message=retried)
     own = OWN_TYPE.get(case.kind, case.variant)
     code = SYS_EXIT_CODE if case.kind == "sys_exit" else None
     serialization = ("BrokenProcessPool",) if executor else ("SerializationError",)
