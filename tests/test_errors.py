@@ -35,6 +35,8 @@ EXPECTED = {
     "BrokenThreadPool": ("BrokenPool", (concurrent.futures.thread.BrokenThreadPool,)),
     "BrokenProcessPool": ("BrokenPool", (concurrent.futures.process.BrokenProcessPool,)),
     "WorkerCrashed": ("BrokenProcessPool", ()),
+    "WorkersCannotStart": ("BrokenProcessPool", ()),
+    "TaskUnpicklingError": ("BrokenProcessPool", (anypool.SerializationError,)),
 }
 
 _TREE_NODE = re.compile(r"[├└]── (?P<name>\w+)(?: \.+ (?P<note>.*))?$")

@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from ._pool import Pool as Pool
     from ._pool import map as map
     from ._process_errors import BrokenProcessPool as BrokenProcessPool
+    from ._process_errors import TaskUnpicklingError as TaskUnpicklingError
     from ._process_errors import WorkerCrashed as WorkerCrashed
+    from ._process_errors import WorkersCannotStart as WorkersCannotStart
     from ._process_executor import ProcessPoolExecutor as ProcessPoolExecutor
     from ._process_handle import Process as Process
     from ._scheduler._select import Decision as Decision
@@ -75,10 +77,12 @@ __all__ = [
     "Stage",
     "TaskFunction",
     "TaskTimeout",
+    "TaskUnpicklingError",
     "ThreadPoolExecutor",
     "Timeline",
     "TimelineEvent",
     "WorkerCrashed",
+    "WorkersCannotStart",
     "map",
     "pipeline",
     "pool",
@@ -107,6 +111,8 @@ _LAZY = {
     "map": "._pool",
     "BrokenProcessPool": "._process_errors",
     "WorkerCrashed": "._process_errors",
+    "WorkersCannotStart": "._process_errors",
+    "TaskUnpicklingError": "._process_errors",
     "ProcessPoolExecutor": "._process_executor",
     "Decision": "._scheduler._select",
     "Measurements": "._scheduler._select",

@@ -15,16 +15,17 @@ already catch, so code written for ``concurrent.futures`` keeps working::
         └── BrokenPool ..................... also concurrent.futures.BrokenExecutor
             ├── BrokenThreadPool ........... also concurrent.futures.thread.BrokenThreadPool
             └── BrokenProcessPool .......... also concurrent.futures.process.BrokenProcessPool
-                └── WorkerCrashed .......... a worker died while running this task
+                ├── WorkerCrashed .......... a worker died while running this task
+                ├── WorkersCannotStart ..... workers die before their first task, again and again
+                └── TaskUnpicklingError .... also anypool.SerializationError (a call or its outcome
+                                              does not unpickle; only that task fails)
 
-``BrokenProcessPool`` and ``WorkerCrashed`` live in :mod:`anypool._process_errors`
+``BrokenProcessPool`` and the classes below it live in :mod:`anypool._process_errors`
 because their stdlib base imports ``multiprocessing``; ``import anypool`` stays
-free of it and resolves them on first use. Two more live there, caught through
-their bases: ``WorkersCannotStart`` (a ``BrokenProcessPool``: workers die before
-taking a task; ``exitcode`` says how) and ``TaskUnpicklingError`` (both a
-``SerializationError`` and a ``BrokenProcessPool``: a call or its outcome does not
-unpickle, which the stdlib's executor reports as ``BrokenProcessPool``; only that
-task fails).
+free of it and resolves them on first use. ``TaskUnpicklingError`` is both a
+``SerializationError`` and a ``BrokenProcessPool``: the stdlib's executor reports a
+call or outcome that does not unpickle as ``BrokenProcessPool``, and code written for
+it catches that; anypool fails only that task and keeps the pool.
 
 All classes keep ``__init__`` simple (message only) so they pickle across
 process boundaries unchanged.
