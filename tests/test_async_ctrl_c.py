@@ -50,7 +50,8 @@ TARGET = textwrap.dedent(
                 print("READY", flush=True)
                 await results
 
-    asyncio.run(main(sys.argv[1]))
+    if __name__ == "__main__":
+        asyncio.run(main(sys.argv[1]))
     """
 )
 
