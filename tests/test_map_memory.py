@@ -191,3 +191,53 @@ def test_a_dropped_pool_releases_its_workers_and_fds(tmp_path: Path, method: str
         "collect=False seen=10 alive=0 fds=0",
         "collect=True seen=10 alive=0 fds=0",
     ], out.stdout + out.stderr[-2000:]
+
+
+def test_a_chunk_done_before_submit_returns_does_not_stop_read_ahead():
+    # A thread worker can finish a tiny chunk before submit() returns; the map used to take
+    # that for the inline backend and read nothing more ahead until the consumer asked,
+    # so a later item that waits for an item after it never saw that item start.
+    from concurrent.futures import Future
+
+    from anypool._chunking import FixedChunks
+    from anypool._map import MapIterator, ReadAhead
+    from anypool._task import ChunkResult
+
+    def done_at_once(chunk):
+        future = Future()
+        future.set_result(ChunkResult(list(chunk), {}, 0.0))
+        return future
+
+    pulled = []
+
+    def source():
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    results = MapIterator(
+        done_at_once,
+        source(),
+        chunker=FixedChunks(1),
+        window=ReadAhead(4, workers=2),
+        ordered=True,
+        return_exceptions=False,
+    )
+    assert next(results) == 0
+    assert len(pulled) > 1, "read-ahead stopped after a chunk that was done at submit"
+    assert list(results) == list(range(1, 100))
+
+
+def test_inline_still_runs_one_chunk_per_consumed_item(make_pool):
+    pool = make_pool("inline")
+    pulled = []
+
+    def source():
+        for i in range(50):
+            pulled.append(i)
+            yield i
+
+    results = pool.map(abs, source(), chunksize=1)
+    assert next(results) == 0
+    assert len(pulled) == 1  # inline: nothing runs before the consumer asks for it
+    results.close()

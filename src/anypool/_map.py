@@ -58,7 +58,7 @@ from ._chunking import (
     Chunker,
     chunk_bytes,
 )
-from ._task import ChunkResult
+from ._task import ChunkResult, chunks_run_here
 
 __all__ = ["MapIterator", "ReadAhead", "chunk_outcomes"]
 
@@ -469,6 +469,7 @@ class _MapState:
         nbytes = chunk_bytes(chunk) * _read(self._limits.copies)
         size = len(chunk)
         self._item_bytes = max(1, nbytes // size)
+        ran_here = chunks_run_here()
         future = self._submit_chunk(chunk)
         entry = _Entry(future, size, nbytes)
         seq = self._next_seq
@@ -478,7 +479,7 @@ class _MapState:
             self._unfinished += 1
             self._ahead_items += size
             self._ahead_bytes += nbytes
-        self._ran_in_submit = future.done()
+        self._ran_in_submit = chunks_run_here() != ran_here
         future.add_done_callback(functools.partial(self._chunk_done, seq, entry))
 
     def _chunk_done(self, seq: int, entry: _Entry, future: Future[ChunkResult]) -> None:

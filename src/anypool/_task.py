@@ -10,6 +10,7 @@ consumer reaches that item and the other items still deliver.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
@@ -28,6 +29,18 @@ class ChunkResult:
     values: list[Any]
     errors: dict[int, BaseException]
     duration: float  # seconds the chunk ran in the worker; drives adaptive chunking
+
+
+# Counts the chunks each thread has run itself: map asks whether the chunk it just
+# submitted ran inside submit() (the inline backend, or auto's inline side). A future that
+# is already done says nothing: a thread worker can finish a tiny chunk before submit()
+# returns, and taking that for inline stopped map from reading ahead.
+_here = threading.local()
+
+
+def chunks_run_here() -> int:
+    """How many chunks the calling thread has run in Task.run (see above)."""
+    return getattr(_here, "chunks", 0)
 
 
 def run_chunk(fn: Callable[..., Any], items: Sequence[Any], star: bool) -> ChunkResult:
@@ -93,6 +106,7 @@ class Task:
     def run(self) -> Any:
         """Run in the current thread; a chunk returns a ChunkResult, a call its value."""
         if self.chunk:
+            _here.chunks = getattr(_here, "chunks", 0) + 1
             return run_chunk(self.fn, self.args, self.star)
         return self.fn(*self.args, **self.kwargs)
 
