@@ -20,13 +20,15 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from typing import Any
@@ -144,7 +146,8 @@ def probe(submit: Callable[..., Future[Any]]) -> str:
 
 def shut_down(shutdown: Callable[[], None], observed: Observed) -> None:
     start = time.monotonic()
-    shutdown()
+    with _workers_dump_stacks_after(SHUTDOWN_BOUND_S - 1):
+        shutdown()
     took = time.monotonic() - start
     if took > SHUTDOWN_BOUND_S:
         observed.problems.append(f"hang: shutdown(wait=True) took {took:.1f} s")
@@ -452,8 +455,10 @@ def leaks(base: Baseline) -> list[str]:
 def run_case(case: Case, base: Baseline) -> str:
     faulthandler.dump_traceback_later(fuzzlib.CASE_BOUND_S, exit=True)
     start, stderr_start = time.monotonic(), _stderr_offset()
-    observed = RUNNERS[case.api](case)
+    with neighbour(case) as neighbour_errors, _workers_dump_stacks_if_hung(case):
+        observed = RUNNERS[case.api](case)
     problems = check(case, observed, fuzzlib.expected(case))
+    problems += [f"a call of the neighbour pool failed: {e!r}" for e in neighbour_errors]
     shown = str(observed)
     _forget_runner_frames(observed)
     del observed  # nothing of the case may stay alive but what the pool itself keeps
@@ -461,6 +466,73 @@ def run_case(case: Case, base: Baseline) -> str:
     faulthandler.cancel_dump_traceback_later()
     stderr = _stderr_since(stderr_start) if problems else ""
     return fuzzlib.result_line(case, problems, time.monotonic() - start, shown, stderr)
+
+
+@contextmanager
+def _workers_dump_stacks_if_hung(case: Case) -> Iterator[None]:
+    """Shortly before the watchdog ends a hung case, have its workers write their stacks
+    to stderr: a worker that never answers shows where it is stuck."""
+    with _workers_dump_stacks_after(max(0.1, fuzzlib.CASE_BOUND_S - 3)):
+        yield
+
+
+@contextmanager
+def _workers_dump_stacks_after(seconds: float) -> Iterator[None]:
+    timer = threading.Timer(seconds, _dump_worker_stacks)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def _dump_worker_stacks() -> None:
+    """Fork workers inherit this process's faulthandler registration for SIGUSR1; to
+    others (spawn, forkserver) SIGUSR1 would be fatal, so they are left alone."""
+    me = os.getpid()
+    for pid in worker_pids():
+        try:
+            if psutil.Process(pid).ppid() == me and _forked(pid):
+                os.kill(pid, signal.SIGUSR1)
+        except (ProcessLookupError, psutil.Error):
+            pass
+
+
+def _forked(pid: int) -> bool:
+    """A fork worker runs this interpreter's command line; a spawned one does not."""
+    return bool(psutil.Process(pid).cmdline() == psutil.Process().cmdline())
+
+
+@contextmanager
+def neighbour(case: Case) -> Iterator[list[BaseException]]:
+    """Another process pool of this process, kept busy from a thread while the case runs:
+    the case's faults must not reach it, and its locks, held at any moment, must not
+    reach the case's workers (a forked worker inherits them)."""
+    errors: list[BaseException] = []
+    if not case.neighbour:
+        yield errors
+        return
+    pool = anypool.Pool("process", 1, start_method=case.start_method)
+    stop = threading.Event()
+
+    def keep_busy() -> None:
+        while not stop.wait(0.002):
+            try:
+                if pool.submit(fuzz_tasks.call, PROBE).result(FUTURE_BOUND_S) != PROBE[:2]:
+                    raise AssertionError("a wrong result")
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=keep_busy, name="fuzz-neighbour")
+    thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        thread.join()
+        pool.shutdown()
 
 
 def _stderr_offset() -> int:
@@ -532,6 +604,7 @@ def main(argv: list[str]) -> None:
     LEAK_GRACE_S = config.get("leak_grace_s", LEAK_GRACE_S)
     # fork() in a process with threads (the dispatcher) warns on 3.12+; asked for here
     warnings.simplefilter("ignore", DeprecationWarning)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # fork workers inherit it
     cases = [fuzzlib.case_for(config["seed"], i, config.get("override")) for i in config["indices"]]
     watch_registrations()
     warm_up({case.start_method for case in cases})

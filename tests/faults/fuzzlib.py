@@ -81,6 +81,7 @@ class Case:
     chunksize: int = 1  # Pool.map: 3 puts the three calls in one chunk
     max_tasks: int | None = None  # 1: every worker is replaced after each task
     retries: int = 0  # Pool's retries=: a call whose worker dies is run again
+    neighbour: bool = False  # another process pool of this process is busy meanwhile
 
     @property
     def cell(self) -> str:
@@ -92,7 +93,8 @@ class Case:
         chunk = f" chunksize={self.chunksize}" if self.chunksize > 1 else ""
         recycle = f" max_tasks={self.max_tasks}" if self.max_tasks else ""
         retries = f" retries={self.retries}" if self.retries else ""
-        options = f"workers={self.workers}{lock}{chunk}{recycle}{retries}"
+        neighbour = " +neighbour" if self.neighbour else ""
+        options = f"workers={self.workers}{lock}{chunk}{recycle}{retries}{neighbour}"
         return f"case {self.index}: {self.cell}{variant} {options}"
 
 
@@ -119,7 +121,8 @@ def draw(seed: int, index: int) -> Case:
     chunksize = 3 if api.startswith("map") and rng.random() < 0.3 else 1
     max_tasks = 1 if api != "process" and rng.random() < 0.15 else None
     retries = 1 if api in ("submit", "map_ordered", "map_unordered") and rng.random() < 0.15 else 0
-    fields = (workers, lock, chunksize, max_tasks, retries)
+    neighbour = rng.random() < 0.2 and not (method == "fork" and disabled("fork+neighbour"))
+    fields = (workers, lock, chunksize, max_tasks, retries, neighbour)
     return Case(seed, index, method, api, point, kind, variant, *fields)
 
 
@@ -215,6 +218,20 @@ EXPECTED_BROKEN: list[KnownBug] = [
         for kind in ("base_exception", "sys_exit")
     ),
 ]
+
+
+# Temporary, like EXPECTED_BROKEN: combinations not drawn while their bug, a hang (each
+# costs a case its whole bound), is being fixed. ANYPOOL_FUZZ_ALL=1 draws them anyway.
+DISABLED_UNTIL_FIXED: dict[str, str] = {
+    "fork+neighbour": (
+        "fuzz finding 6: fork pools that start workers at the same time leak pipe ends into "
+        "each other's workers, so a worker's death is never seen and its call hangs"
+    ),
+}
+
+
+def disabled(combination: str) -> bool:
+    return combination in DISABLED_UNTIL_FIXED and not os.environ.get("ANYPOOL_FUZZ_ALL")
 
 
 # A strict entry counts as fixed once drawn this often without its problem showing (a

@@ -82,15 +82,18 @@ def test_the_draw_is_repeatable_and_covers_the_space() -> None:
     assert {c.point for c in cases} == set(fuzzlib.POINTS)
     assert {c.kind for c in cases} == set(fuzzlib.KINDS)
     assert {c.kind for c in cases if c.point in fuzzlib.IN_PARENT} == set(fuzzlib.KINDS[:3])
-    options = [(c.workers, c.lock, c.chunksize, c.max_tasks, c.retries) for c in cases]
+    options = [(c.workers, c.lock, c.chunksize, c.max_tasks, c.retries, c.neighbour) for c in cases]
     assert [set(values) for values in zip(*options)] == [
         {1, 2},
         {False, True},
         {1, 3},
         {None, 1},
         {0, 1},
+        {False, True},
     ]
     assert all(c.api.startswith("map") for c in cases if c.chunksize > 1)
+    if fuzzlib.disabled("fork+neighbour"):
+        assert not [c for c in cases if c.neighbour and c.start_method == "fork"]
 
 
 def test_the_fuzzer_reports_a_hang_and_leaks() -> None:
