@@ -205,6 +205,21 @@ def test_kill_stops_a_running_task(make_pool):
     assert waiting.result(timeout=10) == "next"  # requeued, never blamed
 
 
+@pytest.fixture
+def prefetch_always(monkeypatch):
+    """Send a second task to a busy worker whatever its function's measured duration.
+    The process backend does that only for functions measured to be quick (a task behind
+    a slow one would wait while another worker idles); these tests need tasks that wait
+    in a worker's pipe behind long ones, to fault that state."""
+    from anypool._backends import _process
+
+    def small_enough(self, worker, task):
+        return self._size(worker, task) <= _process._PREFETCH_MAX_BYTES
+
+    monkeypatch.setattr(_process.ProcessBackend, "_may_wait_in_pipe", small_enough)
+
+
+@pytest.mark.usefixtures("prefetch_always")
 def test_kill_a_task_waiting_behind_the_running_one(make_pool):
     pool = make_pool("process", 1)
     running = pool.submit(sleep_and_return, "first", 0.5)
@@ -288,6 +303,7 @@ def _raise_interrupt(*_: object) -> None:
     raise _Interrupt
 
 
+@pytest.mark.usefixtures("prefetch_always")
 def test_shutdown_still_waits_after_an_interrupted_shutdown():
     """A Ctrl-C that interrupts shutdown()'s wait must not make the next shutdown() return
     before the pool is done. (Python < 3.13: a Thread.join() interrupted by a signal
