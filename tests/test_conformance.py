@@ -200,6 +200,19 @@ def test_exit_while_pickling_the_result_fails_the_task_with_that_exit(start_meth
     assert pool.submit(identity, 5).result(timeout=RESULT_TIMEOUT_S) == 5  # same worker on
 
 
+def exit_at_pickle_for_one(x: int) -> Any:
+    return ExitAtPickle() if x == 1 else x
+
+
+def test_exit_while_pickling_one_items_result_fails_only_that_item(make_pool):
+    # the other items of the chunk ran: their values must not be lost with it
+    pool = make_pool("process", 1)
+    got = list(pool.map(exit_at_pickle_for_one, range(3), chunksize=3, return_exceptions=True))
+    assert got[0] == 0
+    assert got[2] == 2
+    assert isinstance(got[1], SystemExit)
+
+
 @pytest.mark.parametrize(
     ("where", "fn", "arg"),
     [

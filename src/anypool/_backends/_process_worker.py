@@ -214,7 +214,12 @@ def _isolate_bad_items(fn: Any, chunk: Any) -> None:
     for index, value in enumerate(chunk.values):
         if index in chunk.errors:
             continue
-        exc = dumps_or_none(value)[1]
+        try:
+            exc = dumps_or_none(value)[1]
+        except BaseException as base:  # a __reduce__ that exits: that item's outcome only
+            chunk.values[index] = None
+            chunk.errors[index] = base
+            continue
         if exc is not None:
             chunk.values[index] = None
             chunk.errors[index] = _result_error(fn, value, exc, f" for item {index}")
@@ -228,12 +233,11 @@ def _outcome(task_id: int, flags: int, fn: Any, value: Any, is_chunk: bool) -> b
     and the parent always gets an answer (an exit here once left the parent waiting)."""
     try:
         return _frame(task_id, flags | OK, value)
-    except Exception as exc:
-        if not is_chunk:
-            return _error_frame(task_id, flags, _result_error(fn, value, exc))
     except BaseException as exc:
-        return _error_frame(task_id, flags, exc)
-    try:
+        if not is_chunk:
+            error = _result_error(fn, value, exc) if isinstance(exc, Exception) else exc
+            return _error_frame(task_id, flags, error)
+    try:  # a chunk: only the items whose value does not pickle fail
         _isolate_bad_items(fn, value)
         return _frame(task_id, flags | OK, value)
     except Exception as exc:
