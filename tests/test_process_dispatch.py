@@ -9,6 +9,9 @@ ProcessPoolExecutor, with its shared call queue, finished it at once).
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import as_completed
@@ -50,3 +53,30 @@ def test_quick_tasks_still_complete_in_order_of_submission(
     pool = make_pool("process", 2)
     futures = [pool.submit(abs, -i) for i in range(2000)]
     assert [f.result(timeout=30) for f in futures] == list(range(2000))
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def ok() -> int:
+    return 1
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_two_fork_pools_starting_workers_at_once_still_see_a_worker_die() -> None:
+    # A worker that pool B forks while pool A is between creating its worker's pipes and
+    # closing the child's ends inherits A's ends; A's worker's death was then never seen
+    # and its task hung (found by the fault fuzzer; it hung within a few rounds)
+    for _ in range(40):
+        a = anypool.Pool("process", 1, start_method="fork")
+        b = anypool.Pool("process", 1, start_method="fork")
+        try:
+            starter = threading.Thread(target=b.submit, args=(ok,))
+            starter.start()
+            dying = a.submit(die)
+            starter.join()
+            assert isinstance(dying.exception(timeout=10), anypool.WorkerCrashed)
+        finally:
+            a.shutdown(cancel_pending=True, kill_running=True)
+            b.shutdown(cancel_pending=True, kill_running=True)

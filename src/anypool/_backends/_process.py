@@ -442,6 +442,18 @@ class ProcessBackend(Backend):
                 time.sleep(_SPAWN_BACKOFF_S * 2**attempt)  # a dying forkserver: let it die
 
     def _spawn(self) -> None:
+        if self._ctx.get_start_method() != "fork":
+            from multiprocessing import resource_tracker
+
+            # launching the tracker unblocks SIGINT in this thread when it is done; make sure
+            # that happens before we block it for the worker, not inside process.start()
+            resource_tracker.ensure_running()
+        with _STARTING:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        """Start one worker. Holds _STARTING: from the worker's pipe to closing the child's
+        end of it, no other pool of this process forks (see _STARTING)."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         spec = WorkerSpec(
             os.getpid(),
@@ -451,12 +463,6 @@ class ProcessBackend(Backend):
         )
         label = f"anypool-process-{next(self._labels)}"
         process = self._ctx.Process(target=worker_main, args=(child_conn, spec), name=label)
-        if self._ctx.get_start_method() != "fork":
-            from multiprocessing import resource_tracker
-
-            # launching the tracker unblocks SIGINT in this thread when it is done; make sure
-            # that happens before we block it for the worker, not inside process.start()
-            resource_tracker.ensure_running()
         _block_sigint()
         try:
             process.start()
@@ -873,6 +879,24 @@ class ProcessBackend(Backend):
             worker.conn.send_bytes(b"N.")  # pickle of None: exit after the current task
         except OSError:
             pass  # already gone
+
+
+# Held while a pool starts a worker, by every pool of this process. A fork copies every
+# open descriptor, so a worker that pool B forks while pool A is between creating its
+# worker's pipes and closing the child's ends keeps A's ends open for its whole life: when
+# A's worker dies, A's sentinel never reads EOF and A waits on it forever (fault fuzzer,
+# two fork pools starting workers at once). Re-made in a forked child, which may start
+# pools of its own while the parent's copy of the lock is held.
+_STARTING = threading.Lock()
+
+
+def _new_starting_lock() -> None:
+    global _STARTING
+    _STARTING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_starting_lock)
 
 
 def _block_sigint() -> None:
