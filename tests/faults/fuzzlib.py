@@ -208,26 +208,12 @@ class KnownBug:
     strict: bool = True
 
 
-_CHUNK_BASE = (
-    "fuzz finding 5: a BaseException while the worker pickles one item's result fails "
-    "every item of its map chunk (an Exception there fails only that item)"
-)
-EXPECTED_BROKEN: list[KnownBug] = [
-    *(
-        KnownBug(f"result_pickle/{kind}/map_*/*/*/chunk3", r"^a healthy call", _CHUNK_BASE)
-        for kind in ("base_exception", "sys_exit")
-    ),
-]
+EXPECTED_BROKEN: list[KnownBug] = []  # none left: every earlier entry was fixed
 
 
 # Temporary, like EXPECTED_BROKEN: combinations not drawn while their bug, a hang (each
 # costs a case its whole bound), is being fixed. ANYPOOL_FUZZ_ALL=1 draws them anyway.
-DISABLED_UNTIL_FIXED: dict[str, str] = {
-    "fork+neighbour": (
-        "fuzz finding 6: fork pools that start workers at the same time leak pipe ends into "
-        "each other's workers, so a worker's death is never seen and its call hangs"
-    ),
-}
+DISABLED_UNTIL_FIXED: dict[str, str] = {}  # e.g. "fork+neighbour": "finding 6: ..."
 
 
 def disabled(combination: str) -> bool:
