@@ -384,7 +384,7 @@ class Pool(CoordinationMixin, PoolObservability):
         iterator: MapIterator[R] = MapIterator(
             submit_chunk,
             items,
-            chunker=make_chunker(chunksize, width(), total),
+            chunker=make_chunker(chunksize, width(), total, remote=self.capabilities.remote),
             window=self._read_ahead(window, width),
             ordered=ordered,
             return_exceptions=return_exceptions,
