@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._admission import SlotFuture
 from ._exceptions import TaskTimeout
-from ._task import ChunkResult
+from ._task import ChunkResult, fn_name
 
 if TYPE_CHECKING:
     import asyncio
@@ -436,7 +436,7 @@ async def _with_timeout(
         await job
     except asyncio.CancelledError:
         pass
-    raise TaskTimeout(f"coroutine {_name(fn)} ran past its timeout of {timeout} s (cancelled)")
+    raise TaskTimeout(f"coroutine {fn_name(fn)} ran past its timeout of {timeout} s (cancelled)")
 
 
 async def _gather_chunk(
@@ -461,10 +461,6 @@ async def _gather_chunk(
         else:
             values.append(outcome)
     return ChunkResult(values, errors, time.perf_counter() - start)
-
-
-def _name(fn: object) -> str:
-    return str(getattr(fn, "__qualname__", None) or repr(fn))
 
 
 # -- the event loop of a worker thread -------------------------------------------------------

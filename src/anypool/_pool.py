@@ -40,7 +40,7 @@ from ._exceptions import CapabilityError, PoolClosed
 from ._map import MapIterator, ReadAhead
 from ._observe import PoolObservability
 from ._progress import ProgressMapIterator, both, progress_hook
-from ._task import ChunkResult, Task
+from ._task import ChunkResult, Task, fn_name
 from ._timers import Timers
 from .abc import Backend, BackendConfig, Order
 
@@ -76,10 +76,6 @@ def _check_callable(fn: object, what: str = "fn") -> None:
         raise TypeError(f"{what} must be callable, got {type(fn).__name__} {fn!r}")
 
 
-def _fn_name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
 def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
     """Whether ``fn(name=...)`` would bind: a parameter of that name, or ``**kwargs``."""
     try:
@@ -100,13 +96,13 @@ def _check_unambiguous(fn: Callable[..., Any], given: dict[str, object]) -> None
     keywords"."""
     for name, value in given.items():
         if _accepts_keyword(fn, name):
-            fn_name = _fn_name(fn)
+            called = fn_name(fn)
             raise TypeError(
-                f"Pool.submit({fn_name}, ..., {name}={value!r}) is ambiguous: {fn_name}() also "
+                f"Pool.submit({called}, ..., {name}={value!r}) is ambiguous: {called}() also "
                 f"takes {name}=, and submit() reads {name}= as this task's anypool option. "
-                f"For the function's argument: pool.submit(functools.partial({fn_name}, "
+                f"For the function's argument: pool.submit(functools.partial({called}, "
                 f"{name}={value!r}), ...); for the task option: "
-                f"pool.task({name}={value!r})({fn_name})(...), which passes every keyword "
+                f"pool.task({name}={value!r})({called})(...), which passes every keyword "
                 "of the call to the function"
             )
 
@@ -192,8 +188,6 @@ class Pool(CoordinationMixin, PoolObservability):
         self._lock = threading.Lock()
         self._closed = False
         self._pending_maps = PendingMaps()
-        # Released on garbage collection too: a pool dropped without shutdown() must not keep
-        # its worker processes and pipes until the interpreter exits.
         self._init_coordination(max_pending)
         self._observe_init(timeline=timeline)
         # Released on garbage collection too: a pool dropped without shutdown() must not keep
@@ -391,7 +385,7 @@ class Pool(CoordinationMixin, PoolObservability):
             on_item=both(self._item_callback(callback), hook.on_item if hook else None),
             pending=self._pending_maps,
             sized=all(isinstance(it, Sized) for it in iterables),
-            name=f"map({_fn_name(fn)})",
+            name=f"map({fn_name(fn)})",
         )
         return iterator if hook is None else ProgressMapIterator(iterator, hook)
 

@@ -38,6 +38,11 @@ class ChunkResult:
 _here = threading.local()
 
 
+def fn_name(fn: object) -> str:
+    """How messages name a task function: its qualified name, else its name, else repr."""
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
+
+
 def chunks_run_here() -> int:
     """How many chunks the calling thread has run in Task.run (see above)."""
     return getattr(_here, "chunks", 0)

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._task import Task
+from ._task import Task, fn_name
 
 __all__ = ["Timeline", "TimelineEvent", "TimelineRecorder"]
 
@@ -57,10 +56,6 @@ class TimelineEvent:
         return self.end - self.start
 
 
-def _name_of(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
 _Row = tuple[float, float, str, str, int, str, int]
 
 
@@ -77,7 +72,7 @@ class TimelineRecorder:
         self._lock = threading.Lock()
 
     def add(self, task: Task, start: float, end: float, outcome: str) -> None:
-        name = _name_of(task.fn)
+        name = fn_name(task.fn)
         row = (start, end, task.worker or "?", outcome, task.n_items, name, task.attempts)
         with self._lock:
             self._rows.append(row)
