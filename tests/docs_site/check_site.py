@@ -17,8 +17,9 @@ rather than for a guessed time, and needs nothing but the standard library::
 Three pages are checked, and a screenshot of each is kept in SITE_DIR/_check/ (the CI
 artifact): the home page (its heading and the navigation to the API reference), the API
 reference (one rendered entry per public name, read from ``__all__``), and the search
-(a query for "Pool" lists results, one of them on the API reference). Exit status 0 when
-all pass, 1 with a message naming each failed check.
+(a query for "Pool" lists results, one of them on the API reference); a failed check
+leaves <check>-failed.png instead. Exit status 0 when all pass, 1 with a message naming
+each failed check, 2 when there is no built site or no Chromium.
 """
 
 from __future__ import annotations
@@ -268,6 +269,10 @@ def main(argv: list[str]) -> int:
                 except CheckFailed as exc:
                     failures.append(str(exc))
                     print(f"FAIL {check.__name__}: {exc}")
+                    try:  # what the page showed instead, for the artifact
+                        browser.screenshot(shots / f"{check.__name__}-failed.png")
+                    except (CheckFailed, OSError):
+                        pass  # the browser itself is gone: the message says why
                 else:
                     print(f"ok   {check.__name__} ({time.monotonic() - started:.1f} s)")
         finally:
