@@ -29,6 +29,7 @@ import functools
 import http.server
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -89,24 +90,31 @@ class Browser:
         os.close(from_child)
         self._buffer = b""
         self._next_id = 0
-        target = self._call("Target.createTarget", url="about:blank")["targetId"]
-        attached = self._call("Target.attachToTarget", targetId=target, flatten=True)
-        self._session = attached["sessionId"]
-        self.page(
-            "Emulation.setDeviceMetricsOverride",
-            width=1280,
-            height=900,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+        try:
+            target = self._call("Target.createTarget", url="about:blank")["targetId"]
+            attached = self._call("Target.attachToTarget", targetId=target, flatten=True)
+            self._session = attached["sessionId"]
+            self.page(
+                "Emulation.setDeviceMetricsOverride",
+                width=1280,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+        except BaseException:
+            self._stop(grace_s=0)  # a browser that never answered must not outlive the check
+            raise
 
     def close(self) -> None:
         try:
             self._call("Browser.close")
         except (OSError, CheckFailed):
             pass
+        self._stop(grace_s=10)
+
+    def _stop(self, grace_s: float) -> None:
         try:
-            self._proc.wait(timeout=10)
+            self._proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
@@ -134,8 +142,10 @@ class Browser:
 
     def _read(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise CheckFailed("Chromium did not answer in time")
+            remaining = deadline - time.monotonic()
+            readable, _, _ = select.select([self._results], [], [], max(remaining, 0))
+            if not readable:
+                raise CheckFailed(f"Chromium did not answer in {WAIT_S:.0f} s")
             chunk = os.read(self._results, 1 << 16)
             if not chunk:
                 raise CheckFailed(f"Chromium exited (status {self._proc.poll()})")
@@ -260,7 +270,11 @@ def main(argv: list[str]) -> int:
     shots.mkdir(exist_ok=True)
     failures = []
     with tempfile.TemporaryDirectory() as profile, serve(site) as base:
-        browser = Browser(chromium, profile)
+        try:
+            browser = Browser(chromium, profile)
+        except CheckFailed as exc:
+            print(f"FAIL starting {chromium}: {exc}")
+            return 1
         try:
             for check in (check_home, check_reference, check_search):
                 started = time.monotonic()
