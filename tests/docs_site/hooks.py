@@ -39,9 +39,14 @@ EXTERNAL_PAGES = {
 # The modules whose ``__all__`` docs/reference.md must document, name by name.
 PUBLIC_MODULES = {"anypool": "src/anypool/__init__.py", "anypool.abc": "src/anypool/abc.py"}
 
-# an inline link or image target: ](target) or ](target "title"); reference-style
+# an inline link's or image's target, ](target) or ](target "title"), outside code (a fenced
+# block or a code span, matched first so that ``table[0](x)`` is left alone); reference-style
 # definitions ([id]: target) are not used by the pages
-_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?")
+_LINK = re.compile(
+    r"(?P<code>^(?P<fence>`{3,}|~{3,}).*?^(?P=fence)|``.+?``|`[^`\n]+`)"
+    r"|\]\(\s*<?(?P<target>[^)\s>]+)>?",
+    re.MULTILINE | re.DOTALL,
+)
 _DIRECTIVE = re.compile(r"^::: +(\S+)", re.MULTILINE)
 _SNIPPET = re.compile(r'^-{1,3}8<-{1,3} +"examples/([^"]+)"', re.MULTILINE)
 _ANCHOR = re.compile(r"^#+ .*\{ *#([\w-]+) *\}\s*$", re.MULTILINE)
@@ -78,8 +83,9 @@ def _repo_path(page_uri: str) -> str:
 
 
 def _relink(match: re.Match[str], page_uri: str, page_repo_path: str) -> str:
-    target = match.group(1)
-    if re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", target):  # a URL, an anchor, or absolute
+    target = match.group("target")
+    # code; a URL, an anchor, or an absolute path
+    if target is None or re.match(r"^[a-z][a-z0-9+.-]*:|^#|^/", target):
         return match.group(0)
     path, _, fragment = target.partition("#")
     repo_target = posixpath.normpath(posixpath.join(posixpath.dirname(page_repo_path), path))
