@@ -17,7 +17,9 @@ code instead of failing the strict build, since docstrings may name private help
 
 from __future__ import annotations
 
+import html
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import griffe
@@ -36,7 +38,7 @@ class ReSTDocstrings(griffe.Extension):
                 obj.docstring.value = convert(obj.docstring.value, obj)
 
 
-def _walk(obj: griffe.Object) -> Any:
+def _walk(obj: griffe.Object) -> Iterator[griffe.Object]:
     yield obj
     for member in obj.members.values():
         if not member.is_alias:
@@ -51,7 +53,7 @@ def convert(text: str, obj: griffe.Object) -> str:
 def _role(match: re.Match[str], obj: griffe.Object) -> str:
     role, prefix, target = match.groups()
     shown = target.rpartition(".")[2] if prefix == "~" else target
-    code = f"<code>{shown}{'()' if role in _CALLABLE_ROLES else ''}</code>"
+    code = f"<code>{html.escape(shown)}{'()' if role in _CALLABLE_ROLES else ''}</code>"
     identifier = None if prefix == "!" else _resolve(target, obj)
     if identifier is None:
         return code
@@ -105,6 +107,7 @@ def _public(scope: griffe.Object, name: str) -> str | None:
 
 
 def _exported_name(package: griffe.Module, name: str) -> str | None:
+    # the public modules, as hooks.PUBLIC_MODULES lists them: anypool and anypool.abc
     for module in (package, package.members.get("abc")):
         if isinstance(module, griffe.Module) and name in (module.exports or ()):
             return f"{module.path}.{name}"
