@@ -23,7 +23,6 @@ import ast
 import posixpath
 import re
 from pathlib import Path
-from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
@@ -117,9 +116,10 @@ def _site_path(repo_target: str, fragment: str, page_uri: str) -> str:
 def exports(source: Path) -> list[str]:
     """The ``__all__`` of a module, read from its source (no import: the tree may be mid-edit)."""
     for node in ast.parse(source.read_text("utf-8")).body:
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
-            names: Any = ast.literal_eval(node.value)  # type: ignore[union-attr]
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
+        ):
+            names: list[str] = ast.literal_eval(node.value)
             return list(names)
     raise PluginError(f"{source} has no literal __all__")
 
