@@ -506,7 +506,7 @@ def test_each_function_gets_its_own_backend(make_pool: Callable[..., anypool.Poo
 def test_a_drifting_function_is_decided_again(
     make_pool: Callable[..., anypool.Pool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from anypool._backends import _auto
+    from anypool._auto import _router as _auto
 
     monkeypatch.setattr(_auto, "CHECK_AFTER_S", 0.05)  # check soon, not after a second
     pool = make_pool()
@@ -526,7 +526,7 @@ def test_a_drifting_function_is_decided_again(
 def test_a_steady_function_is_not_decided_again(
     make_pool: Callable[..., anypool.Pool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from anypool._backends import _auto
+    from anypool._auto import _router as _auto
 
     monkeypatch.setattr(_auto, "CHECK_AFTER_S", 0.02)
     monkeypatch.setattr(_auto, "CHECK_SPACING_S", 0.0)

@@ -4,7 +4,7 @@ aim at ~0.5 s chunks and about one per worker slot of a sized input."""
 
 from __future__ import annotations
 
-from anypool._chunking import (
+from anypool._scheduler._chunking import (
     REMOTE_START,
     REMOTE_TARGET_CHUNK_S,
     TARGET_CHUNK_S,

@@ -18,10 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-import anypool._cli as cli
+import anypool._cli._main as cli
 from anypool import _runtime
 from anypool._backends import available_backends
-from anypool._bench import (
+from anypool._cli._bench import (
     DEFAULT_BACKENDS,
     BenchConfig,
     count_then_nap,
@@ -29,9 +29,9 @@ from anypool._bench import (
     make_workloads,
     run_bench,
 )
-from anypool._bench_verdict import HELPS, Measurement, conclude, speedups_of
-from anypool._cli_format import format_bench, gil_phrase
-from anypool._info import collect_info
+from anypool._cli._format import format_bench, gil_phrase
+from anypool._cli._info import collect_info
+from anypool._cli._verdict import HELPS, Measurement, conclude, speedups_of
 
 # Small enough that a bench with process pools finishes in a few seconds on 2 busy cores.
 TINY = [

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 import anypool
-from anypool._process_errors import TaskUnpicklingError, WorkersCannotStart
+from anypool._errors._process import TaskUnpicklingError, WorkersCannotStart
 
 LOCAL_BACKENDS = ["thread", "process", "inline"]
 START_METHODS = [
@@ -94,7 +94,7 @@ def die_at_start() -> None:
 def run_the_exit_hook() -> str:
     """Run, in a worker, the interpreter-exit hook it inherited: a fork child has copies of
     the parent's pools but none of their threads, and must not wait for them."""
-    from anypool._workers import _registry
+    from anypool._local import _atexit as _registry
 
     _registry._at_exit()
     return "returned"
@@ -314,7 +314,7 @@ def test_a_fork_worker_does_not_wait_for_the_parents_pools_at_exit(make_pool):
 def test_shutdown_returns_even_when_the_dispatchers_clean_up_fails(make_pool, monkeypatch):
     # e.g. at interpreter shutdown no thread can start: the clean-up raises, and shutdown()
     # must still return with every future resolved (it once waited forever)
-    from anypool._workers._deadlines import Deadlines
+    from anypool._local._deadlines import Deadlines
 
     def failing_stop(self: Deadlines) -> None:
         raise RuntimeError("can't create new thread at interpreter shutdown")

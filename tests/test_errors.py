@@ -1,4 +1,4 @@
-"""The exception hierarchy: the tree drawn in ``anypool._exceptions``' docstring is the truth.
+"""The exception hierarchy: the tree drawn in ``anypool._errors._exceptions``' docstring is the truth.
 
 Every anypool exception subclasses ``AnyPoolError`` and the stdlib exception that
 existing ``except`` clauses already catch, and pickles unchanged (they cross
@@ -19,7 +19,7 @@ import re
 import pytest
 
 import anypool
-from anypool import _exceptions
+from anypool._errors import _exceptions
 
 # name -> (anypool parent, stdlib bases); written out so that a wrong edit of the
 # docstring is caught as well as a wrong class
@@ -49,7 +49,7 @@ def _drawn_tree():
         for line in (_exceptions.__doc__ or "").splitlines()
         if (match := _TREE_NODE.search(line))
     ]
-    assert nodes, "no tree found in anypool._exceptions' docstring"
+    assert nodes, "no tree found in anypool._errors._exceptions' docstring"
     first_column = nodes[0][0]
     stack = ["Exception"]  # stack[level - 1] is the parent of a node at that level
     out = []

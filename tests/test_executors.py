@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 import anypool
-from anypool._executors import PoolExecutor
+from anypool._frontends._executors import PoolExecutor
 
 SHUTDOWN_BOUND_S = 10.0
 KINDS = ["thread", "process"]

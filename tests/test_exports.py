@@ -104,11 +104,16 @@ def _anypool_modules_after(statement: str) -> list[str]:
 def test_import_anypool_loads_only_the_exceptions():
     # every other public name resolves on first use (see _LAZY in anypool/__init__.py);
     # a spawned worker and `anypool --help` import the package without paying for the rest
-    assert _anypool_modules_after("import anypool") == ["anypool", "anypool._exceptions"]
+    assert _anypool_modules_after("import anypool") == [
+        "anypool",
+        "anypool._errors",
+        "anypool._errors._exceptions",
+        "anypool._version",
+    ]
 
 
 def test_a_lazy_name_is_the_same_object_as_in_its_module():
-    from anypool._pool import Pool
+    from anypool._core._pool import Pool
 
     assert anypool.Pool is Pool
     assert "Pool" in vars(anypool)  # cached after the first lookup
@@ -117,9 +122,12 @@ def test_a_lazy_name_is_the_same_object_as_in_its_module():
 def test_a_process_worker_starts_without_the_pool_machinery():
     # a spawned worker is a fresh interpreter: every module on this path is paid for at
     # each worker start, so the entry point reaches only the stdlib and the exceptions
-    assert _anypool_modules_after("import anypool._backends._process_worker") == [
+    assert _anypool_modules_after("import anypool._backends._process._child") == [
         "anypool",
         "anypool._backends",
-        "anypool._backends._process_worker",
-        "anypool._exceptions",
+        "anypool._backends._process",
+        "anypool._backends._process._child",
+        "anypool._errors",
+        "anypool._errors._exceptions",
+        "anypool._version",
     ]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from anypool import _serialization
+from anypool._wire import _pickle as _serialization
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 SCRIPT_TIMEOUT_S = 60

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from anypool._chunking import MAX_READ_AHEAD, MAX_READ_AHEAD_BYTES
+from anypool._scheduler._chunking import MAX_READ_AHEAD, MAX_READ_AHEAD_BYTES
 
 RECORD = 10 * 1024
 
@@ -199,8 +199,8 @@ def test_a_chunk_done_before_submit_returns_does_not_stop_read_ahead():
     # so a later item that waits for an item after it never saw that item start.
     from concurrent.futures import Future
 
-    from anypool._chunking import FixedChunks
-    from anypool._map import MapIterator, ReadAhead
+    from anypool._core._map import MapIterator, ReadAhead
+    from anypool._scheduler._chunking import FixedChunks
     from anypool._task import ChunkResult
 
     def done_at_once(chunk):

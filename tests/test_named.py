@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import anypool
-from anypool import _named
+from anypool._frontends import _named
 
 
 @pytest.fixture(autouse=True)
@@ -307,13 +307,13 @@ def test_decorated_functions_keep_their_signatures_for_mypy(tmp_path):
         line.split("Revealed type is ")[1] for line in out.splitlines() if "Revealed" in line
     ]
     assert revealed == [
-        '"anypool._named.TaskFunction[[url: str, retries: int =], bytes]"',
+        '"anypool._core._decorators.TaskFunction[[url: str, retries: int =], bytes]"',
         '"concurrent.futures._base.Future[bytes]"',
         '"concurrent.futures._base.Future[str]"',
         '"concurrent.futures._base.Future[int]"',
         '"concurrent.futures._base.Future[list[int]]"',
         '"concurrent.futures._base.Future[int]"',
-        '"anypool._map.MapIterator[bytes]"',
+        '"anypool._core._map.MapIterator[bytes]"',
     ], out
     errors = [line for line in out.splitlines() if ": error:" in line]
     lines = MYPY_SNIPPET.splitlines()

@@ -120,7 +120,7 @@ def test_return_exceptions_passes_a_failed_item_through_later_stages() -> None:
 
 
 def test_a_failed_item_keeps_its_worker_traceback_through_process_stages() -> None:
-    from anypool._serialization import RemoteTraceback
+    from anypool._wire._pickle import RemoteTraceback
 
     out = anypool.pipeline(
         range(5),

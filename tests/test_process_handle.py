@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 import anypool
-from anypool._serialization import RemoteTraceback
+from anypool._wire._pickle import RemoteTraceback
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -359,11 +359,11 @@ def test_decision_lists_functions() -> None:
     pool_level = dataclasses.replace(second, functions=(first, second))
     assert pool_level.for_function(a) is first
     assert pool_level.for_function("mod.count") is second
-    assert function_name(functools.partial(a, 1)) == "anypool._pool.Pool"
-    with pytest.raises(KeyError, match=r"decided: 'anypool\._pool\.Pool', 'mod\.count'"):
+    assert function_name(functools.partial(a, 1)) == "anypool._core._pool.Pool"
+    with pytest.raises(KeyError, match=r"decided: 'anypool\._core\._pool\.Pool', 'mod\.count'"):
         pool_level.for_function("mod.other")
     text = str(pool_level)
     assert text.startswith("2 task functions, each decided on its own:")
-    assert "\nanypool._pool.Pool: CPU" in text
+    assert "\nanypool._core._pool.Pool: CPU" in text
     assert "\nmod.count: CPU" in text
     assert str(second) == "\n".join([second.reasons[0], *(f"  - {r}" for r in second.reasons[1:])])

@@ -23,7 +23,7 @@ import pytest
 
 import anypool
 from anypool import CapabilityError, PoolClosed, SerializationError
-from anypool._sync import ThreadPrimitives
+from anypool._sync._base import ThreadPrimitives
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 SCRIPT_TIMEOUT_S = 60

@@ -71,7 +71,7 @@ def assert_one_clear_error(done: subprocess.CompletedProcess[str], error: str) -
 def test_a_missing_main_guard_is_one_clear_error(tmp_path: Path, method: str) -> None:
     done = run_unguarded(tmp_path, method, "task")
     # WorkersCannotStart is a BrokenProcessPool
-    assert_one_clear_error(done, "anypool._process_errors.WorkersCannotStart: the main script")
+    assert_one_clear_error(done, "anypool._errors._process.WorkersCannotStart: the main script")
 
 
 def test_fork_workers_do_not_import_the_script_so_need_no_guard(tmp_path: Path) -> None:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import importlib
 
-from ._exceptions import AnyPoolError as AnyPoolError
-from ._exceptions import BackendUnavailable as BackendUnavailable
-from ._exceptions import BrokenPool as BrokenPool
-from ._exceptions import BrokenThreadPool as BrokenThreadPool
-from ._exceptions import CapabilityError as CapabilityError
-from ._exceptions import PoolClosed as PoolClosed
-from ._exceptions import PoolFull as PoolFull
-from ._exceptions import SerializationError as SerializationError
-from ._exceptions import TaskTimeout as TaskTimeout
+from ._errors._exceptions import AnyPoolError as AnyPoolError
+from ._errors._exceptions import BackendUnavailable as BackendUnavailable
+from ._errors._exceptions import BrokenPool as BrokenPool
+from ._errors._exceptions import BrokenThreadPool as BrokenThreadPool
+from ._errors._exceptions import CapabilityError as CapabilityError
+from ._errors._exceptions import PoolClosed as PoolClosed
+from ._errors._exceptions import PoolFull as PoolFull
+from ._errors._exceptions import SerializationError as SerializationError
+from ._errors._exceptions import TaskTimeout as TaskTimeout
 
 # Type checkers treat any name TYPE_CHECKING as true; importing it from typing would cost
 # ``import anypool`` the whole typing module (~15 ms, a third of the import).
@@ -26,33 +26,33 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ._aio import AwaitableFuture as AwaitableFuture
-    from ._executors import ThreadPoolExecutor as ThreadPoolExecutor
-    from ._map import MapIterator as MapIterator
-    from ._named import TaskFunction as TaskFunction
-    from ._named import pool as pool
-    from ._named import task as task
-    from ._named import wait as wait
-    from ._named import wait_all as wait_all
-    from ._pipeline import Stage as Stage
-    from ._pipeline import pipeline as pipeline
-    from ._pool import Pool as Pool
-    from ._pool import map as map
-    from ._process_errors import BrokenProcessPool as BrokenProcessPool
-    from ._process_errors import TaskUnpicklingError as TaskUnpicklingError
-    from ._process_errors import WorkerCrashed as WorkerCrashed
-    from ._process_errors import WorkersCannotStart as WorkersCannotStart
-    from ._process_executor import ProcessPoolExecutor as ProcessPoolExecutor
-    from ._process_handle import Process as Process
+    from ._core._aio import AwaitableFuture as AwaitableFuture
+    from ._core._decorators import TaskFunction as TaskFunction
+    from ._core._map import MapIterator as MapIterator
+    from ._core._pool import Pool as Pool
+    from ._core._pool import map as map
+    from ._core._timers import Periodic as Periodic
+    from ._errors._process import BrokenProcessPool as BrokenProcessPool
+    from ._errors._process import TaskUnpicklingError as TaskUnpicklingError
+    from ._errors._process import WorkerCrashed as WorkerCrashed
+    from ._errors._process import WorkersCannotStart as WorkersCannotStart
+    from ._frontends._executors import ThreadPoolExecutor as ThreadPoolExecutor
+    from ._frontends._named import pool as pool
+    from ._frontends._named import task as task
+    from ._frontends._named import wait as wait
+    from ._frontends._named import wait_all as wait_all
+    from ._frontends._pipeline import Stage as Stage
+    from ._frontends._pipeline import pipeline as pipeline
+    from ._frontends._process_api import Process as Process
+    from ._frontends._process_executor import ProcessPoolExecutor as ProcessPoolExecutor
+    from ._observe._stats import PoolStatistics as PoolStatistics
+    from ._observe._timeline import Timeline as Timeline
+    from ._observe._timeline import TimelineEvent as TimelineEvent
     from ._scheduler._select import Decision as Decision
     from ._scheduler._select import Measurements as Measurements
     from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
-    from ._stats import PoolStatistics as PoolStatistics
-    from ._timeline import Timeline as Timeline
-    from ._timeline import TimelineEvent as TimelineEvent
-    from ._timers import Periodic as Periodic
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AnyPoolError",
@@ -96,31 +96,31 @@ __all__ = [
 # first) does not pay for the pool, the coordination primitives or the CLI it never uses.
 # The exceptions above stay eager: they are cheap and ``except anypool.X`` must not import.
 _LAZY = {
-    "AwaitableFuture": "._aio",
-    "ThreadPoolExecutor": "._executors",
-    "MapIterator": "._map",
-    "TaskFunction": "._named",
-    "pool": "._named",
-    "task": "._named",
-    "wait": "._named",
-    "wait_all": "._named",
-    "Pool": "._pool",
-    "Stage": "._pipeline",
-    "pipeline": "._pipeline",
-    "Process": "._process_handle",
-    "map": "._pool",
-    "BrokenProcessPool": "._process_errors",
-    "WorkerCrashed": "._process_errors",
-    "WorkersCannotStart": "._process_errors",
-    "TaskUnpicklingError": "._process_errors",
-    "ProcessPoolExecutor": "._process_executor",
+    "AwaitableFuture": "._core._aio",
+    "ThreadPoolExecutor": "._frontends._executors",
+    "MapIterator": "._core._map",
+    "TaskFunction": "._core._decorators",
+    "pool": "._frontends._named",
+    "task": "._frontends._named",
+    "wait": "._frontends._named",
+    "wait_all": "._frontends._named",
+    "Pool": "._core._pool",
+    "Stage": "._frontends._pipeline",
+    "pipeline": "._frontends._pipeline",
+    "Process": "._frontends._process_api",
+    "map": "._core._pool",
+    "BrokenProcessPool": "._errors._process",
+    "WorkerCrashed": "._errors._process",
+    "WorkersCannotStart": "._errors._process",
+    "TaskUnpicklingError": "._errors._process",
+    "ProcessPoolExecutor": "._frontends._process_executor",
     "Decision": "._scheduler._select",
     "Measurements": "._scheduler._select",
     "RuntimeSnapshot": "._scheduler._select",
-    "PoolStatistics": "._stats",
-    "Timeline": "._timeline",
-    "TimelineEvent": "._timeline",
-    "Periodic": "._timers",
+    "PoolStatistics": "._observe._stats",
+    "Timeline": "._observe._timeline",
+    "TimelineEvent": "._observe._timeline",
+    "Periodic": "._core._timers",
 }
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChunkResult", "Task", "run_chunk"]
+__all__ = ["ChunkResult", "Task", "chunk_outcomes", "run_chunk"]
 
 _sequence = itertools.count()
 
@@ -55,7 +55,7 @@ def run_chunk(fn: Callable[..., Any], items: Sequence[Any], star: bool) -> Chunk
     does) rather than a Python one: for tiny tasks the loop is most of the cost.
     When an item raises, ``extend`` has kept the values before it (CPython appends in
     place), so the failing index is ``len(values)``; the loop resumes after it.
-    A coroutine function's chunk (anypool._aio.CoroutineCall) runs its items at once
+    A coroutine function's chunk (anypool._core._aio.CoroutineCall) runs its items at once
     on one event loop instead.
     """
     run_together = getattr(fn, "_anypool_run_chunk", None)
@@ -175,3 +175,22 @@ def _ctrl_c_lands_here() -> bool:
     if threading.current_thread() is not threading.main_thread():
         return False
     return signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def chunk_outcomes(future: Future[ChunkResult], size: int) -> ChunkResult:
+    """A finished chunk's result; a chunk that failed as a whole fails each of its items."""
+    try:
+        return future.result()
+    except Exception as exc:  # crash, timeout, cancellation, serialization: every item gets it
+        return _failed_chunk(size, exc)
+    except BaseException as exc:
+        # A task's own SystemExit, KeyboardInterrupt or GeneratorExit is its outcome, data
+        # like any error (the stdlib's futures carry it the same way); one that interrupted
+        # the wait in this thread (a real Ctrl-C) is not, and goes on.
+        if future.done() and not future.cancelled() and future.exception() is exc:
+            return _failed_chunk(size, exc)
+        raise
+
+
+def _failed_chunk(size: int, exc: BaseException) -> ChunkResult:
+    return ChunkResult([None] * size, dict.fromkeys(range(size), exc), duration=0.0)

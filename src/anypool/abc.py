@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ._exceptions import CapabilityError as _CapabilityError
+from ._errors._exceptions import CapabilityError as _CapabilityError
 from ._task import ChunkResult, Task
 
 __all__ = ["Backend", "BackendConfig", "Capabilities", "ChunkResult", "Order", "Task"]

@@ -1,6 +1,6 @@
 """Coroutine functions and awaitable futures on the cluster engines (Dask, Ray).
 
-The engine's worker runs the coroutine on an event loop of its own (anypool._aio's
+The engine's worker runs the coroutine on an event loop of its own (anypool._core._aio's
 CoroutineCall, as on the local backends); the caller awaits the futures and async-
 iterates the map as with any pool. Task functions live at module level: the workers
 import this module to unpickle them.

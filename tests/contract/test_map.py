@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 import anypool
-from anypool._chunking import MIN_READ_AHEAD
+from anypool._scheduler._chunking import MIN_READ_AHEAD
 
 from ._tasks import (
     Counted,
@@ -410,9 +410,9 @@ def test_a_background_map_cut_short_by_a_kill_says_so_once(backend, make_pool):
 
 
 def test_endless_never_iterated_map_warns_while_shutdown_waits(backend, monkeypatch):
-    import anypool._drain
+    import anypool._core._drain
 
-    monkeypatch.setattr(anypool._drain, "ENDLESS_WARNING_S", 0.2)
+    monkeypatch.setattr(anypool._core._drain, "ENDLESS_WARNING_S", 0.2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
 

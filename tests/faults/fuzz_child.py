@@ -41,7 +41,7 @@ from fuzzlib import FD_GRACE_S, FUTURE_BOUND_S, LEAK_GRACE_S, SHUTDOWN_BOUND_S, 
 
 import anypool
 from anypool import SerializationError
-from anypool._process_errors import BrokenProcessPool, WorkerCrashed
+from anypool._errors._process import BrokenProcessPool, WorkerCrashed
 
 Outcome = tuple[str, Any]  # (how, what): value | error | raised | hang | skipped
 PROBE = ("ok", 99, "", "", None)

@@ -13,7 +13,7 @@ import pytest
 from faultlib import fault, make_spec
 
 import anypool
-from anypool._serialization import RemoteTraceback
+from anypool._wire._pickle import RemoteTraceback
 
 START_METHODS = ["fork", "forkserver", "spawn"]
 # 3.12+ warns that fork() in a multi-threaded process may deadlock; the pool's dispatcher

@@ -214,7 +214,7 @@ def prefetch_always(monkeypatch):
     The process backend does that only for functions measured to be quick (a task behind
     a slow one would wait while another worker idles); these tests need tasks that wait
     in a worker's pipe behind long ones, to fault that state."""
-    from anypool._backends import _process
+    from anypool._backends._process import _dispatcher as _process
 
     def small_enough(self, worker, task):
         return self._size(worker, task) <= _process._PREFETCH_MAX_BYTES

@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from .._exceptions import BackendUnavailable
+from .._errors._exceptions import BackendUnavailable
 
-# A spawned process worker imports this package on its way to ``_process_worker``: keep
+# A spawned process worker imports this package on its way to ``_process._child``: keep
 # the registry's own imports out of that path (abc, _runtime and typing cost it ~35 ms
 # per start), so typing-only names are imported for the type checker alone.
 TYPE_CHECKING = False
@@ -32,7 +32,7 @@ class _Entry:
 
 BACKENDS: dict[str, _Entry] = {
     "thread": _Entry("._thread", None, None),
-    "process": _Entry("._process", None, None),
+    "process": _Entry("._process._dispatcher", None, None),
     "inline": _Entry("._inline", None, None),
     "asyncio": _Entry("._asyncio", None, None),
     "dask": _Entry("._dask", "distributed", "dask"),
@@ -56,10 +56,6 @@ def available_backends() -> dict[str, bool]:
 
 def load_backend(name: str) -> type[Backend]:
     """The backend class called ``name``; clear errors for unknown or uninstalled ones."""
-    if name == "auto":  # not an engine but a front that chooses one (see _auto.py)
-        from ._auto import AutoBackend
-
-        return AutoBackend
     entry = BACKENDS.get(name)
     if entry is None or not _module_exists(entry):
         known = ", ".join(repr(n) for n, ok in available_backends().items() if ok)

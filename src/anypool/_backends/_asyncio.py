@@ -25,9 +25,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._exceptions import BrokenPool, PoolClosed, TaskTimeout
+from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout
+from .._local._atexit import register_for_exit
 from .._task import ChunkResult, Task
-from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["AsyncioBackend", "backend_class"]

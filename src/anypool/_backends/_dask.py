@@ -48,12 +48,12 @@ from collections.abc import Mapping
 from concurrent.futures import CancelledError
 from typing import Any
 
-from .._exceptions import BrokenPool, PoolClosed, SerializationError
-from .._remote import dumps_call, loads_outcome, run_payload
+from .._errors._exceptions import BrokenPool, PoolClosed, SerializationError
+from .._local._atexit import register_for_exit
+from .._local._queue import TaskQueue
 from .._runtime import usable_cpus
 from .._task import Task
-from .._workers._queue import TaskQueue
-from .._workers._registry import register_for_exit
+from .._wire._remote import dumps_call, loads_outcome, run_payload
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["DaskBackend", "backend_class"]
@@ -456,7 +456,7 @@ class DaskBackend(Backend):
     def primitives(self) -> Any:
         """The hook ``pool.Lock()``, ``Semaphore()``, ``Event()``, ``Queue()`` use: objects of
         ``distributed`` that tasks take as arguments to coordinate across the cluster."""
-        from .._sync_dask import DaskPrimitives
+        from .._sync._dask import DaskPrimitives
 
         return DaskPrimitives(self._client)
 
@@ -479,7 +479,7 @@ def _engine_error(future: Any) -> BaseException:
     """A Dask-level failure (not the task's own exception) as an anypool exception."""
     exc = future.exception()
     if isinstance(exc, distributed.KilledWorker):
-        from .._process_errors import WorkerCrashed
+        from .._errors._process import WorkerCrashed
 
         error = WorkerCrashed(
             f"the Dask workers running this task kept dying ({exc}); Dask gave up on it. "

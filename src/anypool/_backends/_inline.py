@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from .._exceptions import PoolClosed
+from .._errors._exceptions import PoolClosed
 from .._task import Task
 from ..abc import Backend, BackendConfig, Capabilities
 

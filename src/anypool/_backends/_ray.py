@@ -51,13 +51,13 @@ from collections.abc import Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
-from .._exceptions import PoolClosed, SerializationError, TaskTimeout
-from .._remote import dumps_call, loads_outcome, run_payload
+from .._errors._exceptions import PoolClosed, SerializationError, TaskTimeout
+from .._local._atexit import register_for_exit
+from .._local._deadlines import Deadlines, Handle
+from .._local._queue import TaskQueue
 from .._runtime import usable_cpus
 from .._task import Task
-from .._workers._deadlines import Deadlines, Handle
-from .._workers._queue import TaskQueue
-from .._workers._registry import register_for_exit
+from .._wire._remote import dumps_call, loads_outcome, run_payload
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["RayBackend", "backend_class"]
@@ -466,7 +466,7 @@ class RayBackend(Backend):
 def _engine_error(exc: BaseException) -> BaseException:
     """A Ray-level failure (not the task's own exception) as an anypool exception."""
     if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.RayActorError)):
-        from .._process_errors import WorkerCrashed
+        from .._errors._process import WorkerCrashed
 
         crashed = WorkerCrashed(
             "the Ray worker running this task died (killed by a signal, os._exit, a segfault "

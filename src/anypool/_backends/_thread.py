@@ -22,11 +22,11 @@ from collections import deque
 from concurrent.futures import CancelledError
 from typing import Any
 
-from .._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
+from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
+from .._local._atexit import register_for_exit
+from .._local._deadlines import Deadlines, Handle
+from .._local._queue import TaskQueue
 from .._task import Task
-from .._workers._deadlines import Deadlines, Handle
-from .._workers._queue import TaskQueue
-from .._workers._registry import register_for_exit
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["ThreadBackend", "backend_class"]

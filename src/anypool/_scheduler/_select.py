@@ -32,9 +32,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .._chunking import MAX_CHUNK, TARGET_CHUNK_S
-from .._exceptions import CapabilityError
+from .._errors._exceptions import CapabilityError
 from ..abc import Capabilities
+from ._chunking import MAX_CHUNK, TARGET_CHUNK_S
 
 __all__ = [
     "AUTO_CANDIDATES",

@@ -1,0 +1,9 @@
+"""The process backend: a dispatcher thread in the parent, one pipe per worker child.
+
+- ``_protocol``: the wire format both sides speak (header, flags, the worker's spec);
+- ``_dispatcher``: the parent side (``ProcessBackend``), which owns the workers;
+- ``_child``: the loop each worker process runs.
+
+This ``__init__`` stays empty: a spawned worker imports the package on its way to
+``_child`` and must not pay for the dispatcher.
+"""

@@ -1,0 +1,406 @@
+"""The main loop of a worker process (the child side of the process backend).
+
+::
+
+    parent dispatcher ══ Pipe ══► recv_bytes ─► unpickle ─► run ─► pickle ─► send_bytes ══► parent
+                                      ▲ EOF: parent gone, exit      │
+                                      └──────── next task ◄─────────┘
+    watch thread: parent gone (PR_SET_PDEATHSIG, getppid(), pipe hang-up) ─► os._exit
+
+Messages from the parent: ``None`` (exit) or a task tuple
+``(task_id, fn_id, fn_blob | None, chunk, star, payload)``; ``fn_blob`` is sent
+only the first time this worker sees ``fn_id`` (both sides keep the same LRU).
+
+Messages to the parent are a fixed header, ``struct HEADER`` = (``task_id``,
+``flags``), followed by a pickled body. The header never fails to decode, so
+the parent always knows which task a message answers even when the body
+cannot be unpickled there. ``task_id`` is a task's id, ``READY`` (the
+initializer ran; no body) or ``INIT_FAILED`` (body: the exception). Flags:
+``OK`` (the body is the result, else an exception), ``RETIRING`` (this worker
+exits after this message and will not read the task waiting in its pipe),
+``ARGS_FAILED`` (the arguments could not be unpickled: nothing of the task ran).
+
+This module is imported in every worker: it must stay cheap to import.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+# A spawned worker imports this module at every start: typing is for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "ARGS_FAILED",
+    "FN_CACHE_SIZE",
+    "HEADER",
+    "INIT_FAILED",
+    "OK",
+    "READY",
+    "RETIRING",
+    "WorkerSpec",
+    "worker_main",
+]
+
+HEADER = struct.Struct("<qB")
+INIT_FAILED = -1
+READY = -2
+OK = 1
+RETIRING = 2
+ARGS_FAILED = 4
+# Functions kept unpickled per worker; the parent mirrors this LRU exactly.
+FN_CACHE_SIZE = 64
+# How often the watch thread checks that the parent is still alive (portable
+# fallback for PR_SET_PDEATHSIG); the contract is that workers exit within 2 s.
+PARENT_POLL_S = 0.25
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerSpec:
+    """Everything a worker needs at start; pickled once per worker start."""
+
+    def __init__(
+        self,
+        parent_pid: int,
+        initializer: Any,  # _serialization.Carried (not imported here: start-up cost)
+        max_tasks: int | None,
+        max_memory: int | None,
+    ) -> None:
+        self.parent_pid = parent_pid
+        self.initializer = initializer
+        self.max_tasks = max_tasks
+        self.max_memory = max_memory
+
+
+# -- staying alive only as long as the parent ------------------------------------------------
+def _set_pdeathsig() -> None:
+    """Linux: the kernel SIGKILLs us when the thread that forked us exits (the dispatcher
+    thread, or the forkserver, which itself exits when the parent does)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _parent_gone(parent_pid: int, ppid: int, hangup: Callable[[], bool]) -> bool:
+    # getppid() changes the moment the forking process dies, even before it is reaped;
+    # kill(pid, 0) catches the parent itself under forkserver once it is reaped; the pipe
+    # hang-up catches it while it is an unreaped zombie (and works without procfs).
+    if os.getppid() != ppid or hangup():
+        return True
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return False
+
+
+def _hangup_probe(conn: Any) -> Callable[[], bool]:
+    """A check for 'the parent closed its end of our pipe' that never reads from it."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return lambda: False
+    poller = select.poll()
+    poller.register(conn.fileno(), 0)  # POLLHUP and POLLERR are always reported
+    hup = select.POLLHUP | select.POLLERR
+    return lambda: any(event & hup for _, event in poller.poll(0))
+
+
+def _die_with_parent(parent_pid: int, conn: Any) -> None:
+    """Exit if the parent dies, however it dies (the issue's bound is 2 s)."""
+    ppid = os.getppid()
+    _set_pdeathsig()
+    hangup = _hangup_probe(conn)
+
+    def watch() -> None:
+        while not _parent_gone(parent_pid, ppid, hangup):
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="anypool-parent-watch", daemon=True).start()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+
+# -- pickling outcomes -----------------------------------------------------------------------
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _frame(task_id: int, flags: int, body: Any) -> bytes:
+    """Header plus pickled body; raises if the body does not pickle."""
+    buffer = io.BytesIO()
+    buffer.write(HEADER.pack(task_id, flags))
+    try:
+        pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(body)
+    except Exception:
+        from ..._wire._pickle import cloudpickle_dumps
+
+        # plain pickle refuses lambdas, closures and classes defined in __main__
+        data = cloudpickle_dumps(body)
+        buffer.seek(HEADER.size)
+        buffer.truncate()
+        buffer.write(data)
+    return buffer.getvalue()
+
+
+def _error_frame(task_id: int, flags: int, exc: BaseException) -> bytes:
+    """An answer that fails the task with ``exc``. It never raises: an exception whose
+    ``__str__``, ``__reduce__`` or traceback raises (even SystemExit) is replaced by a
+    SerializationError carrying what could be said about it, so the parent always hears."""
+    from ..._wire._pickle import wrap_exception
+
+    try:
+        return _frame(task_id, flags & ~OK, wrap_exception(exc))
+    except BaseException as failure:
+        from ..._errors._exceptions import SerializationError
+
+        kind = _type_name(exc)
+        error = SerializationError(
+            f"the task raised {kind}, which cannot be sent back from the worker process "
+            f"({_type_name(failure)} while pickling it)"
+        )
+        return HEADER.pack(task_id, flags & ~OK) + pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
+
+
+def _type_name(exc: BaseException) -> str:
+    try:
+        return type(exc).__qualname__
+    except BaseException:
+        return "an exception"
+
+
+def _result_error(fn: Any, value: Any, exc: Exception, where: str = "") -> BaseException:
+    from ..._errors._exceptions import SerializationError
+
+    error = SerializationError(
+        f"the result of {_name(fn)}{where} (type {type(value).__qualname__}) cannot be "
+        f"pickled to send it back from the worker process: {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _isolate_bad_items(fn: Any, chunk: Any) -> None:
+    """A chunk's result did not pickle: fail only the items whose value does not."""
+    from ..._wire._pickle import dumps_or_none
+
+    for index, value in enumerate(chunk.values):
+        if index in chunk.errors:
+            continue
+        try:
+            exc = dumps_or_none(value)[1]
+        except BaseException as base:  # a __reduce__ that exits: that item's outcome only
+            chunk.values[index] = None
+            chunk.errors[index] = base
+            continue
+        if exc is not None:
+            chunk.values[index] = None
+            chunk.errors[index] = _result_error(fn, value, exc, f" for item {index}")
+
+
+def _outcome(task_id: int, flags: int, fn: Any, value: Any, is_chunk: bool) -> bytes:
+    """Pickle a result; a result that does not pickle fails only its task (or item).
+
+    A ``__reduce__`` that raises a BaseException (``sys.exit()``, KeyboardInterrupt) does not
+    end this worker: the task fails with that very exception, as with the stdlib's executor,
+    and the parent always gets an answer (an exit here once left the parent waiting)."""
+    try:
+        return _frame(task_id, flags | OK, value)
+    except BaseException as exc:
+        if not is_chunk:
+            error = _result_error(fn, value, exc) if isinstance(exc, Exception) else exc
+            return _error_frame(task_id, flags, error)
+    try:  # a chunk: only the items whose value does not pickle fail
+        _isolate_bad_items(fn, value)
+        return _frame(task_id, flags | OK, value)
+    except Exception as exc:
+        return _error_frame(task_id, flags, _result_error(fn, value, exc))
+    except BaseException as exc:
+        return _error_frame(task_id, flags, exc)
+
+
+def _wrap_item_errors(chunk: Any) -> None:
+    """Give each failed item of a chunk its traceback, and make sure it pickles."""
+    from ..._wire._pickle import wrap_exception
+
+    chunk.errors = {index: wrap_exception(exc) for index, exc in chunk.errors.items()}
+
+
+# -- the worker ------------------------------------------------------------------------------
+class _ArgsFailed(Exception):
+    """The arguments did not unpickle: carries the error to report."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _unpicklable_function(error: BaseException) -> Callable[..., Any]:
+    def raise_error(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    return raise_error
+
+
+class _Worker:
+    def __init__(self, conn: Any, spec: WorkerSpec) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.functions: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+        self.done = 0
+
+    def function(self, fn_id: int, blob: bytes | None) -> Callable[..., Any]:
+        if blob is not None:
+            self.functions[fn_id] = self._load_function(blob)
+            if len(self.functions) > FN_CACHE_SIZE:
+                self.functions.popitem(last=False)
+        else:
+            self.functions.move_to_end(fn_id)
+        return self.functions[fn_id]
+
+    @staticmethod
+    def _load_function(blob: bytes) -> Callable[..., Any]:
+        """Unpickle a function; one that fails is cached as a function that raises, so this
+        LRU stays in step with the parent's mirror and later calls fail the same way."""
+        try:
+            fn: Callable[..., Any] = pickle.loads(blob)
+        except BaseException as exc:  # SystemExit from a __reduce__ too: stay in step
+            from ..._errors._process import TaskUnpicklingError
+
+            error = TaskUnpicklingError(
+                f"the task's function cannot be unpickled in the worker process: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            error.__cause__ = exc
+            return _unpicklable_function(error)
+        return fn
+
+    @staticmethod
+    def _load_args(fn: Any, payload: bytes) -> tuple[Any, dict[str, Any]]:
+        try:
+            args, kwargs = pickle.loads(payload)
+        except BaseException as exc:
+            from ..._errors._process import TaskUnpicklingError
+
+            raise _ArgsFailed(
+                TaskUnpicklingError(
+                    f"the arguments of a call of {_name(fn)} cannot be unpickled in the "
+                    f"worker process: {type(exc).__name__}: {exc}"
+                )
+            ) from exc
+        return args, kwargs
+
+    def run_one(self, message: tuple[Any, ...]) -> bytes:
+        from ..._task import run_chunk
+
+        task_id, fn_id, blob, chunk, star, payload = message
+        fn: Any = None
+        try:
+            fn = self.function(fn_id, blob)
+            args, kwargs = self._load_args(fn, payload)
+            value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
+        except _ArgsFailed as failed:  # nothing ran: the parent may retry the items alone
+            self.done += 1
+            failed.error.__cause__ = failed.__cause__
+            return _error_frame(task_id, self._retire_flag() | ARGS_FAILED, failed.error)
+        except BaseException as exc:  # SystemExit too: it must fail the task, not end the worker
+            self.done += 1
+            return _error_frame(task_id, self._retire_flag(), exc)
+        if chunk:
+            _wrap_item_errors(value)
+        self.done += 1
+        return _outcome(task_id, self._retire_flag(), fn, value, chunk)
+
+    def _retire_flag(self) -> int:
+        """RETIRING if this worker should be replaced after the task it just ran."""
+        spec = self.spec
+        if spec.max_tasks is not None and self.done >= spec.max_tasks:
+            return RETIRING
+        if spec.max_memory is not None and _rss_bytes() > spec.max_memory:
+            return RETIRING
+        return 0
+
+    def initialize(self) -> bool:
+        if self.spec.initializer is not None:
+            try:
+                initializer, initargs = self.spec.initializer.load()  # a Carried
+                initializer(*initargs)
+            except BaseException as exc:
+                _log_initializer_failure(exc)
+                self.conn.send_bytes(_error_frame(INIT_FAILED, 0, exc))
+                return False
+        self.conn.send_bytes(HEADER.pack(READY, 0))
+        return True
+
+    def loop(self) -> None:
+        while True:
+            try:
+                data = self.conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the parent closed our pipe: it is gone or shutting down
+            message = pickle.loads(data)
+            if message is None:
+                return
+            answer = self.run_one(message)
+            self.conn.send_bytes(answer)
+            if HEADER.unpack_from(answer)[1] & RETIRING:
+                return
+
+
+def _log_initializer_failure(exc: BaseException) -> None:
+    """Log it as the stdlib's workers do (``concurrent.futures``, CRITICAL, with the
+    traceback), where the worker's logging setup can show it; the pool still breaks."""
+    try:
+        import logging
+
+        logging.getLogger("concurrent.futures").critical(
+            "Exception in initializer:", exc_info=(type(exc), exc, exc.__traceback__)
+        )
+    except BaseException:  # a failing log handler must not stop the report to the parent
+        pass
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C in a terminal reaches the whole process group; the parent decides what happens
+    to running tasks, and workers must not print KeyboardInterrupt tracebacks. The parent
+    starts workers with SIGINT blocked, so none arrives before this point."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def worker_main(conn: Any, spec: WorkerSpec) -> None:
+    """Entry point of a worker process."""
+    _ignore_sigint()
+    _die_with_parent(spec.parent_pid, conn)
+    worker = _Worker(conn, spec)
+    if worker.initialize():
+        worker.loop()
+    conn.close()

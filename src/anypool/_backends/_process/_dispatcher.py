@@ -1,0 +1,978 @@
+"""Process backend: worker processes, each on its own pipe, run by one dispatcher thread.
+
+::
+
+    Pool.submit ─► pickle args (caller's thread) ─► TaskQueue ─┐ wake pipe
+                                                               ▼
+                       ┌──────────── dispatcher thread ─────────────┐
+                       │ wait() on: wake pipe, every worker's pipe, │
+                       │            every worker's exit sentinel    │
+                       │ - send tasks to workers with room (≤2 each)│
+                       │ - read results ─► task.settle / task.fail  │
+                       │ - worker died ─► fail (or retry) only the  │
+                       │   task it was running, requeue the task it │
+                       │   had not started, start a replacement     │
+                       └──────┬──────────────────────────▲──────────┘
+                          Pipe│ task                     │ READY, then header + result
+                              ▼                          │
+                       worker process (_process_worker.worker_main)
+
+    Deadlines thread ── task timeout ──► terminate that worker (SIGTERM, then
+                                         SIGKILL after a grace); the death
+                                         path above requeues what it had not run
+
+Because each worker has its own pipe and runs its tasks in the order sent,
+the dispatcher always knows which task a dead worker was running: the first
+one it has not answered. A worker is sent a second task only if it is small
+enough to sit in the pipe's buffer, so the dispatcher never blocks on a send
+while that worker blocks sending a result back.
+
+Every answer starts with a fixed header naming its task, so a result that
+cannot be unpickled here fails only that task, never the dispatcher. How a
+worker ended decides the fate of the tasks it held:
+
+- we stopped it (timeout, ``Pool.kill``, shutdown) or it announced that it
+  retires (``max_tasks_per_worker``, ``max_worker_memory``): the task it was
+  stopped for is already resolved; every other task never ran and is requeued;
+- it died before saying READY: nothing ran; its tasks are requeued, and the
+  pool breaks if workers cannot start (an import crash; an initializer that
+  raised, which it said, breaks the pool once it has exited);
+- it died while running a task: that task is retried (``retries=``) or fails
+  with :class:`~anypool.WorkerCrashed`; the one waiting behind it is requeued.
+
+No wait here blocks for good: docs/failure-model.md ("No hang, by construction")
+gives the rule that wakes each one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import os
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from ..._errors._exceptions import PoolClosed, SerializationError, TaskTimeout
+from ..._errors._process import (
+    BrokenProcessPool,
+    TaskUnpicklingError,
+    WorkerCrashed,
+    WorkersCannotStart,
+)
+from ..._local._atexit import closed_message, register_for_exit
+from ..._local._deadlines import Deadlines, Handle
+from ..._local._queue import TaskQueue
+from ..._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
+from ..._task import ChunkResult, Task, chunk_outcomes
+from ..._wire._pickle import (
+    FunctionCache,
+    carried_initializer,
+    dumps,
+    dumps_call,
+    dumps_chunk,
+)
+from ...abc import Backend, BackendConfig, Capabilities
+from ._child import (
+    ARGS_FAILED,
+    FN_CACHE_SIZE,
+    HEADER,
+    INIT_FAILED,
+    OK,
+    READY,
+    RETIRING,
+    WorkerSpec,
+    worker_main,
+)
+
+__all__ = ["ProcessBackend", "backend_class", "describe_exit"]
+
+_START_METHODS = ("fork", "forkserver", "spawn")
+# A second task is queued in a busy worker's pipe only below this size: a pipe
+# buffers 64 KiB on Linux, so a send this small never blocks the dispatcher.
+_PREFETCH_MAX_BYTES = 16 * 1024
+# ... and only for a function whose tasks were measured to take less than this. A task
+# queued behind another in one worker's pipe waits for it even while another worker sits
+# idle (the stdlib's shared call queue has no such problem): behind a 3 s task, a 20 ms
+# one finished at 3 s instead of at once. Prefetching only saves the round trip between
+# two tasks (~0.1 ms), which matters for tiny tasks and is under 2 % of longer ones.
+_PREFETCH_MAX_TASK_S = 0.005
+# Functions whose task durations are remembered for that; the oldest is forgotten first.
+_DURATIONS_KEPT = 256
+# After SIGTERM, a stopped worker gets this long before SIGKILL.
+_TERM_GRACE_S = 0.5
+# Workers asked to exit at shutdown get this long before they are killed.
+_EXIT_GRACE_S = 5.0
+# A worker whose initializer failed breaks the pool when it exits (so that what it sent on
+# its way out has arrived); one still alive after this long is stopped. Its exit normally
+# takes milliseconds; this only bounds one that a non-daemon thread of its own holds up.
+_INIT_EXIT_GRACE_S = 1.0
+# Workers killed from outside (SIGKILL, SIGTERM: the OOM killer, an operator) before they
+# were ready are replaced; this many in a row means workers cannot start, and the pool
+# breaks instead of starting processes forever. Any other early death breaks it at once.
+_MAX_STARTUP_KILLS = 10
+# Starting a worker is tried this often before the pool breaks: a forkserver killed from
+# outside makes one start fail, and multiprocessing starts a new server on the next.
+_SPAWN_ATTEMPTS = 4
+_SPAWN_BACKOFF_S = 0.05  # doubled per attempt: 0.35 s in all before the pool breaks
+_SIGNAL_HINTS: dict[int, str] = {
+    signal.SIGKILL: "possibly by the OOM killer or an external `kill -9`",
+    signal.SIGSEGV: "the task crashed the interpreter (a bug in C code, or ctypes)",
+    signal.SIGBUS: "the task crashed the interpreter (a bad memory access in C code)",
+    signal.SIGTERM: "it was terminated from outside",
+    signal.SIGABRT: "the interpreter or a C library aborted",
+}
+
+
+def describe_exit(pid: int, exitcode: int | None, doing: str = "running the task") -> str:
+    """Human-readable cause of a worker's death: pid, exit code or signal, likely cause."""
+    if exitcode is None:
+        return f"worker process {pid} stopped responding while {doing}"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown signal"
+        hint = _SIGNAL_HINTS.get(-exitcode, "a signal ended it")
+        signalled = f"was killed by signal {-exitcode} ({name})"
+        return f"worker process {pid} {signalled} while {doing}: {hint}"
+    return (
+        f"worker process {pid} exited with code {exitcode} while {doing} "
+        "(os._exit(), or a C library called exit())"
+    )
+
+
+def _fn_name(task: Task) -> str:
+    return getattr(task.fn, "__qualname__", None) or repr(task.fn)
+
+
+def _crash_error(task: Task, process: Any) -> WorkerCrashed:
+    crash = describe_exit(process.pid, process.exitcode, f"running {_fn_name(task)}")
+    tries = f" (attempt {task.attempts} of {task.retries + 1})" if task.retries else ""
+    error = WorkerCrashed(f"{crash}{tries}; the pool replaced the worker and carries on")
+    error.pid, error.exitcode = process.pid, process.exitcode
+    return error
+
+
+class _Worker:
+    """The dispatcher's view of one worker process."""
+
+    def __init__(self, process: Any, conn: Any, label: str) -> None:
+        self.process = process
+        self.conn = conn
+        self.label = label
+        self.inflight: deque[tuple[int, Task]] = deque()  # sent, unanswered; [0] is running
+        self.sent = 0
+        self.functions: OrderedDict[int, None] = OrderedDict()  # mirrors the worker's LRU
+        self.ready = False  # said READY: its initializer ran, tasks now run for real
+        self.stopping = False  # terminated by us (timeout, kill, shutdown): gets no work
+        self.retiring = False  # resized away or retiring itself: gets no work, then exits
+        self.announced_exit = False  # it said it exits: what is left in its pipe never ran
+        self.doomed: set[int] = set()  # ids of waiting tasks Pool.kill() stopped
+        self.deadline: Handle | None = None  # the running task's timeout
+        self.init_error: BaseException | None = None  # its initializer raised this
+
+    @property
+    def running(self) -> Task | None:
+        return self.inflight[0][1] if self.inflight else None
+
+    @property
+    def accepts_work(self) -> bool:
+        return not (self.stopping or self.retiring or self.init_error is not None)
+
+    def holds(self, task: Task) -> int | None:
+        """The id under which ``task`` was sent to this worker, if it is in flight here."""
+        return next((task_id for task_id, t in self.inflight if t is task), None)
+
+
+class ProcessBackend(Backend):
+    name = "process"
+    capabilities = Capabilities(
+        kills_running_tasks=True,
+        shares_memory=False,
+        needs_pickling=True,
+        isolates_crashes=True,
+        parallel_cpu=True,
+    )
+
+    def __init__(self, config: BackendConfig) -> None:
+        # a worker importing an unguarded script stops here: the dispatcher started below
+        # would start a forkserver at once, which multiprocessing refuses during that import
+        check_main_guard()
+        super().__init__(config)
+        self._ctx = self._context(config)
+        self._queue = TaskQueue(config.order)
+        self._functions = FunctionCache()
+        self._lock = threading.RLock()
+        self._workers: dict[int, _Worker] = {}  # keyed by id(process)
+        self._closed = False
+        self._cancel_on_close = False
+        self._target = config.workers
+        self._ids = itertools.count()
+        self._labels = itertools.count()
+        self._startup_kills = 0
+        # seconds per task, by function id: whether its tasks may wait in a busy pipe
+        self._durations: dict[int, float] = {}
+        self._deadlines = Deadlines("anypool-process-deadlines")
+        # travels in the Process's arguments, so that multiprocessing's Value, Lock & co.
+        # in initargs reach workers as the stdlib passes them (see Carried)
+        # (and, for workers that do not fork, the parent's logging setup)
+        self._spec_initializer = carried_initializer(
+            config.initializer, config.initargs, self._ctx.get_start_method()
+        )
+        self._wake_r, self._wake_w = os.pipe()
+        self._wake_open = True
+        self._wake_pending = False
+        self._restarts = 0
+        # Set when the dispatcher has stopped every worker. shutdown() waits on this, not on
+        # Thread.join(): on Python < 3.13 a join() interrupted by Ctrl-C can leave a thread
+        # that still runs marked as stopped, and every later join() returns at once.
+        self._dispatcher_done = threading.Event()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="anypool-process-dispatcher", daemon=True
+        )
+        self._dispatcher.start()
+        register_for_exit(self)
+
+    @staticmethod
+    def _context(config: BackendConfig) -> Any:
+        import multiprocessing
+
+        ctx = config.options.get("mp_context")
+        unknown = set(config.options) - {"mp_context"}
+        if unknown:
+            raise TypeError(f"unknown option(s) for the process backend: {sorted(unknown)}")
+        if ctx is not None:
+            return ctx
+        method = default_start_method() if config.start_method is None else config.start_method
+        if method not in _START_METHODS:
+            raise ValueError(f"start_method must be one of {_START_METHODS}, got {method!r}")
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            # workers forked from the server start with these already imported; ctypes is
+            # for PR_SET_PDEATHSIG in every worker (~5 ms per worker start otherwise), and
+            # _serialization/_runtime unpickle the start-up payload (the parent's logging
+            # setup, the initializer: ~9 ms more per start, which a pool that replaces
+            # killed workers pays each time)
+            preload = [
+                "anypool._backends._process._child",
+                "anypool._wire._pickle",
+                "anypool._runtime",
+                "cloudpickle",
+                "ctypes",
+            ]
+            ctx.set_forkserver_preload(preload)
+        elif method == "fork":
+            import ctypes  # noqa: F401  forked workers inherit it, as above
+        return ctx
+
+    # -- submission (caller's thread) ---------------------------------------------------------
+    def submit(self, task: Task) -> None:
+        # Pickling here, in the caller's thread, fails a bad call at once and keeps the
+        # dispatcher free; the function blob rides along so its id stays stable.
+        try:
+            task.payload = self._pickle(task)
+        except SerializationError as exc:
+            task.fail(exc)  # only this future fails; the pool is untouched
+            return
+        if task.chunk and len(task.payload[3]) == task.n_items:
+            task.settle(_merge_failed_items(ChunkResult([], {}, 0.0), task.payload[3]))
+            return  # not one item pickles: nothing to run
+        with self._lock:
+            if self.broken is not None:
+                raise self.broken
+            if self._closed:
+                raise PoolClosed(closed_message())
+            self._queue.put(task)
+            self._wake()
+
+    def _pickle(self, task: Task) -> tuple[int, bytes, bytes, dict[int, BaseException]]:
+        """(function id, function blob, arguments blob, items left out because they do not
+        pickle); a chunk's bad items fail alone, the rest of the chunk still runs."""
+        fn_id, fn_blob = self._functions.get(task.fn)
+        if task.chunk:
+            args_blob, bad = dumps_chunk(task.fn, list(task.args), task.star)
+            return fn_id, fn_blob, args_blob, bad
+        return fn_id, fn_blob, dumps_call(task.fn, task.args, task.kwargs), {}
+
+    def _wake(self) -> None:
+        """Nudge the dispatcher; one byte per burst of submits is enough. Caller holds the lock."""
+        if self._wake_open and not self._wake_pending:
+            # write before setting the flag: a KeyboardInterrupt between the two then costs
+            # one spare wake-up instead of a dispatcher that is never woken again
+            os.write(self._wake_w, b"x")
+            self._wake_pending = True
+
+    # -- the dispatcher thread ----------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        # shutdown() and the at-exit hook wait on _dispatcher_done: whatever fails below
+        # (even the clean-up, e.g. a thread that cannot start at interpreter shutdown),
+        # every future is resolved and the event is set, last (docs/failure-model.md)
+        try:
+            try:
+                self._prepare_thread()
+                while not self._finished():
+                    self._step()
+            except BaseException as exc:  # a bug here must fail futures, never hang them
+                # the traceback stays whole here: this is a bug, and a broken pool's
+                # memory (until the garbage collector runs) is the lesser cost
+                message = f"the process pool's dispatcher failed: {exc!r}"
+                self._break(BrokenProcessPool(message), exc)
+            finally:
+                self._stop_all_workers()
+        finally:
+            try:
+                self._fail_leftovers()
+                self._drop_initializer()
+                with self._lock:
+                    self._wake_open = False
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
+            finally:
+                self._dispatcher_done.set()
+
+    def _drop_initializer(self) -> None:
+        """No worker starts any more: let go of initargs, which may hold multiprocessing
+        objects (a Queue's semaphores stay registered with the resource tracker while they
+        live) even while a reference cycle elsewhere keeps this backend alive."""
+        self._spec_initializer = None
+        self.config = dataclasses.replace(self.config, initializer=None, initargs=())
+
+    def _fail_leftovers(self) -> None:
+        """Fail whatever a failed clean-up left unresolved; normally there is nothing."""
+        with self._lock:
+            self._closed = True
+            lost = [t for w in self._workers.values() for _, t in w.inflight]
+            workers = list(self._workers.values())
+        for task in self._queue.drain() + lost:
+            task.fail(CancelledError("the pool shut down before the task finished"))
+        for worker in workers:
+            _kill(worker.process)
+
+    def _prepare_thread(self) -> None:
+        """Start the forkserver (if used) with SIGINT blocked, like the workers below."""
+        if self._ctx.get_start_method() == "fork":
+            _block_sigint()
+            return
+        from multiprocessing import forkserver, resource_tracker
+
+        # Launching the resource tracker unblocks SIGINT in the calling thread when done,
+        # so it goes first (it blocks SIGINT for itself).
+        resource_tracker.ensure_running()
+        _block_sigint()
+        if self._ctx.get_start_method() == "forkserver":
+            # The forkserver ignores SIGINT only once it has imported its preload modules;
+            # started with SIGINT blocked, a Ctrl-C then cannot print a traceback from it.
+            # Processes it forks start with SIGINT blocked too; ours unblock it at once.
+            forkserver.ensure_running()
+
+    def _step(self) -> None:
+        from multiprocessing.connection import wait
+
+        self._spawn_as_needed()
+        self._send_work()
+        if self._finished():
+            # _send_work may have dropped the last (cancelled) queued tasks: no event will
+            # come to wake wait() below, so check again first
+            return
+        for ready in wait(self._waitables()):
+            self._handle_ready(ready)
+
+    def _waitables(self) -> list[Any]:
+        with self._lock:
+            workers = list(self._workers.values())
+        return [self._wake_r] + [w.conn for w in workers] + [w.process.sentinel for w in workers]
+
+    def _handle_ready(self, ready: Any) -> None:
+        if ready == self._wake_r:
+            with self._lock:
+                os.read(self._wake_r, 4096)
+                self._wake_pending = False
+            return
+        for worker in list(self._workers.values()):
+            if ready is worker.conn:
+                self._drain(worker)
+            elif ready == worker.process.sentinel:
+                self._on_exit(worker)
+
+    def _finished(self) -> bool:
+        with self._lock:
+            if not self._closed:
+                return False
+            if self.broken is not None or self._cancel_on_close:
+                return True
+            return not self._queue and all(not w.inflight for w in self._workers.values())
+
+    # -- starting workers ---------------------------------------------------------------------
+    def _active(self) -> int:
+        """Workers that will take more tasks (not retiring, not being stopped)."""
+        limit = self.config.max_tasks_per_worker
+        return sum(
+            1
+            for w in self._workers.values()
+            if w.accepts_work and (limit is None or w.sent < limit)
+        )
+
+    def _spawn_as_needed(self) -> None:
+        with self._lock:
+            if self.broken is not None:
+                return
+            idle = sum(1 for w in self._workers.values() if not w.inflight and w.accepts_work)
+            missing = min(self._target - self._active(), len(self._queue) - idle)
+        for _ in range(max(0, missing)):
+            if self._cancel_on_close or self.broken is not None:
+                return  # shut down meanwhile: a worker started now would only be stopped
+            self._spawn_or_break()
+
+    def _spawn_or_break(self) -> None:
+        for attempt in range(_SPAWN_ATTEMPTS):
+            try:
+                self._spawn()
+                return
+            except Exception as exc:  # fork failed, too many open files, a bad mp_context...
+                if attempt == _SPAWN_ATTEMPTS - 1:
+                    message = f"could not start a worker process: {exc!r}"
+                    self._break(BrokenProcessPool(message), exc)
+                    return
+                time.sleep(_SPAWN_BACKOFF_S * 2**attempt)  # a dying forkserver: let it die
+
+    def _spawn(self) -> None:
+        if self._ctx.get_start_method() != "fork":
+            from multiprocessing import resource_tracker
+
+            # launching the tracker unblocks SIGINT in this thread when it is done; make sure
+            # that happens before we block it for the worker, not inside process.start()
+            resource_tracker.ensure_running()
+        with _STARTING:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        """Start one worker. Holds _STARTING: from the worker's pipe to closing the child's
+        end of it, no other pool of this process forks (see _STARTING)."""
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        spec = WorkerSpec(
+            os.getpid(),
+            self._spec_initializer,
+            self.config.max_tasks_per_worker,
+            self.config.max_worker_memory,
+        )
+        label = f"anypool-process-{next(self._labels)}"
+        process = self._ctx.Process(target=worker_main, args=(child_conn, spec), name=label)
+        _block_sigint()
+        try:
+            process.start()
+        except BaseException:
+            parent_conn.close()
+            raise
+        finally:
+            child_conn.close()
+        with self._lock:
+            self._workers[id(process)] = _Worker(process, parent_conn, label)
+
+    # -- sending work -------------------------------------------------------------------------
+    def _can_take(self, worker: _Worker) -> bool:
+        limit = self.config.max_tasks_per_worker
+        if not worker.accepts_work or (limit is not None and worker.sent >= limit):
+            return False
+        return len(worker.inflight) < 2
+
+    def _may_wait_in_pipe(self, worker: _Worker, task: Task) -> bool:
+        """May ``task`` be sent to ``worker`` while it still runs another? Only if it is
+        small (the send never blocks) and its function's tasks are known to be quick."""
+        if self._size(worker, task) > _PREFETCH_MAX_BYTES:
+            return False
+        seconds = self._durations.get(task.payload[0])
+        return seconds is not None and seconds < _PREFETCH_MAX_TASK_S
+
+    def _record_duration(self, task: Task) -> None:
+        """Remember how long the function's tasks take (a moving average). Holds the lock."""
+        if task.started_at is None:
+            return
+        seconds = time.monotonic() - task.started_at
+        fn_id = task.payload[0]
+        previous = self._durations.pop(fn_id, None)
+        self._durations[fn_id] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+        if len(self._durations) > _DURATIONS_KEPT:
+            del self._durations[next(iter(self._durations))]
+
+    @staticmethod
+    def _size(worker: _Worker, task: Task) -> int:
+        fn_id, fn_blob, args_blob, _ = task.payload
+        return len(args_blob) + (0 if fn_id in worker.functions else len(fn_blob))
+
+    def _send_work(self) -> None:
+        """Hand queued tasks to workers, least loaded first, until none has room."""
+        while True:
+            # tasks may have arrived since the loop's spawn check: start workers for them
+            # first, or they would be sent ahead into a busy worker's pipe and wait behind
+            # its task (a deadlock if that task waits for them, e.g. on a Barrier)
+            self._spawn_as_needed()
+            with self._lock:
+                workers = sorted(self._workers.values(), key=lambda w: len(w.inflight))
+                worker = next((w for w in workers if self._can_take(w)), None)
+                task = self._queue.get_nowait() if worker is not None else None
+                if worker is None or task is None:
+                    return
+                if worker.inflight and not self._may_wait_in_pipe(worker, task):
+                    self._queue.push_front(task)  # waits here for the first free worker
+                    return
+            self._send(worker, task)
+
+    def _message(self, worker: _Worker, task: Task, task_id: int) -> bytes:
+        fn_id, fn_blob, args_blob, _ = task.payload
+        if fn_id in worker.functions:
+            worker.functions.move_to_end(fn_id)
+            fn_blob = None
+        else:
+            worker.functions[fn_id] = None
+            if len(worker.functions) > FN_CACHE_SIZE:
+                worker.functions.popitem(last=False)
+        return dumps((task_id, fn_id, fn_blob, task.chunk, task.star, args_blob), "the task")
+
+    def _send(self, worker: _Worker, task: Task) -> None:
+        if not task.mark_started(worker.label):
+            return  # cancelled while queued
+        task_id = next(self._ids)
+        with self._lock:
+            if task.future.done():
+                return  # killed between the queue and here
+            data = self._message(worker, task, task_id)
+            worker.inflight.append((task_id, task))
+            worker.sent += 1
+            if len(worker.inflight) == 1:
+                self._start_clock(worker)
+        try:
+            worker.conn.send_bytes(data)
+        except OSError:
+            pass  # the worker died; its sentinel fires and _on_exit requeues or fails the task
+
+    # -- timeouts and kills -------------------------------------------------------------------
+    def _start_clock(self, worker: _Worker) -> None:
+        """The worker starts its first unanswered task now (or once it is READY): arm that
+        task's timeout, or stop the worker if Pool.kill() doomed the task. Holds the lock."""
+        if not worker.inflight or not worker.ready or worker.announced_exit:
+            return
+        task_id, task = worker.inflight[0]
+        if task_id in worker.doomed:
+            self._terminate(worker)
+            return
+        task.started_at = time.monotonic()
+        if task.timeout is not None:
+            attempt = task.attempts
+            worker.deadline = self._deadlines.schedule(
+                task.started_at + task.timeout, lambda: self._expire(worker, task, attempt)
+            )
+
+    def _expire(self, worker: _Worker, task: Task, attempt: int) -> None:
+        with self._lock:
+            if worker.running is not task or task.attempts != attempt or task.future.done():
+                return
+            worker.stopping = True  # decided under the lock: no other task is blamed
+        task.fail(
+            TaskTimeout(
+                f"task {_fn_name(task)} ran longer than its timeout of {task.timeout} s; its "
+                f"worker process {worker.process.pid} was stopped and will be replaced"
+            )
+        )
+        self._terminate(worker)
+
+    def kill(self, task: Task) -> bool:
+        with self._lock:
+            worker = next((w for w in self._workers.values() if w.holds(task) is not None), None)
+            if worker is None and task.future.done():
+                return False
+            if worker is not None and worker.running is task:
+                worker.stopping = True
+            elif worker is not None:
+                worker.doomed.add(worker.holds(task))  # type: ignore[arg-type]
+        # not in a worker: it waits in the queue for a retry, and will be skipped
+        task.fail(CancelledError("the task was killed by Pool.kill()"))
+        if worker is not None and worker.stopping:
+            self._terminate(worker)
+        return True
+
+    def _terminate(self, worker: _Worker) -> None:
+        """SIGTERM now, SIGKILL after a grace period if it is still alive."""
+        with self._lock:
+            worker.stopping = True
+        process = worker.process
+        if process.exitcode is None:
+            try:
+                process.terminate()
+            except (OSError, ValueError):
+                return  # already reaped
+            try:
+                self._deadlines.schedule(time.monotonic() + _TERM_GRACE_S, lambda: _kill(process))
+            except RuntimeError:  # no thread for the grace (interpreter shutdown): kill now
+                _kill(process)
+
+    # -- results ------------------------------------------------------------------------------
+    def _drain(self, worker: _Worker) -> None:
+        """Read every message the worker has sent so far."""
+        try:
+            while worker.conn.poll():
+                self._on_message(worker, worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            pass  # the worker is gone; its sentinel will fire
+
+    def _on_message(self, worker: _Worker, data: bytes) -> None:
+        task_id, flags = HEADER.unpack_from(data)
+        if task_id == READY:
+            self._on_ready(worker)
+        elif task_id == INIT_FAILED:
+            self._on_init_failed(worker, self._load(worker, data, None)[1])
+        else:
+            self._on_answer(worker, task_id, flags, data)
+
+    def _on_init_failed(self, worker: _Worker, error: BaseException) -> None:
+        """The pool breaks once this worker has exited, as the stdlib's does: what it sent on
+        its way out (its initializer's log record, through a multiprocessing Queue) has
+        arrived by then. A worker that has not exited after a grace period is stopped."""
+        with self._lock:
+            worker.init_error = error  # gets no work from now on
+        try:
+            when = time.monotonic() + _INIT_EXIT_GRACE_S
+            self._deadlines.schedule(when, lambda: self._terminate(worker))
+        except RuntimeError:  # no thread to wait with (interpreter shutdown): stop it now
+            self._terminate(worker)
+
+    def _on_ready(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.ready = True
+            self._startup_kills = 0
+            self._start_clock(worker)
+
+    def _on_answer(self, worker: _Worker, task_id: int, flags: int, data: bytes) -> None:
+        with self._lock:
+            sent_id, task = worker.inflight.popleft()
+            assert sent_id == task_id, "workers answer in the order tasks were sent"
+            self._record_duration(task)
+            self._cancel_deadline(worker)
+            if flags & RETIRING:
+                worker.retiring = worker.announced_exit = True
+            self._start_clock(worker)
+            if worker.retiring and not worker.inflight and not worker.announced_exit:
+                self._ask_to_exit(worker)
+        loaded, value = self._load(worker, data, task)
+        if flags & ARGS_FAILED and task.chunk and task.n_items - len(task.payload[3]) > 1:
+            self._split(task)
+        elif loaded and flags & OK:
+            task.settle(_merge_failed_items(value, task.payload[3]) if task.chunk else value)
+        else:
+            task.fail(value)
+
+    def _split(self, task: Task) -> None:
+        """A chunk's items did not unpickle in the worker, so none of them ran: run them one
+        by one, so that only the item at fault fails. (In the dispatcher thread.)"""
+        bad = task.payload[3]
+        items = [item for index, item in enumerate(task.args) if index not in bad]
+        parts = _ChunkParts(task, len(items))
+        timeout = None if task.timeout is None else task.timeout / task.n_items
+        for index in reversed(range(len(items))):  # requeued at the front, in order
+            part = Task(task.fn, [items[index]], {}, Future(), chunk=True, star=task.star)
+            part.timeout, part.retries, part.priority = timeout, task.retries, task.priority
+            part.future.add_done_callback(functools.partial(parts.collect, index))
+            try:
+                part.payload = self._pickle(part)
+            except SerializationError as exc:
+                part.fail(exc)
+                continue
+            self._requeue(part)
+
+    def _load(self, worker: _Worker, data: bytes, task: Task | None) -> tuple[bool, Any]:
+        """(True, the message's body), or (False, a SerializationError) if it cannot be
+        unpickled here; only the task it answers fails, the dispatcher carries on."""
+        import pickle
+
+        try:
+            return True, pickle.loads(memoryview(data)[HEADER.size :])
+        except BaseException as exc:  # the body's __reduce__ may raise anything
+            what = "an initializer's error" if task is None else f"the outcome of {_fn_name(task)}"
+            message = (
+                f"{what} was sent back by worker process {worker.process.pid} but cannot be "
+                f"unpickled in the parent process: {type(exc).__name__}: {exc}"
+            )
+            return False, _with_cause(TaskUnpicklingError(message), exc)
+
+    def _cancel_deadline(self, worker: _Worker) -> None:
+        if worker.deadline is not None:
+            worker.deadline.cancel()
+            worker.deadline = None
+
+    # -- deaths -------------------------------------------------------------------------------
+    def _on_exit(self, worker: _Worker) -> None:
+        self._drain(worker)  # results sent before death still count
+        worker.process.join()
+        with self._lock:
+            self._workers.pop(id(worker.process), None)
+            lost = [task for _, task in worker.inflight]
+            worker.inflight.clear()
+            self._cancel_deadline(worker)
+        worker.conn.close()
+        if worker.announced_exit or not worker.retiring:
+            self._restarts += 1  # crashed, killed or recycled; not when resized away
+        if worker.init_error is not None:
+            error = BrokenProcessPool(f"a worker initializer failed: {worker.init_error!r}")
+            self._break(error, worker.init_error)
+            for task in lost:
+                task.fail(error)
+        elif worker.stopping or worker.announced_exit:
+            for task in lost:  # the task it was stopped for is resolved; the others never ran
+                self._recover(task, None)
+        elif not worker.ready:
+            self._on_startup_death(worker, lost)
+        elif lost:
+            self._recover(lost[0], worker)
+            for task in lost[1:]:
+                self._recover(task, None)
+
+    def _recover(self, task: Task, died_running: _Worker | None) -> None:
+        """Requeue a task its worker died with, retry it, or fail it. ``died_running`` is the
+        worker if it died while running the task; None means the task never started."""
+        if task.future.done():
+            return  # it timed out or was killed: already failed
+        if died_running is None:
+            task.attempts -= 1  # it never ran
+            self._requeue(task)
+        elif task.attempts <= task.retries:
+            self._requeue(task)
+        else:
+            task.fail(_crash_error(task, died_running.process))
+
+    def _on_startup_death(self, worker: _Worker, lost: list[Task]) -> None:
+        """A worker died before its initializer finished: its tasks never ran."""
+        for task in lost:
+            self._recover(task, None)
+        exitcode = worker.process.exitcode
+        killed = exitcode in (-signal.SIGKILL, -signal.SIGTERM)
+        self._startup_kills += 1
+        if killed and self._startup_kills < _MAX_STARTUP_KILLS:
+            return  # killed from outside: replace it, as any worker
+        doing = "starting up (importing, or in the initializer)"
+        cause = describe_exit(worker.process.pid, exitcode, doing)
+        times = f"{self._startup_kills} workers in a row" if self._startup_kills > 1 else "it"
+        error = WorkersCannotStart(
+            f"{cause}; {times} died before taking a task, so the pool is broken"
+            if exitcode != MAIN_GUARD_EXIT  # see check_main_guard: one line that says why
+            else MAIN_GUARD_MESSAGE
+        )
+        error.pid, error.exitcode = worker.process.pid, exitcode
+        self._break(error)
+
+    def _requeue(self, task: Task) -> None:
+        if self._cancel_on_close or self.broken is not None:
+            task.fail(CancelledError("the pool shut down before the task could run again"))
+        else:
+            self._queue.push_front(task)
+
+    def _break(self, error: BaseException, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        with self._lock:
+            if self.broken is None:
+                self.broken = error
+            self._closed = True
+            lost = [t for w in self._workers.values() for _, t in w.inflight]
+            workers = list(self._workers.values())
+        for task in self._queue.drain() + lost:
+            task.fail(error)
+        for worker in workers:
+            self._terminate(worker)
+
+    def _stop_all_workers(self) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+            stop_now = self._cancel_on_close or self.broken is not None
+        for worker in workers:
+            # killing: no worker has work we want, and one still starting up (an
+            # interpreter import, an initializer) would read "exit" only when done
+            self._terminate(worker) if stop_now else self._ask_to_exit(worker)
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        for worker in workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.exitcode is None:
+                _kill(worker.process)
+                worker.process.join()
+            for _, task in worker.inflight:
+                task.fail(CancelledError("the pool shut down before the task finished"))
+            worker.conn.close()
+        with self._lock:
+            self._workers.clear()
+        self._deadlines.stop()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
+        with self._lock:
+            self._closed = True
+            if kill_running:
+                for task in self._queue.drain():
+                    task.cancel_pending()
+            elif cancel_pending:
+                self._cancel_queued()
+            if kill_running:
+                self._cancel_on_close = True
+                workers = list(self._workers.values())
+            else:
+                workers = []
+            self._wake()
+        for worker in workers:
+            if worker.running is not None:
+                worker.running.fail(CancelledError("the pool was shut down with kill_running=True"))
+            self._terminate(worker)
+        if wait and self._dispatcher is not threading.current_thread():
+            self._dispatcher_done.wait()
+
+    def _cancel_queued(self) -> None:
+        """``shutdown(cancel_pending=True)``: cancel the queued tasks, except those that
+        workers without a task (idle, still starting, or not started yet) take next.
+
+        Those count as started, as in the stdlib, whose workers' call queue holds a task
+        for each of them: a caller that shuts down right after submitting still sees the
+        first tasks finish, and only those that would have waited are cancelled.
+        Holds the lock.
+        """
+        busy = sum(1 for w in self._workers.values() if w.inflight and w.accepts_work)
+        keep = max(0, self._target - busy)
+        kept: list[Task] = []
+        while (task := self._queue.get_nowait()) is not None:
+            if len(kept) < keep and not task.future.done():
+                kept.append(task)
+            else:
+                task.cancel_pending()
+        for task in reversed(kept):  # back in the order they were taken out
+            self._queue.push_front(task)
+
+    def workers_alive(self) -> int:
+        with self._lock:
+            return sum(1 for w in self._workers.values() if w.process.is_alive())
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def worker_restarts(self) -> int:
+        return self._restarts
+
+    def worker_pids(self) -> list[int]:
+        # the workers the dispatcher has not yet seen exit; no is_alive() here, whose
+        # waitpid() could reap a worker under the dispatcher's feet
+        with self._lock:
+            return [w.process.pid for w in self._workers.values() if w.process.pid is not None]
+
+    def resize(self, workers: int) -> None:
+        with self._lock:
+            self._target = workers
+            surplus = [w for w in self._workers.values() if w.accepts_work][workers:]
+            for worker in surplus:
+                worker.retiring = True  # gets no new tasks; asked to exit once idle
+                if not worker.inflight:
+                    self._ask_to_exit(worker)
+            self._wake()
+
+    @staticmethod
+    def _ask_to_exit(worker: _Worker) -> None:
+        try:
+            worker.conn.send_bytes(b"N.")  # pickle of None: exit after the current task
+        except OSError:
+            pass  # already gone
+
+
+# Held while a pool starts a worker, by every pool of this process. A fork copies every
+# open descriptor, so a worker that pool B forks while pool A is between creating its
+# worker's pipes and closing the child's ends keeps A's ends open for its whole life: when
+# A's worker dies, A's sentinel never reads EOF and A waits on it forever (fault fuzzer,
+# two fork pools starting workers at once). Re-made in a forked child, which may start
+# pools of its own while the parent's copy of the lock is held.
+_STARTING = threading.Lock()
+
+
+def _new_starting_lock() -> None:
+    global _STARTING
+    _STARTING = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_starting_lock)
+
+
+def _block_sigint() -> None:
+    """Block SIGINT in this thread: processes it starts inherit the mask, so a Ctrl-C that
+    lands while a worker starts up (before it ignores SIGINT) prints nothing. The main
+    thread, which handles SIGINT in Python, is never affected."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+class _ChunkParts:
+    """Collects the one-item chunks a split chunk became; settles the chunk when all are in."""
+
+    def __init__(self, chunk: Task, count: int) -> None:
+        self.chunk = chunk
+        self.outcomes: list[ChunkResult | None] = [None] * count
+        self.left = count
+        self.lock = threading.Lock()
+
+    def collect(self, index: int, future: Future[ChunkResult]) -> None:
+        outcome = chunk_outcomes(future, 1)
+        with self.lock:
+            self.outcomes[index] = outcome
+            self.left -= 1
+            if self.left:
+                return
+        done = [o for o in self.outcomes if o is not None]
+        errors = {i: o.errors[0] for i, o in enumerate(done) if 0 in o.errors}
+        values = [o.values[0] for o in done]
+        merged = ChunkResult(values, errors, sum(o.duration for o in done))
+        self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
+
+
+def _merge_failed_items(result: ChunkResult, bad: dict[int, BaseException]) -> ChunkResult:
+    """Put the items that could not be pickled back in their places, as failures."""
+    if not bad:
+        return result
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
+    sent = 0
+    for index in range(len(result.values) + len(bad)):
+        if index in bad:
+            values.append(None)
+            errors[index] = bad[index]
+            continue
+        values.append(result.values[sent])
+        if sent in result.errors:
+            errors[index] = result.errors[sent]
+        sent += 1
+    return ChunkResult(values, errors, result.duration)
+
+
+def _with_cause(error: BaseException, cause: BaseException) -> BaseException:
+    """``error`` caused by ``cause``, whose traceback is kept as text only.
+
+    Its frames lead (through ``f_back``) to the dispatcher's, which hold the backend and
+    the worker (its pipe and process sentinel), and often, in a local, this very error:
+    the future keeps the error, so the frames would keep a pool that is long shut down,
+    and its file descriptors, alive until the garbage collector runs."""
+    tb = cause.__traceback__
+    if tb is not None:
+        import traceback
+
+        lines = "".join(traceback.format_tb(tb.tb_next or tb)).rstrip()
+        cause.__traceback__ = None
+        if hasattr(cause, "add_note"):  # 3.11+; shown under the exception
+            cause.add_note(f"Where it was raised, in this process:\n{lines}")
+    error.__cause__ = cause
+    return error
+
+
+def _kill(process: Any) -> None:
+    if process.exitcode is None:
+        try:
+            process.kill()
+        except (OSError, ValueError):
+            pass
+
+
+backend_class = ProcessBackend

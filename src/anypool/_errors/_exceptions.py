@@ -1,0 +1,96 @@
+"""anypool's exceptions.
+
+Every class subclasses the stdlib exception that existing ``except`` clauses
+already catch, so code written for ``concurrent.futures`` keeps working::
+
+    Exception
+    └── AnyPoolError
+        ├── PoolClosed ..................... also RuntimeError (submit after shutdown)
+        ├── PoolFull ....................... also queue.Full (max_pending reached, block=False)
+        ├── CapabilityError ................ also ValueError (option the backend cannot do)
+        ├── BackendUnavailable ............. also ImportError (engine not installed)
+        ├── TaskTimeout .................... also TimeoutError (per-task timeout hit; and
+        │                                     concurrent.futures.TimeoutError on 3.10)
+        ├── SerializationError ............. also pickle.PicklingError (call/result does not pickle)
+        └── BrokenPool ..................... also concurrent.futures.BrokenExecutor
+            ├── BrokenThreadPool ........... also concurrent.futures.thread.BrokenThreadPool
+            └── BrokenProcessPool .......... also concurrent.futures.process.BrokenProcessPool
+                ├── WorkerCrashed .......... a worker died while running this task
+                ├── WorkersCannotStart ..... workers die before their first task, again and again
+                └── TaskUnpicklingError .... also anypool.SerializationError (a call or its outcome
+                                              does not unpickle; only that task fails)
+
+``BrokenProcessPool`` and the classes below it live in :mod:`anypool._errors._process`
+because their stdlib base imports ``multiprocessing``; ``import anypool`` stays
+free of it and resolves them on first use. ``TaskUnpicklingError`` is both a
+``SerializationError`` and a ``BrokenProcessPool``: the stdlib's executor reports a
+call or outcome that does not unpickle as ``BrokenProcessPool``, and code written for
+it catches that; anypool fails only that task and keeps the pool.
+
+All classes keep ``__init__`` simple (message only) so they pickle across
+process boundaries unchanged.
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import sys
+from concurrent.futures import BrokenExecutor
+from concurrent.futures import TimeoutError as _StdFuturesTimeoutError
+from concurrent.futures.thread import BrokenThreadPool as _StdBrokenThreadPool
+
+__all__ = [
+    "AnyPoolError",
+    "BackendUnavailable",
+    "BrokenPool",
+    "BrokenThreadPool",
+    "CapabilityError",
+    "PoolClosed",
+    "PoolFull",
+    "SerializationError",
+    "TaskTimeout",
+]
+
+
+class AnyPoolError(Exception):
+    """Base class of every exception anypool raises itself."""
+
+
+class PoolClosed(AnyPoolError, RuntimeError):
+    """Work was submitted to a pool that is shutting down or shut down."""
+
+
+class PoolFull(AnyPoolError, queue.Full):
+    """``max_pending`` tasks are already queued and the caller asked not to wait."""
+
+
+class CapabilityError(AnyPoolError, ValueError):
+    """An option was asked of a backend that cannot honour it (see ``Backend.capabilities``)."""
+
+
+class BackendUnavailable(AnyPoolError, ImportError):
+    """The engine behind a backend is not installed; the message names the extra to install."""
+
+
+if sys.version_info >= (3, 11):
+
+    class TaskTimeout(AnyPoolError, TimeoutError):
+        """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
+
+else:  # concurrent.futures.TimeoutError became the builtin only in 3.11
+
+    class TaskTimeout(AnyPoolError, TimeoutError, _StdFuturesTimeoutError):
+        """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
+
+
+class SerializationError(AnyPoolError, pickle.PicklingError):
+    """A function, argument, result or exception could not cross a process boundary."""
+
+
+class BrokenPool(AnyPoolError, BrokenExecutor):
+    """The pool can no longer run work (an initializer failed, or it was torn down)."""
+
+
+class BrokenThreadPool(BrokenPool, _StdBrokenThreadPool):
+    """A thread pool's initializer failed."""

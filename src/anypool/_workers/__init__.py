@@ -1,1 +1,0 @@
-"""Machinery shared by the local backends (threads and processes): queueing, deadlines."""
