@@ -405,12 +405,12 @@ def test_threads_only_when_process_backend_is_missing(
 ) -> None:
     from anypool import _backends
 
-    real = _backends.available_backends
+    real = _backends.is_available
 
-    def without_process() -> dict[str, bool]:
-        return {**real(), "process": False}
+    def without_process(name: str) -> bool:
+        return name != "process" and real(name)
 
-    monkeypatch.setattr(_backends, "available_backends", without_process)
+    monkeypatch.setattr(_backends, "is_available", without_process)
     pool = make_pool()
     list(pool.map(busy, [BUSY_N] * 4))
     decision = pool.explain()

@@ -208,7 +208,7 @@ def test_backends_without_shared_memory_say_so(make_pool: Callable[..., anypool.
         Array = None
 
     pool = make_pool("thread", workers=1)
-    pool._primitives = NoSharedMemory()
+    pool._coordination._primitives = NoSharedMemory()
     with pytest.raises(CapabilityError, match="has no shared Value"):
         pool.Value("i", 0)
     with pytest.raises(CapabilityError, match="has no shared Array"):
@@ -232,6 +232,6 @@ def test_backends_without_primitives_say_so(
     def no_primitives() -> None:  # as primitives_for() on the Ray backend
         raise CapabilityError("the 'ray' backend has no coordination primitives")
 
-    monkeypatch.setattr(pool, "_factory", no_primitives)
+    monkeypatch.setattr(pool._coordination, "factory", no_primitives)
     with pytest.raises(CapabilityError, match="no shared Value: its workers share no memory"):
         pool.Value("i", 0)

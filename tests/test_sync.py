@@ -400,7 +400,7 @@ def test_manager_is_started_lazily_and_stopped_with_the_pool(make_pool):
     pool.Lock()  # semaphore-based: no manager needed
     q = pool.Queue()
     q.put(1)
-    manager = pool._primitives._manager._process  # the one process a queue needs
+    manager = pool._coordination._primitives._manager._process  # the one process a queue needs
     assert manager.pid not in before
     assert manager.is_alive()
     pool.shutdown()
@@ -419,7 +419,7 @@ def test_manager_exits_when_the_parent_is_killed(tmp_path):
         "if __name__ == '__main__':\n"
         "    pool = anypool.Pool('process', 1)\n"
         "    pool.Queue().put(1)\n"
-        "    print(pool._primitives._manager._process.pid, flush=True)\n"
+        "    print(pool._coordination._primitives._manager._process.pid, flush=True)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)

@@ -19,6 +19,7 @@ from ._errors._exceptions import PoolClosed as PoolClosed
 from ._errors._exceptions import PoolFull as PoolFull
 from ._errors._exceptions import SerializationError as SerializationError
 from ._errors._exceptions import TaskTimeout as TaskTimeout
+from ._version import __version__ as __version__
 
 # Type checkers treat any name TYPE_CHECKING as true; importing it from typing would cost
 # ``import anypool`` the whole typing module (~15 ms, a third of the import).
@@ -26,6 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._backends import register_backend as register_backend
     from ._core._aio import AwaitableFuture as AwaitableFuture
     from ._core._decorators import TaskFunction as TaskFunction
     from ._core._map import MapIterator as MapIterator
@@ -52,7 +54,6 @@ if TYPE_CHECKING:
     from ._scheduler._select import Measurements as Measurements
     from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
 
-from ._version import __version__ as __version__
 
 __all__ = [
     "AnyPoolError",
@@ -86,6 +87,7 @@ __all__ = [
     "map",
     "pipeline",
     "pool",
+    "register_backend",
     "task",
     "wait",
     "wait_all",
@@ -121,6 +123,7 @@ _LAZY = {
     "Timeline": "._observe._timeline",
     "TimelineEvent": "._observe._timeline",
     "Periodic": "._core._timers",
+    "register_backend": "._backends",
 }
 
 

@@ -54,6 +54,21 @@ class Capabilities:
     """``timeout=`` is honoured (stopping or abandoning the task, see kills_running_tasks)."""
     runs_in_caller: bool = False
     """Tasks run synchronously in the submitting thread (``submit`` returns a finished future)."""
+    # The per-worker options below are refused (CapabilityError) by a backend whose flag is
+    # false: a third-party backend gets none of them until it says it honours them.
+    runs_initializer: bool = False
+    """``initializer=``/``initargs=`` run once in every worker before its first task."""
+    has_start_methods: bool = False
+    """``start_method=`` ("fork", "forkserver", "spawn") chooses how worker processes start."""
+    recycles_workers: bool = False
+    """``max_tasks_per_worker=`` replaces a worker after that many tasks."""
+    limits_worker_memory: bool = False
+    """``max_worker_memory=`` replaces a worker whose memory grows past that many bytes."""
+    names_threads: bool = False
+    """``thread_name_prefix=`` names the threads that run the tasks."""
+    awaits_coroutines: bool = False
+    """A coroutine function's tasks are awaited on the backend's own event loop; otherwise
+    the engine runs each on a loop in the worker."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +98,25 @@ class BackendConfig:
 
 
 class Backend(abc.ABC):
-    """Runs tasks. One instance per pool; thread-safe ``submit``."""
+    """Runs tasks. One instance per pool; thread-safe ``submit``.
+
+    A subclass sets ``name`` and ``capabilities`` and implements the three abstract
+    methods; every other method the engine calls has a default here. The engine checks
+    the pool's options against ``capabilities`` and ``accepted_options`` before the
+    backend is built, so ``__init__`` only sees options it declared it honours.
+    Register one with :func:`anypool.register_backend` or the ``anypool.backends``
+    entry-point group.
+    """
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    accepted_options: ClassVar[frozenset[str]] = frozenset()
+    """The backend-specific ``Pool(**backend_options)`` names it reads (in
+    ``config.options``); any other name raises ``TypeError`` before it is built."""
+    is_router: ClassVar[bool] = False
+    """A router (``backend="auto"``) picks a backend for each task function and takes
+    ``prefer=``/``require=`` as its settings; any other backend refuses ``prefer=`` and
+    must meet ``require=`` with its own capabilities."""
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -133,3 +163,25 @@ class Backend(abc.ABC):
     def resize(self, workers: int) -> None:
         """Change the number of workers at run time."""
         raise NotImplementedError(f"the {self.name} backend cannot be resized")
+
+    def workers_for(self, fn: Callable[..., Any]) -> int:
+        """Workers that run ``fn``'s tasks (``Pool.map`` sizes its chunks and read-ahead
+        from it). Default: the pool's; a router answers per function."""
+        return self.config.workers
+
+    def primitives(self) -> Any:
+        """The coordination primitives (``pool.Lock()`` and friends) that work between
+        this backend's workers, or None (the default) to have them picked from the
+        capability flags: thread ones for ``shares_memory``, process ones for a local
+        backend that ``needs_pickling``."""
+        return None
+
+    def current_backend(self) -> Backend:
+        """The backend whose workers run the tasks now: this one, or for a router the
+        one it chose last (statistics and timelines report its name)."""
+        return self
+
+    def decision(self) -> Any:
+        """An :class:`anypool.Decision` saying which backend runs the tasks and why, for
+        ``Pool.explain()``; None (the default) when the caller named this backend."""
+        return None

@@ -295,7 +295,7 @@ def test_unknown_and_conflicting_options_are_clear_errors(dask_address: str) -> 
         anypool.Pool("dask", client="tcp://nowhere")
     with pytest.raises(anypool.CapabilityError, match="start_method"):
         anypool.Pool("dask", start_method="spawn", address=dask_address)
-    with pytest.raises(anypool.CapabilityError, match=r"support thread_name_prefix= \(Dask"):
+    with pytest.raises(anypool.CapabilityError, match=r"'dask' backend does not support thread_name_prefix="):
         anypool.Pool("dask", thread_name_prefix="net", address=dask_address)
 
 

@@ -32,6 +32,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -122,12 +123,11 @@ class AutoSettings:
 
 def take_snapshot() -> RuntimeSnapshot:
     """The interpreter's GIL state, usable CPUs, and the candidates installed here."""
-    from .._backends import available_backends, load_backend
+    from .._backends import is_available, load_backend
 
-    available = available_backends()
     candidates = []
-    for name in AUTO_CANDIDATES:
-        if not available.get(name):
+    for name in AUTO_CANDIDATES:  # built-in names only: no entry points read (docs/design.md)
+        if not is_available(name):
             continue
         try:
             candidates.append(Candidate(name, load_backend(name).capabilities))
@@ -156,7 +156,7 @@ def steer_options(
     """
     required = parse_require(require)
     preferred = parse_prefer(prefer)
-    if backend_class is not AutoBackend:
+    if not backend_class.is_router:
         if preferred is not None:
             raise ValueError(
                 f"prefer= steers backend='auto' only; this pool's backend is {backend_class.name!r}"
@@ -242,7 +242,17 @@ class AutoBackend(Backend):
         needs_pickling=False,
         isolates_crashes=False,
         parallel_cpu=False,
+        # Per-worker options: the union of what its candidates honour, passed on to the
+        # backend it picks, which applies those it honours (start_method= on a thread side
+        # has no processes to apply to). Checked by tests/backends/test_registry.py.
+        runs_initializer=True,
+        has_start_methods=True,
+        recycles_workers=True,
+        limits_worker_memory=True,
+        names_threads=True,
     )
+    accepted_options = frozenset({"mp_context"})
+    is_router = True
 
     def __init__(self, config: BackendConfig) -> None:
         options = dict(config.options)
@@ -780,6 +790,12 @@ class AutoBackend(Backend):
         latest = self._latest
         return None if latest is None else latest.side
 
+    def current_backend(self) -> Backend:
+        return self.chosen or self
+
+    def decision(self) -> Decision:
+        return self.explain()
+
     def sides(self) -> dict[str, Backend]:
         """Every backend this pool runs functions on, by name."""
         with self._lock:
@@ -826,7 +842,7 @@ class AutoBackend(Backend):
             with self._lock:
                 self._abandoned = True
             current[0].fail(
-                PoolClosed(
+                CancelledError(
                     "the pool was shut down with kill_running=True while backend='auto' "
                     "sampled this task on a thread, which cannot be stopped; it was abandoned"
                 )

@@ -23,6 +23,7 @@ import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import CancelledError
 from typing import Any
 
 from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout
@@ -79,12 +80,13 @@ class AsyncioBackend(Backend):
         needs_pickling=False,
         isolates_crashes=False,
         parallel_cpu=False,
+        runs_initializer=True,
+        names_threads=True,  # the loop's thread
+        awaits_coroutines=True,
     )
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        if config.options:
-            raise TypeError(f"unknown option(s) for the asyncio backend: {sorted(config.options)}")
         self._order = itertools.count()
         self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -92,7 +94,8 @@ class AsyncioBackend(Backend):
         self._consumers: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[Any]] = set()
         self._queue: asyncio.Queue[Any] | None = None
-        self._thread = threading.Thread(target=self._serve, name="anypool-asyncio", daemon=True)
+        name = config.thread_name_prefix or "anypool-asyncio"
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
         self._started.wait()
         register_for_exit(self)
@@ -145,7 +148,7 @@ class AsyncioBackend(Backend):
             else:
                 task.fail(TaskTimeout(f"task {task.fn!r} ran past its timeout of {task.timeout} s"))
         except asyncio.CancelledError:
-            task.fail(PoolClosed("the pool was shut down with kill_running=True"))
+            task.fail(CancelledError("the pool was shut down with kill_running=True"))
         except BaseException as exc:
             task.fail(exc)
         else:

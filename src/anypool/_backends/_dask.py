@@ -81,13 +81,9 @@ def _key(task: Task) -> str:
     return f"{name}{'-chunk' if task.chunk else ''}-{uuid.uuid4().hex}"
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"unknown option(s) for the dask backend: {', '.join(unknown)}; "
-            f"it accepts {', '.join(_OPTIONS)}"
-        )
+def _check_values(options: Mapping[str, Any]) -> None:
+    """The values of its own options; which names it accepts, and which pool options, the
+    engine checked from ``accepted_options`` and the capabilities (_backends._options)."""
     if options.get("address") is not None and options.get("client") is not None:
         raise ValueError("pass address= or client= to the dask backend, not both")
     client = options.get("client")
@@ -109,13 +105,6 @@ def _configured_address(options: Mapping[str, Any]) -> str | None:
 
     address = dask.config.get("scheduler-address", None)
     return str(address) if address else None
-
-
-def _check_config(config: BackendConfig) -> None:
-    config.refuse(
-        ("start_method", "max_tasks_per_worker", "max_worker_memory", "thread_name_prefix"),
-        "the 'dask' backend does not support {name}= (Dask runs its own workers)",
-    )
 
 
 class _InitializerPlugin(distributed.WorkerPlugin):  # type: ignore[misc]
@@ -141,11 +130,12 @@ class DaskBackend(Backend):
         supports_priority=True,  # onto Dask's priority=
         supports_retries=True,  # onto Dask's retries=
         supports_timeouts=False,  # a timeout could not stop the task
+        runs_initializer=True,  # a worker plugin, on present and future workers
     )
+    accepted_options = frozenset(_OPTIONS)
 
     def __init__(self, config: BackendConfig) -> None:
-        _check_options(config.options)
-        _check_config(config)
+        _check_values(config.options)
         super().__init__(config)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -396,7 +386,7 @@ class DaskBackend(Backend):
     def _abandon(self, running: list[tuple[str, Task]]) -> None:
         for _, task in running:
             task.fail(
-                PoolClosed(
+                CancelledError(
                     "the pool was shut down with kill_running=True while this task ran; Dask "
                     "cannot stop a running task, so it was abandoned (its result is discarded)"
                 )

@@ -30,6 +30,7 @@ class InlineBackend(Backend):
         supports_priority=False,  # tasks run at submit time: there is never a queue to order
         supports_timeouts=False,  # the caller is the worker: nothing can interrupt it
         runs_in_caller=True,
+        runs_initializer=True,
     )
 
     def __init__(self, config: BackendConfig) -> None:

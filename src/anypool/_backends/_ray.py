@@ -165,13 +165,9 @@ class _Runner:
 _GROUP = 16
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"unknown option(s) for the ray backend: {', '.join(unknown)}; "
-            f"it accepts {', '.join(_OPTIONS)}"
-        )
+def _check_values(options: Mapping[str, Any]) -> None:
+    """The values of its own options; which names it accepts, and which pool options, the
+    engine checked from ``accepted_options`` and the capabilities (_backends._options)."""
     address = options.get("address")
     if address is not None and not isinstance(address, str):
         raise TypeError(
@@ -190,14 +186,6 @@ def _check_options(options: Mapping[str, Any]) -> None:
         )
 
 
-def _check_config(config: BackendConfig) -> None:
-    config.refuse(
-        ("initializer", "start_method", "max_worker_memory", "thread_name_prefix"),
-        "the 'ray' backend does not support {name}= (Ray runs its own workers; "
-        "see init_kwargs={{'runtime_env': ...}} for worker set-up)",
-    )
-
-
 class RayBackend(Backend):
     name = "ray"
     capabilities = Capabilities(
@@ -210,11 +198,13 @@ class RayBackend(Backend):
         supports_priority=True,  # anypool's own queue orders tasks before Ray sees them
         supports_retries=True,  # onto Ray's max_retries (worker deaths only, like anypool)
         supports_timeouts=True,  # onto ray.cancel(force=True)
+        # Ray runs its own workers: worker set-up goes through init_kwargs={"runtime_env": ...}
+        recycles_workers=True,  # onto max_calls=
     )
+    accepted_options = frozenset(_OPTIONS)
 
     def __init__(self, config: BackendConfig) -> None:
-        _check_options(config.options)
-        _check_config(config)
+        _check_values(config.options)
         super().__init__(config)
         self._queue = TaskQueue(config.order)
         self._lock = threading.Lock()
@@ -423,7 +413,9 @@ class RayBackend(Backend):
                 threaded = set(self._on_actor)
             for task, ref in running:
                 task.fail(
-                    PoolClosed("the pool was shut down with kill_running=True while this task ran")
+                    CancelledError(
+                        "the pool was shut down with kill_running=True while this task ran"
+                    )
                 )
                 if task not in threaded:
                     ray.cancel(ref, force=True)

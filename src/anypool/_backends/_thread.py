@@ -55,6 +55,8 @@ class ThreadBackend(Backend):
         needs_pickling=False,
         isolates_crashes=False,
         parallel_cpu=False,  # the engine overrides this on free-threaded builds
+        runs_initializer=True,
+        names_threads=True,
     )
 
     @classmethod

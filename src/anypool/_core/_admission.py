@@ -23,8 +23,11 @@ from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from .._errors._exceptions import PoolClosed, PoolFull
+from .._sync._base import check_shareable
+from .._task import Task
 
 __all__ = [
+    "Admission",
     "Backpressure",
     "Callback",
     "Outstanding",
@@ -159,3 +162,55 @@ def outcome_caller(callback: Callback) -> Callable[[Future[Any]], None]:
         callback(None if error is not None else future.result(), error)
 
     return call
+
+
+# -- the part the pool is composed of -----------------------------------------------------------
+class Admission:
+    """A pool's admission books: the ``max_pending`` bound, callbacks and ``join``.
+
+    Its methods run before and after ``backend.submit`` on every task's path: plain
+    methods, not a context manager (a generator-based ``with`` costs µs per task).
+    """
+
+    def __init__(self, max_pending: int | None, pickles: bool, backend_name: str) -> None:
+        self.backpressure = None if max_pending is None else Backpressure(max_pending)
+        self._outstanding = Outstanding()
+        self._pickles = pickles
+        self._backend_name = backend_name
+
+    @property
+    def max_pending(self) -> int | None:
+        return None if self.backpressure is None else self.backpressure.limit
+
+    def admit(self, task: Task, block: bool | float, callback: Callback | None) -> None:
+        """Checks, and the max_pending slot; ``refuse`` undoes it if the backend refuses."""
+        if block is not True:
+            check_block(block)
+        if callback is not None:
+            check_callback(callback)
+        if self._pickles and not task.chunk:
+            check_shareable(task.args, task.kwargs, self._backend_name)
+        bp = self.backpressure
+        if bp is not None and isinstance(task.future, SlotFuture):
+            bp.reserve(block)
+            task.future._release = bp.release
+            task.future.add_done_callback(lambda f: f.free_slot())  # type: ignore[attr-defined]
+
+    @staticmethod
+    def refuse(task: Task) -> None:
+        if isinstance(task.future, SlotFuture):
+            task.future.free_slot()
+
+    def track(self, future: Future[Any], callback: Callback | None) -> None:
+        # the callback goes first, so that join() also waits for it
+        if callback is not None:
+            future.add_done_callback(outcome_caller(callback))
+        self._outstanding.add(future)
+
+    def join(self, timeout: float | None) -> bool:
+        return self._outstanding.join(timeout)
+
+    def close(self) -> None:
+        """Shutdown: wake every submitter waiting for room."""
+        if self.backpressure is not None:
+            self.backpressure.close()

@@ -16,20 +16,37 @@ chunking, and keeps the books (statistics). Backends only run tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from .._auto import load_backend
 from .._auto._router import steer_options
+from .._backends._options import check_options
 from .._errors._exceptions import CapabilityError, PoolClosed
 from .._observe._progress import both, progress_hook
+from .._observe._stats import PoolStatistics
+from .._observe._timeline import Timeline
 from .._scheduler._chunking import make_chunker
+from .._scheduler._select import Decision
+from .._sync._base import (
+    ArrayLike,
+    BarrierLike,
+    ConditionLike,
+    EventLike,
+    LockLike,
+    QueueLike,
+    SemaphoreLike,
+    ValueLike,
+    check_shareable,
+)
 from .._task import ChunkResult, Task, fn_name
 from ..abc import Backend, BackendConfig, Order
+from ._admission import Admission, Callback, check_callback, check_delay, check_priority
 from ._aio import (
     AwaitableFuture,
     coroutine_chunksize,
@@ -38,15 +55,18 @@ from ._aio import (
     new_future,
     wrap_coroutine_function,
 )
-from ._coordination import Callback, CoordinationMixin
+from ._coordination import Coordination
+from ._decorators import TaskFunction, TaskOptions
 from ._drain import PendingMaps
 from ._map import MapIterator, ReadAhead
-from ._observe import PoolObservability
+from ._observe import Observer
 from ._progress import ProgressMapIterator
-from ._timers import Timers
+from ._stream import StreamIterator, open_stream
+from ._timers import Periodic, Timers
 
-__all__ = ["Pool", "map"]
+__all__ = ["Pool", "backend_of", "map", "submit_task"]
 
+P = ParamSpec("P")
 R = TypeVar("R")
 
 _ORDERS = ("fifo", "lifo", "priority")
@@ -117,7 +137,22 @@ def _release(backend: Backend, timers: Timers) -> None:
     backend.shutdown(wait=False, cancel_pending=False, kill_running=False)
 
 
-class Pool(CoordinationMixin, PoolObservability):
+def _weak_submit(pool: Pool) -> Callable[[Task], None]:
+    """The timers' way back to the pool, held weakly: a bound method would be a reference
+    cycle, and a pool dropped without shutdown() would keep its workers until the cyclic
+    garbage collector ran (its finalizer releases them)."""
+    method = weakref.WeakMethod(pool._submit_scheduled)
+
+    def submit(task: Task) -> None:
+        bound = method()
+        if bound is None:
+            raise PoolClosed("cannot submit: the pool was garbage-collected")
+        bound(task)
+
+    return submit
+
+
+class Pool:
     """A pool of workers on one backend: ``"auto"``, ``"thread"``, ``"process"``, ``"inline"``...
 
     ``backend="auto"`` (the default) samples the first tasks and picks the backend and
@@ -161,6 +196,14 @@ class Pool(CoordinationMixin, PoolObservability):
             _check_callable(initializer, "initializer")
         backend_class = load_backend(backend)
         self._check_capabilities(backend_class, timeout=timeout, retries=retries, order=order)
+        per_worker = {
+            "initializer": initializer,
+            "start_method": start_method,
+            "max_tasks_per_worker": max_tasks_per_worker,
+            "max_worker_memory": max_worker_memory,
+            "thread_name_prefix": thread_name_prefix,
+        }
+        check_options(backend_class, backend_options, per_worker)  # what it cannot honour
         backend_options = steer_options(
             backend_class,
             backend_options,
@@ -189,8 +232,14 @@ class Pool(CoordinationMixin, PoolObservability):
         self._lock = threading.Lock()
         self._closed = False
         self._pending_maps = PendingMaps()
-        self._init_coordination(max_pending)
-        self._observe_init(timeline=timeline)
+        # The parts Pool is composed of; Pool's methods are its whole public surface and
+        # delegate to them (docs/design.md, "Pool is composed, not mixed in").
+        self._admission = Admission(
+            max_pending, backend_class.capabilities.needs_pickling, backend_class.name
+        )
+        self._coordination = Coordination(self._backend)
+        self._observer = Observer(self._backend, timeline=timeline)
+        self._timers = Timers(_weak_submit(self))
         # Released on garbage collection too: a pool dropped without shutdown() must not keep
         # its worker processes and pipes until the interpreter exits.
         self._finalizer = weakref.finalize(self, _release, self._backend, self._timers)
@@ -211,6 +260,16 @@ class Pool(CoordinationMixin, PoolObservability):
     def capabilities(self) -> Any:
         """The backend's :class:`~anypool.abc.Capabilities`."""
         return self._backend.capabilities
+
+    @property
+    def max_pending(self) -> int | None:
+        """The bound on queued tasks (``Pool(max_pending=)``), or None."""
+        return self._admission.max_pending
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has begun: submitting then raises ``PoolClosed``."""
+        return self._closed
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -242,7 +301,7 @@ class Pool(CoordinationMixin, PoolObservability):
         if retries is not None:
             _check_retries(retries)
         self._check_capabilities(type(self._backend), timeout=timeout, priority=priority)
-        self._check_task_options(priority)
+        check_priority(priority, self._backend.config.order)
 
     def _task(self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], **opts: Any) -> Task:
         timeout, retries, priority = opts["timeout"], opts["retries"], opts["priority"]
@@ -267,14 +326,14 @@ class Pool(CoordinationMixin, PoolObservability):
             raise PoolClosed("cannot submit: the pool is shut down")
         # a weak back-reference lets Pool.kill(future) find the task without a cycle
         task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
-        self._admit(task, block, callback)  # checks and the max_pending slot
+        self._admission.admit(task, block, callback)  # checks and the max_pending slot
         try:
             self._backend.submit(task)
         except BaseException:
-            self._refuse(task)
+            self._admission.refuse(task)
             raise
-        self._track(task.future, callback)  # callback and join() books
-        self._observe_task(task)  # statistics and timeline
+        self._admission.track(task.future, callback)  # callback and join() books
+        self._observer.track(task)  # statistics and timeline
         return task.future
 
     def submit(
@@ -371,10 +430,9 @@ class Pool(CoordinationMixin, PoolObservability):
 
         total = len(iterables[0]) if not star and isinstance(iterables[0], Sized) else None
         hook = progress_hook(progress, iterables)
-        per_fn = getattr(self._backend, "workers_for", None)  # auto sizes each function
 
         def width() -> int:
-            return per_fn(fn) if per_fn is not None else self.workers
+            return self._backend.workers_for(fn)  # a router (auto) sizes each function
 
         iterator: MapIterator[R] = MapIterator(
             submit_chunk,
@@ -383,18 +441,45 @@ class Pool(CoordinationMixin, PoolObservability):
             window=self._read_ahead(window, width),
             ordered=ordered,
             return_exceptions=return_exceptions,
-            on_item=both(self._item_callback(callback), hook.on_item if hook else None),
+            on_item=both(_item_callback(callback), hook.on_item if hook else None),
             pending=self._pending_maps,
             sized=all(isinstance(it, Sized) for it in iterables),
             name=f"map({fn_name(fn)})",
         )
         return iterator if hook is None else ProgressMapIterator(iterator, hook)
 
+    def stream(
+        self,
+        gen_fn: Callable[..., Iterable[R]],
+        /,
+        *args: Any,
+        buffer: int = 1024,
+        timeout: float | None = None,
+        item_timeout: float | None = None,
+        retries: int | None = None,
+        progress: bool | Mapping[str, Any] = False,
+        **kwargs: Any,
+    ) -> StreamIterator[R]:
+        """Run the generator ``gen_fn(*args, **kwargs)`` in a worker and iterate its items
+        here as it yields them (``for`` or ``async for``); the worker pauses once ``buffer``
+        items are undelivered. See docs/streams.md and :mod:`anypool._core._stream`."""
+        return open_stream(
+            self,
+            gen_fn,
+            args,
+            kwargs,
+            buffer=buffer,
+            timeout=timeout,
+            item_timeout=item_timeout,
+            retries=retries,
+            progress=progress,
+        )
+
     def _read_ahead(self, window: int | None, workers: Callable[[], int]) -> ReadAhead:
         # ``workers`` is read at each refill: the count can change (auto decides, resize)
         def copies() -> int:
             # a pickling backend holds a chunk's items and their pickled bytes until it is done
-            return 2 if self._running_backend().capabilities.needs_pickling else 1
+            return 2 if self._observer.running_backend().capabilities.needs_pickling else 1
 
         if window is not None:
             return ReadAhead(window, workers, strict=True, copies=copies)
@@ -403,12 +488,12 @@ class Pool(CoordinationMixin, PoolObservability):
     def _runs_coroutines_for(self, fn: Callable[..., Any]) -> bool:
         """A coroutine function that this pool's workers must run on a loop of their own
         (anypool._core._aio.CoroutineCall); the asyncio backend awaits coroutines itself."""
-        return self._backend.name != "asyncio" and is_coroutine_function(fn)
+        return not self._backend.capabilities.awaits_coroutines and is_coroutine_function(fn)
 
     def _new_future(self) -> Future[Any]:
         # awaitable (``await pool.submit(...)``); it knows its pool to kill its task when
         # the awaiting coroutine is cancelled
-        return new_future(weakref.ref(self), self._backpressure is not None)
+        return new_future(weakref.ref(self), self._admission.backpressure is not None)
 
     # -- control ----------------------------------------------------------------------------
     def kill(self, future: Future[Any]) -> bool:
@@ -441,11 +526,231 @@ class Pool(CoordinationMixin, PoolObservability):
     def _stop(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
         with self._lock:
             self._closed = True
-        self._begin_shutdown()
+        self._timers.close()  # no more timer submissions, no more waiting submitters
+        self._admission.close()
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
-        self._close_primitives(wait)
+        self._coordination.close(wait)
         self._finalizer.detach()
 
+    # -- waiting, resizing --------------------------------------------------------------------
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every task submitted so far has finished (``Queue.join`` semantics).
+
+        The pool stays open. Callbacks of those tasks have run when it returns.
+        Returns False if ``timeout`` seconds passed first.
+        """
+        if timeout is not None:
+            check_delay("timeout", timeout, positive=False)
+        return self._admission.join(timeout)
+
+    def resize(self, workers: int) -> None:
+        """Change the number of workers while the pool runs."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        if self._closed:
+            raise PoolClosed("cannot resize: the pool is shut down")
+        try:
+            self._backend.resize(workers)
+        except NotImplementedError as exc:
+            raise CapabilityError(
+                f"the {self._backend.name!r} backend cannot change its number of workers"
+            ) from exc
+        self._backend.config = dataclasses.replace(self._backend.config, workers=workers)
+
+    # -- decorators ---------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+        priority: float | None = None,
+        callback: Callback | None = None,
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+        priority: float | None = None,
+        callback: Callback | None = None,
+    ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
+        """Decorate ``fn`` so that calling it submits it here and returns a Future.
+
+        Works bare (``@pool.task``) and with options (``@pool.task(timeout=5)``);
+        ``fn.map(iterable)`` maps it on this pool.
+        """
+        options = TaskOptions(timeout, retries, priority, callback)
+        options.check()
+
+        def decorate(fn: Callable[P, R]) -> TaskFunction[P, R]:
+            return TaskFunction(fn, lambda: self, repr(self), options)
+
+        return decorate if fn is None else decorate(fn)
+
+    def _submit_call(
+        self, fn: Callable[..., Any], args: Any, kwargs: dict[str, Any], options: TaskOptions
+    ) -> Future[Any]:
+        """Submit with options given apart from ``kwargs`` (so ``fn`` may take ``timeout=``);
+        the entry point of ``TaskFunction``."""
+        task = self._task(
+            fn,
+            args,
+            kwargs,
+            timeout=options.timeout,
+            retries=options.retries,
+            priority=options.priority,
+        )
+        return self._submit_task(task, callback=options.callback)
+
+    # -- timers -------------------------------------------------------------------------------
+    def submit_after(
+        self,
+        delay: float,
+        fn: Callable[..., R],
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        retries: int | None = None,
+        priority: float | None = None,
+        callback: Callback | None = None,
+        **kwargs: Any,
+    ) -> Future[R]:
+        """Like ``submit``, but the task is queued ``delay`` seconds from now.
+
+        Cancelling the future before then unschedules it; shutting the pool down
+        cancels it. ``join`` waits for it.
+        """
+        delay = check_delay("delay", delay, positive=False)
+        task = self._scheduled_task(fn, args, kwargs, timeout, retries, priority)
+        check_callback(callback)
+        self._admission.track(task.future, callback)
+        return self._timers.after(delay, task)
+
+    def every(
+        self, interval: float, fn: Callable[..., object], /, *args: Any, **kwargs: Any
+    ) -> Periodic:
+        """Run ``fn(*args, **kwargs)`` every ``interval`` seconds, first one interval from now.
+
+        Runs never overlap: the next one is scheduled when the last finishes, at the
+        next tick of the ideal grid ``start + k * interval`` (missed ticks are skipped,
+        so the schedule never drifts). A run that raises stops the schedule.
+        Returns a :class:`~anypool.Periodic` with ``cancel()``.
+        """
+        interval = check_delay("interval", interval, positive=True)
+        self._scheduled_task(fn, args, kwargs)  # validate now, not at the first tick
+
+        def make_task() -> Task:
+            task = self._task(fn, args, kwargs, timeout=None, retries=None, priority=None)
+            self._admission.track(task.future, None)
+            return task
+
+        return self._timers.every(interval, make_task)
+
+    def _scheduled_task(
+        self,
+        fn: Callable[..., Any],
+        args: Any,
+        kwargs: dict[str, Any],
+        timeout: float | None = None,
+        retries: int | None = None,
+        priority: float | None = None,
+    ) -> Task:
+        _check_callable(fn)
+        if self._closed:
+            raise PoolClosed("cannot schedule: the pool is shut down")
+        task = self._task(fn, args, kwargs, timeout=timeout, retries=retries, priority=priority)
+        if self._backend.capabilities.needs_pickling:
+            check_shareable(args, kwargs, self._backend.name)
+        return task
+
+    def _submit_scheduled(self, task: Task) -> None:
+        """Timer path: accepted when scheduled, so no backpressure wait and no new books."""
+        if self._closed:
+            raise PoolClosed("cannot submit: the pool is shut down")
+        task.future._anypool_task = weakref.ref(task)  # type: ignore[attr-defined]
+        self._backend.submit(task)
+        self._observer.track(task)
+
+    # -- coordination primitives (anypool._core._coordination) -----------------------------
+    def Lock(self) -> LockLike:
+        """A lock that works between this pool's workers (``threading.Lock`` on threads)."""
+        return self._coordination.Lock()
+
+    def RLock(self) -> LockLike:
+        """A re-entrant lock that works between this pool's workers."""
+        return self._coordination.RLock()
+
+    def Condition(self, lock: LockLike | None = None) -> ConditionLike:
+        """A condition variable; ``lock`` must come from this pool's ``Lock()``/``RLock()``."""
+        return self._coordination.Condition(lock)
+
+    def Semaphore(self, value: int = 1) -> SemaphoreLike:
+        """A semaphore with ``value`` permits that works between this pool's workers."""
+        return self._coordination.Semaphore(value)
+
+    def BoundedSemaphore(self, value: int = 1) -> SemaphoreLike:
+        """A semaphore that refuses to be released more often than acquired."""
+        return self._coordination.BoundedSemaphore(value)
+
+    def Event(self) -> EventLike:
+        """An event flag that works between this pool's workers."""
+        return self._coordination.Event()
+
+    def Barrier(
+        self,
+        parties: int,
+        action: Callable[[], object] | None = None,
+        timeout: float | None = None,
+    ) -> BarrierLike:
+        """A barrier for ``parties`` workers (on processes ``action`` must pickle)."""
+        return self._coordination.Barrier(parties, action, timeout)
+
+    def Queue(self, maxsize: int = 0, order: Order = "fifo") -> QueueLike:
+        """A queue with ``put/get/task_done/join``; ``order`` is fifo, lifo or priority.
+
+        ``maxsize=0`` means unbounded, as in :mod:`queue`.
+        """
+        return self._coordination.Queue(maxsize, order)
+
+    def Value(self, typecode: str | type, init: Any = 0) -> ValueLike:
+        """A shared number, as ``multiprocessing.Value(typecode, init)``: ``.value`` and
+        ``get_lock()``; ``typecode`` is an array-module code ('i', 'd', ...) or a ctypes type.
+
+        On processes it lives in shared memory and pickles into task arguments at any
+        time. ``v.value += 1`` is a read and a write: hold ``v.get_lock()`` around it.
+        """
+        return self._coordination.Value(typecode, init)
+
+    def Array(self, typecode: str | type, size_or_init: Any) -> ArrayLike:
+        """A shared fixed-length array, as ``multiprocessing.Array(typecode, size_or_init)``:
+        ``len``, indexing, slicing, iteration and ``get_lock()``."""
+        return self._coordination.Array(typecode, size_or_init)
+
+    # -- what the pool says about itself (anypool._core._observe) ---------------------------
+    def explain(self) -> Decision:
+        """Which backend runs this pool's tasks and why, with the measured numbers.
+
+        For ``backend="auto"``: the decision made on the first tasks (or, before any
+        task, that it is pending). For a named backend: that the caller chose it.
+        """
+        return self._observer.explain()
+
+    def statistics(self) -> PoolStatistics:
+        """A frozen snapshot of the pool's activity (task counts in items)."""
+        return self._observer.statistics()
+
+    def timeline(self) -> Timeline:
+        """The tasks recorded so far; needs ``Pool(timeline=True)``."""
+        return self._observer.timeline()
+
+    # -- with / async with --------------------------------------------------------------------
     def __enter__(self) -> Pool:
         return self
 
@@ -463,6 +768,34 @@ class Pool(CoordinationMixin, PoolObservability):
         """``with``'s contract without blocking the loop (anypool._core._aio.exit_pool); a
         cancelled task (Ctrl-C under asyncio.run) stops as Ctrl-C does."""
         await exit_pool(self, exc_type)
+
+
+# -- the declared entry points of the front ends (anypool._frontends) ---------------------------
+# The executors, Process and the pipeline build on Pool through these, not through its
+# private attributes, so what they rely on is written down in one place.
+def submit_task(pool: Pool, task: Task) -> Future[Any]:
+    """Submit a task a front end built itself (a chunk, a Process target): every check,
+    the admission books and statistics, as ``Pool.submit`` does."""
+    return pool._submit_task(task)
+
+
+def new_task(pool: Pool, fn: Callable[..., Any], args: Any, **options: Any) -> Task:
+    """A task with the pool's defaults and a future of the pool's kind (``options``: timeout,
+    retries, priority, and ``chunk``/``star`` for chunks of items)."""
+    options.setdefault("timeout", None)
+    options.setdefault("retries", None)
+    options.setdefault("priority", None)
+    return pool._task(fn, args, {}, **options)
+
+
+def backend_of(pool: Pool) -> Backend:
+    """The backend object: worker pids, broken state and the exit hook for front ends."""
+    return pool._backend
+
+
+def _item_callback(callback: Callback | None) -> Callable[[Any, BaseException | None], None] | None:
+    check_callback(callback)
+    return callback  # type: ignore[return-value]
 
 
 def map(

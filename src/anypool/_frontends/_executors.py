@@ -25,7 +25,7 @@ from concurrent import futures as cf
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
-from .._core._pool import Pool
+from .._core._pool import Pool, backend_of, submit_task
 from .._errors._exceptions import PoolClosed
 from .._local._atexit import closed_message, interpreter_exiting
 from .._task import ChunkResult, Task, chunk_outcomes
@@ -65,7 +65,7 @@ class PoolExecutor(cf.Executor):
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         task = Task(fn, args, kwargs, Future())
         try:
-            return self._pool._submit_task(task)
+            return submit_task(self._pool, task)
         except PoolClosed:
             # the stdlib's words, which code written for it greps for; at interpreter exit
             # its very exception too, a plain RuntimeError (its traceback is what is seen)
@@ -98,7 +98,7 @@ class PoolExecutor(cf.Executor):
         self, fn: Callable[..., Any], chunk: list[Any]
     ) -> tuple[Future[ChunkResult], int]:
         task = Task(fn, chunk, {}, Future(), chunk=True, star=True)
-        return self._pool._submit_task(task), len(chunk)
+        return submit_task(self._pool, task), len(chunk)
 
     def _results(
         self,
@@ -137,7 +137,7 @@ class PoolExecutor(cf.Executor):
     def _broken(self) -> bool:
         """The stdlib executors' private flag, which code in the wild polls: True once the
         pool is broken (an initializer failed, workers cannot start)."""
-        return self._pool._backend.broken is not None
+        return backend_of(self._pool).broken is not None
 
     @_broken.setter
     def _broken(self, value: bool) -> None:  # the stdlib's is writable (its own code sets it)

@@ -87,7 +87,7 @@ def pool(
         asked["workers"] = workers
     with _registry_lock:
         entry = _registry.get(name)
-        if entry is None or entry[0]._closed:
+        if entry is None or entry[0].closed:
             created = {"backend": _DEFAULT_BACKEND, **(entry[1] if entry else {}), **asked}
             return _create(name, created)
         existing, created = entry
@@ -103,7 +103,7 @@ def pool(
 def _get(name: str) -> Pool:
     with _registry_lock:
         entry = _registry.get(name)
-        if entry is not None and not entry[0]._closed:
+        if entry is not None and not entry[0].closed:
             return entry[0]
     return pool(name)
 

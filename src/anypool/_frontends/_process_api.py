@@ -147,9 +147,10 @@ class Process:
                 pool_args.setdefault("thread_name_prefix", self._name)
             self._pool = Pool(workers=1, **pool_args)
         if self._daemon:
+            from .._core._pool import backend_of
             from .._local._atexit import stop_at_exit
 
-            stop_at_exit(self._pool._backend)
+            stop_at_exit(backend_of(self._pool))
         try:
             self._future = self._pool.submit(self.run)
         except BaseException:
@@ -196,7 +197,9 @@ class Process:
             return None
         if not self._pool.capabilities.needs_pickling:
             return os.getpid()
-        pids = self._pool._backend.worker_pids()
+        from .._core._pool import backend_of
+
+        pids = backend_of(self._pool).worker_pids()
         if pids:
             self._last_pid = pids[0]
         return self._last_pid

@@ -23,9 +23,8 @@ __all__ = ["primitives_for"]
 
 def primitives_for(backend: Backend) -> Primitives:
     """The primitives that work between this backend's workers, chosen by capability flags."""
-    hook = getattr(backend, "primitives", None)
-    if callable(hook):
-        made: Primitives = hook()
+    made: Primitives | None = backend.primitives()  # None: the family its flags imply
+    if made is not None:
         return made
     caps = backend.capabilities
     if caps.shares_memory:

@@ -197,7 +197,12 @@ class ProcessBackend(Backend):
         needs_pickling=True,
         isolates_crashes=True,
         parallel_cpu=True,
+        runs_initializer=True,
+        has_start_methods=True,
+        recycles_workers=True,
+        limits_worker_memory=True,
     )
+    accepted_options = frozenset({"mp_context"})
 
     def __init__(self, config: BackendConfig) -> None:
         # a worker importing an unguarded script stops here: the dispatcher started below
@@ -243,9 +248,6 @@ class ProcessBackend(Backend):
         import multiprocessing
 
         ctx = config.options.get("mp_context")
-        unknown = set(config.options) - {"mp_context"}
-        if unknown:
-            raise TypeError(f"unknown option(s) for the process backend: {sorted(unknown)}")
         if ctx is not None:
             return ctx
         method = default_start_method() if config.start_method is None else config.start_method
