@@ -62,6 +62,7 @@ from ._map import MapIterator, ReadAhead
 from ._observe import Observer
 from ._progress import ProgressMapIterator
 from ._stream import StreamIterator, open_stream
+from ._stream import StreamIterator, open_stream
 from ._timers import Periodic, Timers
 
 __all__ = ["Pool", "backend_of", "map", "submit_task"]
@@ -447,6 +448,33 @@ class Pool:
             name=f"map({fn_name(fn)})",
         )
         return iterator if hook is None else ProgressMapIterator(iterator, hook)
+
+    def stream(
+        self,
+        gen_fn: Callable[..., Iterable[R]],
+        /,
+        *args: Any,
+        buffer: int = 1024,
+        timeout: float | None = None,
+        item_timeout: float | None = None,
+        retries: int | None = None,
+        progress: bool | Mapping[str, Any] = False,
+        **kwargs: Any,
+    ) -> StreamIterator[R]:
+        """Run the generator ``gen_fn(*args, **kwargs)`` in a worker and iterate its items
+        here as it yields them (``for`` or ``async for``); the worker pauses once ``buffer``
+        items are undelivered. See docs/streams.md and :mod:`anypool._core._stream`."""
+        return open_stream(
+            self,
+            gen_fn,
+            args,
+            kwargs,
+            buffer=buffer,
+            timeout=timeout,
+            item_timeout=item_timeout,
+            retries=retries,
+            progress=progress,
+        )
 
     def stream(
         self,

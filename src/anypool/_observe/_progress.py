@@ -106,6 +106,11 @@ class ProgressHook:
         if self._bar is not None:
             self._bar.update(1)
 
+    def advance(self, n: int) -> None:
+        """Count ``n`` items at once (``pool.stream`` receives them in batches)."""
+        if self._bar is not None:
+            self._bar.update(n)
+
     def close(self) -> None:
         bar, self._bar = self._bar, None
         if bar is not None:
