@@ -62,7 +62,6 @@ from ._map import MapIterator, ReadAhead
 from ._observe import Observer
 from ._progress import ProgressMapIterator
 from ._stream import StreamIterator, open_stream
-from ._stream import StreamIterator, open_stream
 from ._timers import Periodic, Timers
 
 __all__ = ["Pool", "backend_of", "map", "submit_task"]
@@ -476,33 +475,6 @@ class Pool:
             progress=progress,
         )
 
-    def stream(
-        self,
-        gen_fn: Callable[..., Iterable[R]],
-        /,
-        *args: Any,
-        buffer: int = 1024,
-        timeout: float | None = None,
-        item_timeout: float | None = None,
-        retries: int | None = None,
-        progress: bool | Mapping[str, Any] = False,
-        **kwargs: Any,
-    ) -> StreamIterator[R]:
-        """Run the generator ``gen_fn(*args, **kwargs)`` in a worker and iterate its items
-        here as it yields them (``for`` or ``async for``); the worker pauses once ``buffer``
-        items are undelivered. See docs/streams.md and :mod:`anypool._core._stream`."""
-        return open_stream(
-            self,
-            gen_fn,
-            args,
-            kwargs,
-            buffer=buffer,
-            timeout=timeout,
-            item_timeout=item_timeout,
-            retries=retries,
-            progress=progress,
-        )
-
     def _read_ahead(self, window: int | None, workers: Callable[[], int]) -> ReadAhead:
         # ``workers`` is read at each refill: the count can change (auto decides, resize)
         def copies() -> int:
@@ -807,13 +779,6 @@ def submit_task(pool: Pool, task: Task) -> Future[Any]:
     return pool._submit_task(task)
 
 
-def new_task(pool: Pool, fn: Callable[..., Any], args: Any, **options: Any) -> Task:
-    """A task with the pool's defaults and a future of the pool's kind (``options``: timeout,
-    retries, priority, and ``chunk``/``star`` for chunks of items)."""
-    options.setdefault("timeout", None)
-    options.setdefault("retries", None)
-    options.setdefault("priority", None)
-    return pool._task(fn, args, {}, **options)
 
 
 def backend_of(pool: Pool) -> Backend:
