@@ -127,7 +127,11 @@ def test_a_process_worker_starts_without_the_pool_machinery():
         "anypool._backends",
         "anypool._backends._process",
         "anypool._backends._process._child",
+        "anypool._backends._process._protocol",
         "anypool._errors",
         "anypool._errors._exceptions",
         "anypool._version",
+        # the wire format, and large buffers out of band: every result passes through them
+        "anypool._wire",
+        "anypool._wire._shm",
     ]

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors._exceptions import SerializationError
+from . import _shm
+from ._shm import Encoded
 
 __all__ = [
     "Carried",
@@ -42,6 +44,7 @@ __all__ = [
     "RemoteTraceback",
     "carried_initializer",
     "cloudpickle_dumps",
+    "cloudpickle_with",
     "dumps",
     "dumps_call",
     "dumps_chunk",
@@ -249,9 +252,9 @@ def _socket_type() -> type:
     return socket.socket
 
 
-def _pickle_with(pickler: type, obj: Any) -> bytes:
+def _pickle_with(pickler: type, obj: Any, buffer_callback: Any = None) -> bytes:
     buffer = io.BytesIO()
-    pickler(buffer, protocol=PROTOCOL).dump(obj)
+    pickler(buffer, protocol=PROTOCOL, buffer_callback=buffer_callback).dump(obj)
     return buffer.getvalue()
 
 
@@ -259,6 +262,24 @@ def cloudpickle_dumps(obj: Any) -> bytes:
     """cloudpickle, with the main script's functions by reference (see above), real file
     names in by-value code, and a SerializationError for open files and sockets."""
     return _pickle_with(_picklers()[1], obj)
+
+
+def cloudpickle_with(obj: Any, buffer_callback: Callable[[pickle.PickleBuffer], bool]) -> bytes:
+    """:func:`cloudpickle_dumps` with a protocol-5 ``buffer_callback`` (large buffers out of
+    band, anypool._wire._shm), and memoryviews pickled as anypool._wire._shm does."""
+    return _pickle_with(_buffer_pickler(), obj, buffer_callback)
+
+
+@functools.cache
+def _buffer_pickler() -> type:
+    from ._shm import _reduce_memoryview
+
+    by_reference: Any = _picklers()[1]
+
+    class WithBuffers(by_reference):  # type: ignore[misc]  # built at run time
+        dispatch_table = ChainMap({memoryview: _reduce_memoryview}, by_reference.dispatch_table)
+
+    return WithBuffers
 
 
 def dumps(obj: Any, what: str) -> bytes:
@@ -353,9 +374,17 @@ def dumps_or_none(obj: Any) -> tuple[bytes | None, Exception | None]:
         return None, exc
 
 
-def dumps_call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> bytes:
+def encode_or_none(obj: Any) -> tuple[Encoded | None, Exception | None]:
+    """:func:`dumps_or_none`, large buffers out of band (anypool._wire._shm)."""
+    try:
+        return _shm.dumps(obj, fallback=cloudpickle_with), None
+    except Exception as exc:
+        return None, exc
+
+
+def dumps_call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Encoded:
     """Pickle a call's arguments (the function travels separately, see FunctionCache)."""
-    data, exc = dumps_or_none((args, kwargs))
+    data, exc = encode_or_none((args, kwargs))
     if data is None:
         assert exc is not None
         raise _call_error(_locate(args, kwargs), fn, exc)
@@ -364,16 +393,16 @@ def dumps_call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> byt
 
 def dumps_chunk(
     fn: Callable[..., Any], items: list[Any], star: bool
-) -> tuple[bytes, dict[int, BaseException]]:
+) -> tuple[Encoded, dict[int, BaseException]]:
     """Pickle a map chunk's items. Items that do not pickle are left out and returned by
     index with their error, so only those items fail and the rest of the chunk runs."""
-    data, exc = dumps_or_none((items, {}))
+    data, exc = encode_or_none((items, {}))
     if data is not None:
         return data, {}
     bad: dict[int, BaseException] = {}
     good: list[Any] = []
     for index, item in enumerate(items):
-        _, item_exc = dumps_or_none(item)
+        _, item_exc = encode_or_none(item)
         if item_exc is None:
             good.append(item)
         else:
@@ -381,7 +410,7 @@ def dumps_chunk(
     if not bad:  # every item pickles alone, but not together (rare): fail the whole chunk
         assert exc is not None
         raise _call_error("the items", fn, exc)
-    data, exc = dumps_or_none((good, {}))
+    data, exc = encode_or_none((good, {}))
     if data is None:
         assert exc is not None
         raise _call_error("the items", fn, exc)

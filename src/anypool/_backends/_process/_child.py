@@ -3,64 +3,54 @@
 ::
 
     parent dispatcher ══ Pipe ══► recv_bytes ─► unpickle ─► run ─► pickle ─► send_bytes ══► parent
+                                 (+ segment: recvmsg, mmap)  ▲      │ (+ segment: memfd, sendmsg)
                                       ▲ EOF: parent gone, exit      │
                                       └──────── next task ◄─────────┘
     watch thread: parent gone (PR_SET_PDEATHSIG, getppid(), pipe hang-up) ─► os._exit
 
-Messages from the parent: ``None`` (exit) or a task tuple
-``(task_id, fn_id, fn_blob | None, chunk, star, payload)``; ``fn_blob`` is sent
-only the first time this worker sees ``fn_id`` (both sides keep the same LRU).
-
-Messages to the parent are a fixed header, ``struct HEADER`` = (``task_id``,
-``flags``), followed by a pickled body. The header never fails to decode, so
-the parent always knows which task a message answers even when the body
-cannot be unpickled there. ``task_id`` is a task's id, ``READY`` (the
-initializer ran; no body) or ``INIT_FAILED`` (body: the exception). Flags:
-``OK`` (the body is the result, else an exception), ``RETIRING`` (this worker
-exits after this message and will not read the task waiting in its pipe),
-``ARGS_FAILED`` (the arguments could not be unpickled: nothing of the task ran).
+The wire format (frames, flags, the shared-memory segment that follows a frame with
+out-of-band buffers) is in ``_protocol``; large buffers of the arguments and results
+travel through anypool._wire._shm.
 
 This module is imported in every worker: it must stay cheap to import.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import signal
-import struct
 import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ..._wire import _shm
+from ._protocol import (
+    ARGS_FAILED,
+    FN_CACHE_SIZE,
+    HEADER,
+    INIT_FAILED,
+    OK,
+    READY,
+    RETIRING,
+    header,
+    recv_segment,
+    send_segment,
+)
+
 # A spawned worker imports this module at every start: typing is for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = [
-    "ARGS_FAILED",
-    "FN_CACHE_SIZE",
-    "HEADER",
-    "INIT_FAILED",
-    "OK",
-    "READY",
-    "RETIRING",
-    "WorkerSpec",
-    "worker_main",
-]
+__all__ = ["WorkerSpec", "worker_main"]
 
-HEADER = struct.Struct("<qB")
-INIT_FAILED = -1
-READY = -2
-OK = 1
-RETIRING = 2
-ARGS_FAILED = 4
-# Functions kept unpickled per worker; the parent mirrors this LRU exactly.
-FN_CACHE_SIZE = 64
+# A frame for the parent, and the descriptor of the shared-memory segment that follows it
+# (None: no out-of-band buffers); the sender closes the descriptor once it is sent.
+Frame = tuple[bytes, "int | None"]
+
 # How often the watch thread checks that the parent is still alive (portable
 # fallback for PR_SET_PDEATHSIG); the contract is that workers exit within 2 s.
 PARENT_POLL_S = 0.25
@@ -153,24 +143,18 @@ def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _frame(task_id: int, flags: int, body: Any) -> bytes:
-    """Header plus pickled body; raises if the body does not pickle."""
-    buffer = io.BytesIO()
-    buffer.write(HEADER.pack(task_id, flags))
-    try:
-        pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL).dump(body)
-    except Exception:
-        from ..._wire._pickle import cloudpickle_dumps
+def _frame(task_id: int, flags: int, body: Any) -> Frame:
+    """Header plus pickled body, large buffers in a new segment; raises if the body does not
+    pickle (or the segment cannot be made: the task fails, the worker carries on)."""
+    from ..._wire._pickle import cloudpickle_with
 
-        # plain pickle refuses lambdas, closures and classes defined in __main__
-        data = cloudpickle_dumps(body)
-        buffer.seek(HEADER.size)
-        buffer.truncate()
-        buffer.write(data)
-    return buffer.getvalue()
+    # plain pickle refuses lambdas, closures and classes defined in __main__: cloudpickle
+    encoded = _shm.dumps(body, fallback=cloudpickle_with)
+    data = header(task_id, flags, encoded.sizes) + encoded.data
+    return data, _shm.write_segment(encoded.buffers) if encoded.buffers else None
 
 
-def _error_frame(task_id: int, flags: int, exc: BaseException) -> bytes:
+def _error_frame(task_id: int, flags: int, exc: BaseException) -> Frame:
     """An answer that fails the task with ``exc``. It never raises: an exception whose
     ``__str__``, ``__reduce__`` or traceback raises (even SystemExit) is replaced by a
     SerializationError carrying what could be said about it, so the parent always hears."""
@@ -186,7 +170,7 @@ def _error_frame(task_id: int, flags: int, exc: BaseException) -> bytes:
             f"the task raised {kind}, which cannot be sent back from the worker process "
             f"({_type_name(failure)} while pickling it)"
         )
-        return HEADER.pack(task_id, flags & ~OK) + pickle.dumps(error, pickle.HIGHEST_PROTOCOL)
+        return header(task_id, flags & ~OK) + pickle.dumps(error, pickle.HIGHEST_PROTOCOL), None
 
 
 def _type_name(exc: BaseException) -> str:
@@ -225,7 +209,7 @@ def _isolate_bad_items(fn: Any, chunk: Any) -> None:
             chunk.errors[index] = _result_error(fn, value, exc, f" for item {index}")
 
 
-def _outcome(task_id: int, flags: int, fn: Any, value: Any, is_chunk: bool) -> bytes:
+def _outcome(task_id: int, flags: int, fn: Any, value: Any, is_chunk: bool) -> Frame:
     """Pickle a result; a result that does not pickle fails only its task (or item).
 
     A ``__reduce__`` that raises a BaseException (``sys.exit()``, KeyboardInterrupt) does not
@@ -303,9 +287,11 @@ class _Worker:
         return fn
 
     @staticmethod
-    def _load_args(fn: Any, payload: bytes) -> tuple[Any, dict[str, Any]]:
+    def _load_args(fn: Any, payload: bytes, buffers: Any) -> tuple[Any, dict[str, Any]]:
         try:
-            args, kwargs = pickle.loads(payload)
+            if isinstance(buffers, BaseException):  # the segment could not be mapped
+                raise buffers
+            args, kwargs = _shm.load(payload, buffers)
         except BaseException as exc:
             from ..._errors._process import TaskUnpicklingError
 
@@ -317,14 +303,16 @@ class _Worker:
             ) from exc
         return args, kwargs
 
-    def run_one(self, message: tuple[Any, ...]) -> bytes:
+    def run_one(self, message: tuple[Any, ...], buffers: Any) -> Frame:
+        """Run a task; ``buffers``: the views of its segment, or why it could not be mapped."""
         from ..._task import run_chunk
 
-        task_id, fn_id, blob, chunk, star, payload = message
+        task_id, fn_id, blob, chunk, star, payload, _ = message
         fn: Any = None
         try:
             fn = self.function(fn_id, blob)
-            args, kwargs = self._load_args(fn, payload)
+            args, kwargs = self._load_args(fn, payload, buffers)
+            del buffers  # the arguments hold the views they need; the rest may go
             value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
         except _ArgsFailed as failed:  # nothing ran: the parent may retry the items alone
             self.done += 1
@@ -354,10 +342,31 @@ class _Worker:
                 initializer(*initargs)
             except BaseException as exc:
                 _log_initializer_failure(exc)
-                self.conn.send_bytes(_error_frame(INIT_FAILED, 0, exc))
+                self.send(_error_frame(INIT_FAILED, 0, exc))
                 return False
-        self.conn.send_bytes(HEADER.pack(READY, 0))
+        self.send((header(READY, 0), None))
         return True
+
+    def receive_buffers(self, sizes: list[int]) -> Any:
+        """The views of the segment that follows a task with out-of-band buffers, or the
+        error that kept it from being mapped (the task then fails, nothing of it ran)."""
+        if not sizes:
+            return ()
+        fd = recv_segment(self.conn)  # EOFError: the parent is gone
+        try:
+            return _shm.map_segment(fd, sizes)
+        except (OSError, ValueError) as exc:
+            return exc
+
+    def send(self, frame: Frame) -> None:
+        data, fd = frame
+        try:
+            self.conn.send_bytes(data)
+            if fd is not None:
+                send_segment(self.conn, fd)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def loop(self) -> None:
         while True:
@@ -368,9 +377,17 @@ class _Worker:
             message = pickle.loads(data)
             if message is None:
                 return
-            answer = self.run_one(message)
-            self.conn.send_bytes(answer)
-            if HEADER.unpack_from(answer)[1] & RETIRING:
+            try:
+                buffers = self.receive_buffers(message[-1])
+            except (EOFError, OSError):
+                return
+            answer = self.run_one(message, buffers)
+            del buffers
+            try:
+                self.send(answer)
+            except OSError:
+                return  # the parent is gone
+            if HEADER.unpack_from(answer[0])[1] & RETIRING:
                 return
 
 

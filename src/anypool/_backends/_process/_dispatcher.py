@@ -69,6 +69,7 @@ from ..._local._deadlines import Deadlines, Handle
 from ..._local._queue import TaskQueue
 from ..._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from ..._task import ChunkResult, Task, chunk_outcomes
+from ..._wire import _shm
 from ..._wire._pickle import (
     FunctionCache,
     carried_initializer,
@@ -77,7 +78,8 @@ from ..._wire._pickle import (
     dumps_chunk,
 )
 from ...abc import Backend, BackendConfig, Capabilities
-from ._child import (
+from ._child import WorkerSpec, worker_main
+from ._protocol import (
     ARGS_FAILED,
     FN_CACHE_SIZE,
     HEADER,
@@ -85,8 +87,9 @@ from ._child import (
     OK,
     READY,
     RETIRING,
-    WorkerSpec,
-    worker_main,
+    body_offset,
+    recv_segment,
+    send_segment,
 )
 
 __all__ = ["ProcessBackend", "backend_class", "describe_exit"]
@@ -292,7 +295,7 @@ class ProcessBackend(Backend):
             self._queue.put(task)
             self._wake()
 
-    def _pickle(self, task: Task) -> tuple[int, bytes, bytes, dict[int, BaseException]]:
+    def _pickle(self, task: Task) -> tuple[int, bytes, _shm.Encoded, dict[int, BaseException]]:
         """(function id, function blob, arguments blob, items left out because they do not
         pickle); a chunk's bad items fail alone, the rest of the chunk still runs."""
         fn_id, fn_blob = self._functions.get(task.fn)
@@ -533,12 +536,31 @@ class ProcessBackend(Backend):
             worker.functions[fn_id] = None
             if len(worker.functions) > FN_CACHE_SIZE:
                 worker.functions.popitem(last=False)
-        return dumps((task_id, fn_id, fn_blob, task.chunk, task.star, args_blob), "the task")
+        message = (task_id, fn_id, fn_blob, task.chunk, task.star, args_blob.data, args_blob.sizes)
+        return dumps(message, "the task")
 
     def _send(self, worker: _Worker, task: Task) -> None:
         if not task.mark_started(worker.label):
             return  # cancelled while queued
         task_id = next(self._ids)
+        buffers = task.payload[2].buffers
+        if not buffers:
+            self._send_frame(worker, task, task_id, None)
+            return
+        # From the segment's creation to its descriptor's close, no pool of this process
+        # forks: a worker forked meanwhile would keep the segment for its whole life.
+        with _STARTING:
+            try:
+                fd = _shm.write_segment(buffers)  # the parent's one copy of the arguments
+            except OSError as exc:
+                task.fail(_with_cause(_segment_error(task, exc), exc))
+                return
+            try:
+                self._send_frame(worker, task, task_id, fd)
+            finally:
+                os.close(fd)
+
+    def _send_frame(self, worker: _Worker, task: Task, task_id: int, fd: int | None) -> None:
         with self._lock:
             if task.future.done():
                 return  # killed between the queue and here
@@ -549,6 +571,8 @@ class ProcessBackend(Backend):
                 self._start_clock(worker)
         try:
             worker.conn.send_bytes(data)
+            if fd is not None:
+                send_segment(worker.conn, fd)
         except OSError:
             pass  # the worker died; its sentinel fires and _on_exit requeues or fails the task
 
@@ -622,13 +646,27 @@ class ProcessBackend(Backend):
             pass  # the worker is gone; its sentinel will fire
 
     def _on_message(self, worker: _Worker, data: bytes) -> None:
-        task_id, flags = HEADER.unpack_from(data)
+        task_id, flags, count = HEADER.unpack_from(data)
+        # the segment right behind the frame is read even for a message that fails here, or
+        # the next frame would be read from the wrong place (EOFError: the worker died)
+        buffers = self._receive_buffers(worker, data) if count else ()
         if task_id == READY:
             self._on_ready(worker)
         elif task_id == INIT_FAILED:
-            self._on_init_failed(worker, self._load(worker, data, None)[1])
+            self._on_init_failed(worker, self._load(worker, data, None, buffers)[1])
         else:
-            self._on_answer(worker, task_id, flags, data)
+            self._on_answer(worker, task_id, flags, data, buffers)
+
+    @staticmethod
+    def _receive_buffers(worker: _Worker, data: bytes) -> list[memoryview] | BaseException:
+        """The views of a result's segment, or why it could not be mapped (the task fails)."""
+        sizes, _ = body_offset(data)
+        with _STARTING:  # a fork meanwhile would keep the descriptor (see _send)
+            fd = recv_segment(worker.conn)
+            try:
+                return _shm.map_segment(fd, sizes)
+            except (OSError, ValueError) as exc:
+                return exc
 
     def _on_init_failed(self, worker: _Worker, error: BaseException) -> None:
         """The pool breaks once this worker has exited, as the stdlib's does: what it sent on
@@ -648,7 +686,9 @@ class ProcessBackend(Backend):
             self._startup_kills = 0
             self._start_clock(worker)
 
-    def _on_answer(self, worker: _Worker, task_id: int, flags: int, data: bytes) -> None:
+    def _on_answer(
+        self, worker: _Worker, task_id: int, flags: int, data: bytes, buffers: Any
+    ) -> None:
         with self._lock:
             sent_id, task = worker.inflight.popleft()
             assert sent_id == task_id, "workers answer in the order tasks were sent"
@@ -659,7 +699,8 @@ class ProcessBackend(Backend):
             self._start_clock(worker)
             if worker.retiring and not worker.inflight and not worker.announced_exit:
                 self._ask_to_exit(worker)
-        loaded, value = self._load(worker, data, task)
+        loaded, value = self._load(worker, data, task, buffers)
+        del buffers  # the result holds the views it needs; the rest of the mapping may go
         if flags & ARGS_FAILED and task.chunk and task.n_items - len(task.payload[3]) > 1:
             self._split(task)
         elif loaded and flags & OK:
@@ -685,13 +726,15 @@ class ProcessBackend(Backend):
                 continue
             self._requeue(part)
 
-    def _load(self, worker: _Worker, data: bytes, task: Task | None) -> tuple[bool, Any]:
+    def _load(
+        self, worker: _Worker, data: bytes, task: Task | None, buffers: Any
+    ) -> tuple[bool, Any]:
         """(True, the message's body), or (False, a SerializationError) if it cannot be
         unpickled here; only the task it answers fails, the dispatcher carries on."""
-        import pickle
-
         try:
-            return True, pickle.loads(memoryview(data)[HEADER.size :])
+            if isinstance(buffers, BaseException):  # its segment could not be mapped
+                raise buffers
+            return True, _shm.load(memoryview(data)[body_offset(data)[1] :], buffers)
         except BaseException as exc:  # the body's __reduce__ may raise anything
             what = "an initializer's error" if task is None else f"the outcome of {_fn_name(task)}"
             message = (
@@ -929,6 +972,13 @@ class _ChunkParts:
         values = [o.values[0] for o in done]
         merged = ChunkResult(values, errors, sum(o.duration for o in done))
         self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
+
+
+def _segment_error(task: Task, exc: OSError) -> SerializationError:
+    return SerializationError(
+        f"the arguments of a call of {_fn_name(task)} could not be placed in shared memory "
+        f"to send them to a worker process: {type(exc).__name__}: {exc}"
+    )
 
 
 def _merge_failed_items(result: ChunkResult, bad: dict[int, BaseException]) -> ChunkResult:

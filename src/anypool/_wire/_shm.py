@@ -1,0 +1,254 @@
+"""Large buffers out of band: pickle protocol 5, and one shared-memory segment per message.
+
+::
+
+    writer: obj ─► Pickler(protocol 5, buffer_callback) ─► in-band pickle  ─► pipe (frame)
+                    │ large bytes/bytearray swapped for _Large                 │
+                    └ buffers ≥ OOB_THRESHOLD ─► memfd (one copy: pwrite) ─► SCM_RIGHTS ─┐
+    reader: frame ─► loads(buffers=views) ◄── memoryview slices ◄── mmap(MAP_PRIVATE) ◄──┘
+                                                                   (fd closed at once)
+
+What travels out of band: every ``pickle.PickleBuffer`` the object produces (NumPy arrays,
+anything with a protocol-5 ``__reduce_ex__``), ``memoryview``\\ s (which plain pickle
+refuses), and ``bytes``/``bytearray`` that are an argument, a map item or a result, or an
+element of a tuple, list or dict among those, up to ``_SWAP_DEPTH`` levels down and
+``_SWAP_WIDTH`` elements wide. Pickle's C fast path never asks a hook about exact
+``bytes`` (not ``reducer_override``, not ``dispatch_table``), so they are found by that
+shallow walk; deeper ones (inside your own objects) travel in band, still correct.
+
+How each kind arrives: a NumPy array as an array over the mapping (zero copies on the
+reader), a ``memoryview`` as a memoryview over it (read-only if the original was), ``bytes``
+and ``bytearray`` as themselves (one copy out of the mapping: a bytes object owns its
+storage). The mapping is private (copy-on-write): an array that arrives is writable, and
+writing to it touches neither the other process nor the segment.
+
+A segment is a ``memfd`` (Linux): it has no name, so nothing is ever left in /dev/shm or
+in multiprocessing's resource tracker, whoever dies. The kernel frees it when its last
+descriptor and mapping go: the writer closes its descriptor right after sending it, a
+descriptor still in flight dies with the socket, and the reader closes its descriptor as
+soon as it has mapped it; the mapping lives as long as the objects built over it.
+Elsewhere (no memfd) every buffer travels in band, as before.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import os
+import pickle
+import sys
+from collections.abc import Callable, Sequence
+
+# A spawned worker imports this module at every start: typing is for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "OOB_THRESHOLD",
+    "SUPPORTED",
+    "Encoded",
+    "load",
+    "map_segment",
+    "segment_size",
+    "write_segment",
+]
+
+# Buffers at least this large travel out of band (measured: benchmarks/bench_payload.py
+# --threshold, docs/design.md "Zero-copy payloads"). Out of band costs a fixed ~60 us per
+# message (memfd_create, pwrite, sendmsg, recvmsg, mmap, munmap); in band costs about five
+# copies of the bytes on their way through the pipe. The two meet near 64 KiB; below it a
+# segment is slower, above it the pipe is, and by 1 MiB out of band is several times faster.
+OOB_THRESHOLD = 64 * 1024
+# Linux only: memfd_create (3.8+) and SCM_RIGHTS through socket.send_fds (3.9+).
+SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
+PROTOCOL = 5
+# Buffers start at multiples of this in a segment: NumPy wants aligned data (64 covers
+# every dtype and a cache line).
+_ALIGN = 64
+# How far the walk for large bytes/bytearray looks: (args, kwargs) -> args -> an argument
+# -> its elements; a map chunk: (items, {}) -> items -> an item (a tuple for starmap) ->
+# its elements. Containers wider than _SWAP_WIDTH are not searched: a map chunk of large
+# items is always small (the read-ahead caps a chunk's bytes), and searching 10,000s of
+# small items per chunk would cost more than it could ever save.
+_SWAP_DEPTH = 4
+_SWAP_WIDTH = 64
+
+
+def _rebuild_bytes(buffer: Any) -> bytes:
+    return buffer if type(buffer) is bytes else bytes(buffer)
+
+
+def _rebuild_bytearray(buffer: Any) -> bytearray:
+    return buffer if type(buffer) is bytearray else bytearray(buffer)
+
+
+class _Large:
+    """Stands in for a large bytes or bytearray so that it pickles as a PickleBuffer."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: bytes | bytearray) -> None:
+        self.obj = obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild = _rebuild_bytes if type(self.obj) is bytes else _rebuild_bytearray
+        return rebuild, (pickle.PickleBuffer(self.obj),)
+
+
+def _rebuild_memoryview(buffer: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
+    view: Any = memoryview(buffer)  # Any: typeshed's cast() wants a literal format
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    rebuilt: memoryview = view if (fmt, shape) == ("B", (view.nbytes,)) else view.cast(fmt, shape)
+    return rebuilt
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    """memoryview, which plain pickle refuses: its bytes as a PickleBuffer (out of band when
+    large), rebuilt as a memoryview of the same format and shape."""
+    shape = view.shape or ()
+    if not view.c_contiguous:
+        copy: Any = memoryview(view.tobytes())  # Any: typeshed's cast() wants a literal
+        view = copy.cast(view.format, shape)
+    return _rebuild_memoryview, (pickle.PickleBuffer(view), view.format, shape)
+
+
+def _swap(obj: Any, depth: int) -> Any:
+    """``obj`` with large bytes/bytearray (see _SWAP_DEPTH) replaced by _Large; containers
+    are copied only where something was replaced."""
+    kind = type(obj)
+    if kind is bytes or kind is bytearray:
+        return _Large(obj) if len(obj) >= OOB_THRESHOLD else obj
+    if depth == 0 or not (kind is tuple or kind is list or kind is dict) or len(obj) > _SWAP_WIDTH:
+        return obj
+    if kind is dict:
+        values = [_swap(v, depth - 1) for v in obj.values()]
+        if all(a is b for a, b in zip(values, obj.values())):
+            return obj
+        return dict(zip(obj.keys(), values))
+    items = [_swap(v, depth - 1) for v in obj]
+    if all(a is b for a, b in zip(items, obj)):
+        return obj
+    return tuple(items) if kind is tuple else items
+
+
+class _Pickler(pickle.Pickler):
+    dispatch_table = copyreg.dispatch_table.copy()
+    dispatch_table[memoryview] = _reduce_memoryview
+
+
+class Encoded:
+    """A pickled object and its out-of-band buffers (views of the original objects: the
+    copy into shared memory is made when it is sent, see :func:`write_segment`)."""
+
+    __slots__ = ("buffers", "data")
+
+    def __init__(self, data: bytes, buffers: list[memoryview]) -> None:
+        self.data = data
+        self.buffers = buffers
+
+    def __len__(self) -> int:
+        """Bytes that travel through the pipe."""
+        return len(self.data)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [b.nbytes for b in self.buffers]
+
+
+def _collector(buffers: list[memoryview]) -> Callable[[pickle.PickleBuffer], bool]:
+    def collect(buffer: pickle.PickleBuffer) -> bool:
+        """False (out of band) for a large contiguous buffer; True keeps it in band."""
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: pickle copies it in band
+            return True
+        if raw.nbytes < OOB_THRESHOLD:
+            return True
+        buffers.append(raw)
+        return False
+
+    return collect
+
+
+def dumps(obj: Any, fallback: Callable[[Any, Any], bytes] | None = None) -> Encoded:
+    """Pickle ``obj`` with its large buffers out of band (in band where unsupported).
+    ``fallback(obj, buffer_callback)`` pickles what plain pickle refuses (cloudpickle)."""
+    if not SUPPORTED:
+        return Encoded(_dumps_plain(obj, None), [])
+    buffers: list[memoryview] = []
+    callback = _collector(buffers)
+    swapped = _swap(obj, _SWAP_DEPTH)
+    try:
+        return Encoded(_dumps_plain(swapped, callback), buffers)
+    except Exception:
+        if fallback is None:
+            raise
+    buffers.clear()
+    return Encoded(fallback(swapped, callback), buffers)
+
+
+def _dumps_plain(obj: Any, callback: Callable[[pickle.PickleBuffer], bool] | None) -> bytes:
+    stream = io.BytesIO()
+    _Pickler(stream, PROTOCOL, buffer_callback=callback).dump(obj)
+    return stream.getvalue()
+
+
+def load(data: Any, buffers: Sequence[Any] = ()) -> Any:
+    return pickle.loads(data, buffers=buffers)
+
+
+# -- segments ---------------------------------------------------------------------------------
+def _aligned(size: int) -> int:
+    return -(-size // _ALIGN) * _ALIGN
+
+
+def segment_size(sizes: Sequence[int]) -> int:
+    return sum(_aligned(size) for size in sizes)
+
+
+def write_segment(buffers: Sequence[memoryview]) -> int:
+    """A new memfd holding ``buffers`` one after another (aligned): the writer's one copy.
+    Returns its descriptor (close-on-exec), which the caller sends and then closes."""
+    fd = os.memfd_create("anypool-payload", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, segment_size([b.nbytes for b in buffers]))
+        offset = 0
+        for buffer in buffers:
+            _pwrite_all(fd, buffer, offset)
+            offset += _aligned(buffer.nbytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _pwrite_all(fd: int, buffer: memoryview, offset: int) -> None:
+    view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
+    done = 0
+    while done < view.nbytes:  # Linux writes at most 2 GiB - 4 KiB per call
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def map_segment(fd: int, sizes: Sequence[int]) -> list[memoryview]:
+    """Map a received segment (private, copy-on-write) and close ``fd``; the views keep the
+    mapping alive, and it goes (munmap) when the last object built over it does."""
+    import mmap
+
+    try:
+        total = segment_size(sizes)
+        if os.fstat(fd).st_size < total:
+            raise ValueError(f"a shared-memory segment holds fewer bytes than its {total}")
+        mapping = mmap.mmap(
+            fd, total, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE
+        )
+    finally:
+        os.close(fd)
+    whole = memoryview(mapping)
+    views: list[memoryview] = []
+    offset = 0
+    for size in sizes:
+        views.append(whole[offset : offset + size])
+        offset += _aligned(size)
+    return views
