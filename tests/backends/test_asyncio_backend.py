@@ -91,14 +91,3 @@ def test_initializer_failure_breaks_the_pool(make_pool):
     pool = make_pool("asyncio", 2, initializer=bad)
     with pytest.raises(anypool.BrokenPool, match="initializer"):
         pool.submit(abs, -1).result(timeout=5)
-
-
-def test_shutdown_kill_running_cancels_coroutines(make_pool):
-    pool = make_pool("asyncio", 2)
-    future = pool.submit(asyncio.sleep, 30)
-    time.sleep(0.1)
-    start = time.monotonic()
-    pool.shutdown(wait=True, kill_running=True)
-    assert time.monotonic() - start < 2
-    with pytest.raises(anypool.PoolClosed):
-        future.result(timeout=1)

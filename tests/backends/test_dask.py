@@ -244,22 +244,6 @@ def test_shutdown_cancel_pending_lets_running_tasks_finish(
         pool.submit(inc, 1)
 
 
-def test_shutdown_kill_running_abandons_running_tasks(
-    make_pool: Any, dask_client: Any, dask_address: str
-) -> None:
-    pool = make_pool("dask", 2, address=dask_address)
-    # made on the test's client: the pool's client is gone after shutdown, the gate is not
-    gate = distributed.Event(f"gate-{time.monotonic_ns()}", client=dask_client)
-    running = pool.submit(wait_for, gate, 1)
-    _wait_until(running.running)
-    start = time.monotonic()
-    pool.shutdown(wait=True, kill_running=True)
-    assert time.monotonic() - start < 10
-    with pytest.raises(anypool.PoolClosed, match="cannot stop a running task"):
-        running.result(timeout=0)
-    gate.set()
-
-
 def test_timeouts_are_refused_with_capability_error(dask_address: str, make_pool: Any) -> None:
     with pytest.raises(anypool.CapabilityError, match="timeout"):
         anypool.Pool("dask", timeout=1, address=dask_address)
@@ -295,7 +279,9 @@ def test_unknown_and_conflicting_options_are_clear_errors(dask_address: str) -> 
         anypool.Pool("dask", client="tcp://nowhere")
     with pytest.raises(anypool.CapabilityError, match="start_method"):
         anypool.Pool("dask", start_method="spawn", address=dask_address)
-    with pytest.raises(anypool.CapabilityError, match=r"'dask' backend does not support thread_name_prefix="):
+    with pytest.raises(
+        anypool.CapabilityError, match=r"'dask' backend does not support thread_name_prefix"
+    ):
         anypool.Pool("dask", thread_name_prefix="net", address=dask_address)
 
 

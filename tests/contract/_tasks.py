@@ -111,6 +111,17 @@ def record(path: str, x: Any, delay: float = 0.0) -> Any:
     return x
 
 
+def wait_for_gate(gate: str, timeout: float = 20.0) -> str:
+    """Block until the file ``gate`` exists (any process can open it), or fail after
+    ``timeout``: a task that stays running exactly as long as the test wants."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} was never opened")
+        time.sleep(0.01)
+    return "opened"
+
+
 def recorded(path: str | Path) -> list[str]:
     """What :func:`record` wrote, in the order it was written."""
     try:

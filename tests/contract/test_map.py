@@ -28,7 +28,6 @@ from ._tasks import (
     square,
     timed_item,
 )
-from .conftest import BUILTIN_BACKENDS
 
 CHUNKSIZES = [1, 3, 7, 100, "auto"]
 
@@ -70,7 +69,7 @@ def _warm_up(pool, workers):
 def test_map_unordered_yields_in_completion_order(backend, make_pool):
     pool = make_pool(backend, 2)
     delays, labels = [0.4, 0.0], ["slow", "fast"]
-    if backend == "inline":
+    if pool.capabilities.runs_in_caller:
         # one item at a time in the caller: completion order *is* input order
         assert list(pool.map(sleep_then, [0.0, 0.0], labels, ordered=False)) == labels
         return
@@ -120,9 +119,9 @@ def test_map_is_lazy_nothing_is_pulled_before_the_first_next(backend, make_pool)
 # -- chunking ----------------------------------------------------------------------------
 @pytest.mark.parametrize("chunksize", [2, 5])
 def test_fixed_chunksize_runs_each_chunk_on_one_worker(backend, make_pool, chunksize):
-    if backend not in BUILTIN_BACKENDS:
-        pytest.skip("worker identity (pid, thread) is only defined for the local backends")
     pool = make_pool(backend, 2)
+    if pool.capabilities.remote:
+        pytest.skip("worker identity (pid, thread) is only defined for the local backends")
     results = list(pool.map(item_and_worker, range(40), chunksize=chunksize))
     assert [item for item, _ in results] == list(range(40))
     for start in range(0, 40, chunksize):
@@ -262,9 +261,9 @@ def test_exception_in_the_input_iterator_reaches_the_consumer(backend, make_pool
 
 
 # -- early close ---------------------------------------------------------------------------
-def _bound_after_close(backend, taken, workers, window):
+def _bound_after_close(pool, taken, workers, window):
     """How many items may have run once the consumer, having reached `taken` items, stops."""
-    if backend == "inline":
+    if pool.capabilities.runs_in_caller:
         # inline runs an item only when the consumer asks for it (docs/design.md)
         return taken
     # at most one item running and one handed to each worker when the stream stopped;
@@ -272,16 +271,16 @@ def _bound_after_close(backend, taken, workers, window):
     return taken + 2 * workers
 
 
-def _delay(backend):
+def _delay(pool):
     """Per-item run time: long enough that most of the window is still queued at close."""
-    return 0.01 if backend == "inline" else 0.1
+    return 0.01 if pool.capabilities.runs_in_caller else 0.1
 
 
 def test_early_close_cancels_work_that_has_not_started(backend, make_pool, tmp_path):
     log = str(tmp_path / "ran.txt")
     workers, window = 1, 8
     pool = make_pool(backend, workers)
-    delay = itertools.repeat(_delay(backend))
+    delay = itertools.repeat(_delay(pool))
     results = pool.map(
         record, itertools.repeat(log), range(1000), delay, chunksize=1, window=window
     )
@@ -289,7 +288,7 @@ def test_early_close_cancels_work_that_has_not_started(backend, make_pool, tmp_p
     results.close()
     pool.shutdown(wait=True)  # let whatever was running finish before counting
     ran = [int(x) for x in recorded(log)]
-    bound = _bound_after_close(backend, 1, workers, window)
+    bound = _bound_after_close(pool, 1, workers, window)
     assert sorted(ran) == list(range(len(ran)))
     assert 1 <= len(ran) <= bound, f"{len(ran)} items ran after close; at most {bound} expected"
     with pytest.raises(StopIteration):
@@ -313,7 +312,7 @@ def test_exception_cancels_the_rest_of_the_stream(backend, make_pool, tmp_path):
     log = str(tmp_path / "ran.txt")
     workers, window = 1, 8
     pool = make_pool(backend, workers)
-    delay, bad = itertools.repeat(_delay(backend)), itertools.repeat(1)
+    delay, bad = itertools.repeat(_delay(pool)), itertools.repeat(1)
     results = pool.map(
         record_or_fail, itertools.repeat(log), range(1000), bad, delay, chunksize=1, window=window
     )
@@ -322,7 +321,7 @@ def test_exception_cancels_the_rest_of_the_stream(backend, make_pool, tmp_path):
         next(results)
     pool.shutdown(wait=True)
     ran = sorted(int(x) for x in recorded(log))
-    bound = _bound_after_close(backend, 2, workers, window)
+    bound = _bound_after_close(pool, 2, workers, window)
     assert ran == list(range(len(ran)))
     assert 2 <= len(ran) <= bound, f"{len(ran)} items ran after the exception; at most {bound}"
 

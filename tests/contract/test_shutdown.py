@@ -9,7 +9,7 @@ import pytest
 
 import anypool
 
-from ._tasks import record, recorded, sleep_then, square
+from ._tasks import record, recorded, sleep_then, square, wait_for_gate
 
 
 def _wait_running(future, timeout=20.0):
@@ -34,7 +34,7 @@ def test_shutdown_wait_false_returns_at_once_and_work_still_completes(backend, m
     start = time.monotonic()
     pool.shutdown(wait=False)
     elapsed = time.monotonic() - start
-    if backend != "inline":  # inline has already run everything inside submit
+    if not pool.capabilities.runs_in_caller:  # inline has already run everything in submit
         assert elapsed < 0.25, f"shutdown(wait=False) blocked for {elapsed:.2f}s"
     assert [f.result(timeout=20) for f in futures] == [0, 1]
 
@@ -51,7 +51,7 @@ def test_shutdown_cancel_pending_cancels_queued_futures(backend, make_pool, tmp_
     assert all(f.done() for f in rest)
     cancelled = [f for f in rest if f.cancelled()]
     completed = [f for f in rest if not f.cancelled()]
-    if backend == "inline":
+    if pool.capabilities.runs_in_caller:
         assert not cancelled, "inline runs at submission: nothing is ever queued"
     else:
         # at most one task per worker may already have been handed over
@@ -62,6 +62,37 @@ def test_shutdown_cancel_pending_cancels_queued_futures(backend, make_pool, tmp_
     for future in cancelled:
         with pytest.raises(cf.CancelledError):
             future.result()
+
+
+def test_shutdown_kill_running_fails_running_tasks_with_cancelled_error(
+    backend, make_pool, tmp_path
+):
+    """docs/failure-model.md: one outcome on every backend. A running task's future fails
+    with CancelledError at once, whether its worker is killed or (a thread) abandoned,
+    and the queued ones are cancelled; shutdown does not wait for the running one."""
+    pool = make_pool(backend, 1)
+    if pool.capabilities.runs_in_caller:  # submit ran it: nothing can be running at shutdown
+        done = pool.submit(square, 3)
+        pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
+        assert done.result(timeout=0) == 9
+        return
+    gate = tmp_path / "gate"
+    running = pool.submit(wait_for_gate, str(gate))
+    _wait_running(running)
+    queued = [pool.submit(square, i) for i in range(3)]
+    start = time.monotonic()
+    try:
+        pool.shutdown(wait=True, kill_running=True)
+        elapsed = time.monotonic() - start
+    finally:
+        gate.touch()  # an abandoned task ends now, not at its timeout
+    assert elapsed < 10, f"shutdown(kill_running=True) waited {elapsed:.1f}s for the task"
+    for future in [running, *queued]:
+        with pytest.raises(cf.CancelledError):
+            future.result(timeout=10)
+    assert not running.cancelled()  # it had started: it failed, it was not cancelled
+    with pytest.raises(anypool.PoolClosed):
+        pool.submit(square, 1)
 
 
 def test_shutdown_without_cancel_pending_runs_queued_work(backend, make_pool):

@@ -237,22 +237,6 @@ def test_kill_a_task_waiting_behind_the_running_one(make_pool):
     assert pool.submit(square, 5).result(timeout=10) == 25
 
 
-def test_shutdown_cancel_and_kill_stops_everything_promptly():
-    pool = anypool.Pool("process", 2)
-    running = [pool.submit(sleep_and_return, i, 30) for i in range(2)]
-    queued = [pool.submit(sleep_and_return, i, 30) for i in range(10)]
-    while not all(f.running() for f in running):
-        time.sleep(0.01)
-    start = time.monotonic()
-    pool.shutdown(cancel_pending=True, kill_running=True)
-    assert time.monotonic() - start < 2
-    for future in running:
-        assert isinstance(future.exception(timeout=1), CancelledError)
-    assert all(f.done() for f in queued)
-    with pytest.raises(anypool.PoolClosed):
-        pool.submit(square, 1)
-
-
 # -- recycling -----------------------------------------------------------------------------
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("n", [1, 2, 3, 7])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import CancelledError
 
 import pytest
 from faultlib import raise_if_odd
@@ -68,22 +67,6 @@ def test_thread_map_timeout_fails_only_the_stuck_item(make_pool, release):
     assert out[:2] == [0, 1]
     assert out[3:] == [3, 4]
     assert isinstance(out[2], anypool.TaskTimeout)
-
-
-def test_thread_shutdown_cancel_and_kill_returns_at_once(release):
-    pool = anypool.Pool("thread", 2)
-    running = [pool.submit(block, release) for _ in range(2)]
-    queued = [pool.submit(block, release) for _ in range(5)]
-    while not all(f.running() for f in running):
-        time.sleep(0.01)
-    start = time.monotonic()
-    pool.shutdown(cancel_pending=True, kill_running=True)
-    assert time.monotonic() - start < 1
-    for future in running:
-        assert isinstance(future.exception(timeout=1), CancelledError)
-    assert all(f.cancelled() for f in queued)
-    with pytest.raises(anypool.PoolClosed):
-        pool.submit(pow, 2, 2)
 
 
 BACKENDS = ["thread", "process", "inline", "asyncio"]

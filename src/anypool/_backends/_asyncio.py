@@ -7,7 +7,8 @@
                                               ▼
                     coroutine fn: await fn(...)   (timeout: cancelled at its next await)
                     plain fn:     await loop.run_in_executor(...)   (a thread; abandoned
-                                                                    on timeout)
+                                                   on timeout and on kill_running=True;
+                                                   a map chunk's items: one call)
                                               │
     future.result() ◄── task.settle / fail ◄──┘ (a concurrent.futures.Future)
 
@@ -54,16 +55,48 @@ async def _call(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> An
 
 
 async def _run_chunk(fn: Callable[..., Any], items: Any, star: bool) -> ChunkResult:
+    """A chunk is one unit of work: a plain function's items run one after another in one
+    thread (one hop to the executor, not one per item), a coroutine function's on the loop."""
+    start = time.perf_counter()
     values: list[Any] = []
     errors: dict[int, BaseException] = {}
-    start = time.perf_counter()
+    if inspect.iscoroutinefunction(fn):
+        for index, item in enumerate(items):
+            try:
+                values.append(await fn(*(item if star else (item,))))
+            except Exception as exc:
+                values.append(None)
+                errors[index] = exc
+    else:
+        loop = asyncio.get_running_loop()
+        values, errors = await loop.run_in_executor(None, _call_each, fn, items, star)
+        await _await_returned(values, errors)
+    return ChunkResult(values, errors, time.perf_counter() - start)
+
+
+def _call_each(
+    fn: Callable[..., Any], items: Any, star: bool
+) -> tuple[list[Any], dict[int, BaseException]]:
+    values: list[Any] = []
+    errors: dict[int, BaseException] = {}
     for index, item in enumerate(items):
         try:
-            values.append(await _call(fn, item if star else (item,), {}))
+            values.append(fn(*item) if star else fn(item))
         except Exception as exc:
             values.append(None)
             errors[index] = exc
-    return ChunkResult(values, errors, time.perf_counter() - start)
+    return values, errors
+
+
+async def _await_returned(values: list[Any], errors: dict[int, BaseException]) -> None:
+    """A plain function that returned a coroutine: await it on the loop, as _call does."""
+    for index, value in enumerate(values):
+        if inspect.isawaitable(value):
+            try:
+                values[index] = await value
+            except Exception as exc:
+                values[index] = None
+                errors[index] = exc
 
 
 def _work(task: Task) -> Awaitable[Any]:
@@ -89,6 +122,7 @@ class AsyncioBackend(Backend):
         super().__init__(config)
         self._order = itertools.count()
         self._closed = False
+        self._killed = False  # shut down with kill_running=True
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._consumers: list[asyncio.Task[None]] = []
@@ -118,8 +152,9 @@ class AsyncioBackend(Backend):
         ]
         self._loop.call_soon(self._started.set)
         self._loop.run_forever()
-        self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        self._loop.close()
+        if not self._killed:  # kill_running abandons the threads that run plain functions,
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+        self._loop.close()  # as the thread backend does (close() does not wait for them)
 
     async def _initialize(self) -> None:
         if self.config.initializer is not None:
@@ -175,6 +210,7 @@ class AsyncioBackend(Backend):
                 self._thread.join()
             return
         self._closed = True
+        self._killed = kill_running
         future = asyncio.run_coroutine_threadsafe(
             self._stop(cancel_pending or kill_running, kill_running), self._loop
         )

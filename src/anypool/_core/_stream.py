@@ -442,9 +442,41 @@ class _DirectChannel:
         pass
 
 
-def _make_iterator(gen_fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
+def _make_iterator(end: Any, gen_fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
     """The inline stream's task: creates the iterator (the consumer drives it)."""
     return _iterate(gen_fn(*args, **kwargs), gen_fn)
+
+
+class _StreamCall:
+    """A stream's task function: calls ``run`` (drive_stream), and is named and compared
+    by the generator function, so that statistics and the timeline show
+    ``stream(gen_fn)`` and ``backend="auto"`` measures each generator function apart."""
+
+    def __init__(self, run: Callable[..., Any], gen_fn: Callable[..., Any]) -> None:
+        self.run = run
+        self.gen_fn = gen_fn
+        self.__qualname__ = f"stream({fn_name(gen_fn)})"
+
+    def __call__(self, end: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+        return self.run(end, self.gen_fn, args, kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_StreamCall, (self.run, self.gen_fn))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _StreamCall) and (self.run, self.gen_fn) == (
+            other.run,
+            other.gen_fn,
+        )
+
+    def __hash__(self) -> int:
+        try:
+            return hash((self.run, self.gen_fn))
+        except TypeError:  # an unhashable callable: by identity
+            return hash((self.run, id(self.gen_fn)))
+
+    def __repr__(self) -> str:
+        return f"<anypool {self.__qualname__}>"
 
 
 # -- the consumer ---------------------------------------------------------------------------------
@@ -547,13 +579,23 @@ class StreamIterator(Generic[T]):
             pass
 
     def _raise_outcome(self) -> None:
-        """The task's outcome: StopIteration when it ended well, else its exception."""
-        self._end(stop=False)
-        if self.future.cancelled():
-            raise CancelledError(f"stream {self._name} was cancelled before it started")
-        if not self.future.done():
+        """The task's outcome: StopIteration when it ended well, else its exception. A
+        failed task's generator may still run (a thread abandoned at its timeout): it is
+        told to stop."""
+        future = self.future
+        if not future.done():
             self._wait_outcome()
-        error = self.future.exception(timeout=0)
+        if future.cancelled():
+            self._end(stop=True)
+            raise CancelledError(f"stream {self._name} was cancelled before it started")
+        if not future.done():
+            self._end(stop=True)
+            raise TaskTimeout(
+                f"stream {self._name}: the worker's side ended but its task has not "
+                f"resolved after {_OUTCOME_WAIT_S} s"
+            )
+        error = future.exception()
+        self._end(stop=error is not None)
         if error is not None:
             raise error
         raise StopIteration
@@ -707,23 +749,20 @@ def open_stream(
             "can interrupt it, so timeout= and item_timeout= cannot be enforced"
         )
     hook = progress_hook(progress, (iter(()),))  # no total: a generator's length is unknown
-    if caps.runs_in_caller:
-        task = pool._task(
-            _make_iterator, (gen_fn, args, kwargs), {}, timeout=None, retries=0, priority=None
-        )
+    inline = caps.runs_in_caller
+    channel: Any = None if inline else _channel_for(pool, buffer)
+    end = None if channel is None else getattr(channel, "end", channel)
+    call = _StreamCall(_make_iterator if inline else drive_stream, gen_fn)
+    task = pool._task(call, (end, args, kwargs), {}, timeout=timeout, retries=0, priority=None)
+    try:
         future = pool._submit_task(task)
-        channel: Any = _DirectChannel(future)
-    else:
-        channel = _channel_for(pool, buffer)
-        end = getattr(channel, "end", channel)
-        call = (end, gen_fn, args, kwargs)
-        task = pool._task(drive_stream, call, {}, timeout=timeout, retries=0, priority=None)
-        try:
-            future = pool._submit_task(task)
-        except BaseException:
+    except BaseException:
+        if channel is not None:
             channel.stop()
             channel.close()
-            raise
+        raise
+    if channel is None:
+        channel = _DirectChannel(future)
     if hook is not None:
         hook.start()
     return StreamIterator(
