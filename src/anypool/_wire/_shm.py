@@ -48,10 +48,12 @@ __all__ = [
     "OOB_THRESHOLD",
     "SUPPORTED",
     "Encoded",
+    "Mapped",
+    "Segments",
+    "dumps",
     "load",
     "map_segment",
     "segment_size",
-    "write_segment",
 ]
 
 # Buffers at least this large travel out of band (measured: benchmarks/bench_payload.py
@@ -195,11 +197,47 @@ def _dumps_plain(obj: Any, callback: Callable[[pickle.PickleBuffer], bool] | Non
     return stream.getvalue()
 
 
-def load(data: Any, buffers: Sequence[Any] = ()) -> Any:
-    return pickle.loads(data, buffers=buffers)
-
-
 # -- segments ---------------------------------------------------------------------------------
+# Descriptors of segments this process wrote and still holds (sent and awaiting the reader's
+# verdict, or free for reuse). A forked child closes them at once: it would otherwise keep
+# them, and the memory behind them, for its whole life.
+_OWNED: set[int] = set()
+# Forks of this process so far. A mapping made before a fork may live on in the child (over
+# an object the child inherited), so it is never reported released: its segment is not
+# rewritten under the child's feet.
+_FORKS = 0
+# Writing into pages a segment already has is a plain copy; a new segment's pages are
+# allocated and zeroed by the kernel first, which on the 2-core VM of benchmarks/RESULTS.md
+# cost 3-5x the copy (8 MiB: 1.5 ms into an old segment, 4-8 ms into a new one). So each
+# writer keeps, per peer, up to _KEEP_FREE segments that the reader reported released,
+# each at most _KEEP_MAX_BYTES (memory a quiet pool holds: 2 x 256 MiB per worker per
+# direction at worst), and waits for at most _AWAITING verdicts before it gives up on the
+# oldest (closes it: always safe, only not reused).
+_KEEP_FREE = 2
+_KEEP_MAX_BYTES = 256 << 20
+_AWAITING = 8
+
+
+def _close_owned_after_fork() -> None:
+    global _FORKS
+    _FORKS += 1
+    for fd in list(_OWNED):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _OWNED.clear()
+
+
+def _count_fork() -> None:
+    global _FORKS
+    _FORKS += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_owned_after_fork, after_in_parent=_count_fork)
+
+
 def _aligned(size: int) -> int:
     return -(-size // _ALIGN) * _ALIGN
 
@@ -208,20 +246,67 @@ def segment_size(sizes: Sequence[int]) -> int:
     return sum(_aligned(size) for size in sizes)
 
 
-def write_segment(buffers: Sequence[memoryview]) -> int:
-    """A new memfd holding ``buffers`` one after another (aligned): the writer's one copy.
-    Returns its descriptor (close-on-exec), which the caller sends and then closes."""
-    fd = os.memfd_create("anypool-payload", os.MFD_CLOEXEC)
-    try:
-        os.ftruncate(fd, segment_size([b.nbytes for b in buffers]))
-        offset = 0
-        for buffer in buffers:
-            _pwrite_all(fd, buffer, offset)
-            offset += _aligned(buffer.nbytes)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+def _close(fd: int) -> None:
+    _OWNED.discard(fd)
+    os.close(fd)
+
+
+class Segments:
+    """The segments one writer sends to one reader: those awaiting the reader's verdict (by
+    message id) and the free ones it may rewrite. Only the writer's thread uses it."""
+
+    def __init__(self) -> None:
+        self.awaiting: dict[int, tuple[int, int]] = {}  # message id -> (fd, size)
+        self.free: list[tuple[int, int]] = []
+
+    def write(self, buffers: Sequence[memoryview]) -> tuple[int, int]:
+        """(fd, size) of a segment holding ``buffers`` one after another (aligned): the
+        writer's one copy. The caller sends it, then calls sent() or discard()."""
+        need = segment_size([b.nbytes for b in buffers])
+        if self.free:
+            fd, size = self.free.pop()
+        else:
+            fd = os.memfd_create("anypool-payload", os.MFD_CLOEXEC)
+            _OWNED.add(fd)
+            size = 0
+        try:
+            if size < need:
+                os.ftruncate(fd, need)
+                size = need
+            offset = 0
+            for buffer in buffers:
+                _pwrite_all(fd, buffer, offset)
+                offset += _aligned(buffer.nbytes)
+        except BaseException:
+            _close(fd)
+            raise
+        return fd, size
+
+    def sent(self, message_id: int, fd: int, size: int) -> None:
+        self.awaiting[message_id] = (fd, size)
+        if len(self.awaiting) > _AWAITING:
+            oldest = next(iter(self.awaiting))
+            _close(self.awaiting.pop(oldest)[0])
+
+    @staticmethod
+    def discard(fd: int) -> None:
+        _close(fd)
+
+    def verdict(self, message_id: int, released: bool) -> None:
+        """The reader no longer maps that message's segment (released), or may still."""
+        entry = self.awaiting.pop(message_id, None)
+        if entry is None:
+            return
+        if released and len(self.free) < _KEEP_FREE and entry[1] <= _KEEP_MAX_BYTES:
+            self.free.append(entry)
+        else:
+            _close(entry[0])
+
+    def close(self) -> None:
+        for fd, _ in [*self.awaiting.values(), *self.free]:
+            _close(fd)
+        self.awaiting.clear()
+        self.free.clear()
 
 
 def _pwrite_all(fd: int, buffer: memoryview, offset: int) -> None:
@@ -231,7 +316,24 @@ def _pwrite_all(fd: int, buffer: memoryview, offset: int) -> None:
         done += os.pwrite(fd, view[done:], offset + done)
 
 
-def map_segment(fd: int, sizes: Sequence[int]) -> list[memoryview]:
+class Mapped:
+    """A received segment, mapped: ``views`` for pickle.loads, then :meth:`released`."""
+
+    __slots__ = ("_forks", "_mapping", "views")
+
+    def __init__(self, mapping: Any, views: list[memoryview]) -> None:
+        import weakref
+
+        self._mapping = weakref.ref(mapping)
+        self._forks = _FORKS
+        self.views = views
+
+    def released(self) -> bool:
+        """True once nothing here maps the segment (the writer may rewrite it)."""
+        return not self.views and self._mapping() is None and self._forks == _FORKS
+
+
+def map_segment(fd: int, sizes: Sequence[int]) -> Mapped:
     """Map a received segment (private, copy-on-write) and close ``fd``; the views keep the
     mapping alive, and it goes (munmap) when the last object built over it does."""
     import mmap
@@ -251,4 +353,16 @@ def map_segment(fd: int, sizes: Sequence[int]) -> list[memoryview]:
     for size in sizes:
         views.append(whole[offset : offset + size])
         offset += _aligned(size)
-    return views
+    whole.release()  # the slices hold the mapping on their own
+    return Mapped(mapping, views)
+
+
+def load(data: Any, mapped: Mapped | None = None) -> Any:
+    """Unpickle ``data`` with the out-of-band buffers of ``mapped``, whose views are let go
+    of afterwards: what the object built over them keeps is all that keeps the mapping."""
+    if mapped is None:
+        return pickle.loads(data)
+    try:
+        return pickle.loads(data, buffers=mapped.views)
+    finally:
+        mapped.views = []

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from ..._wire import _shm
 from ._protocol import (
     ARGS_FAILED,
+    ARGS_RELEASED,
     FN_CACHE_SIZE,
-    HEADER,
     INIT_FAILED,
     OK,
     READY,
@@ -47,9 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = ["WorkerSpec", "worker_main"]
 
-# A frame for the parent, and the descriptor of the shared-memory segment that follows it
-# (None: no out-of-band buffers); the sender closes the descriptor once it is sent.
-Frame = tuple[bytes, "int | None"]
+# A message for the parent before it is framed: (task id, flags, pickled body, the body's
+# out-of-band buffers); Worker.send() writes the buffers into a segment and adds the header.
+Frame = tuple[int, int, bytes, "list[memoryview]"]
 
 # How often the watch thread checks that the parent is still alive (portable
 # fallback for PR_SET_PDEATHSIG); the contract is that workers exit within 2 s.
@@ -144,14 +144,12 @@ def _name(fn: Any) -> str:
 
 
 def _frame(task_id: int, flags: int, body: Any) -> Frame:
-    """Header plus pickled body, large buffers in a new segment; raises if the body does not
-    pickle (or the segment cannot be made: the task fails, the worker carries on)."""
+    """The pickled body, its large buffers out of band; raises if it does not pickle."""
     from ..._wire._pickle import cloudpickle_with
 
     # plain pickle refuses lambdas, closures and classes defined in __main__: cloudpickle
     encoded = _shm.dumps(body, fallback=cloudpickle_with)
-    data = header(task_id, flags, encoded.sizes) + encoded.data
-    return data, _shm.write_segment(encoded.buffers) if encoded.buffers else None
+    return task_id, flags, encoded.data, encoded.buffers
 
 
 def _error_frame(task_id: int, flags: int, exc: BaseException) -> Frame:
@@ -170,7 +168,7 @@ def _error_frame(task_id: int, flags: int, exc: BaseException) -> Frame:
             f"the task raised {kind}, which cannot be sent back from the worker process "
             f"({_type_name(failure)} while pickling it)"
         )
-        return header(task_id, flags & ~OK) + pickle.dumps(error, pickle.HIGHEST_PROTOCOL), None
+        return task_id, flags & ~OK, pickle.dumps(error, pickle.HIGHEST_PROTOCOL), []
 
 
 def _type_name(exc: BaseException) -> str:
@@ -259,6 +257,7 @@ class _Worker:
         self.spec = spec
         self.functions: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self.done = 0
+        self.segments = _shm.Segments()  # of the results sent to the parent
 
     def function(self, fn_id: int, blob: bytes | None) -> Callable[..., Any]:
         if blob is not None:
@@ -287,11 +286,11 @@ class _Worker:
         return fn
 
     @staticmethod
-    def _load_args(fn: Any, payload: bytes, buffers: Any) -> tuple[Any, dict[str, Any]]:
+    def _load_args(fn: Any, payload: bytes, mapped: Any) -> tuple[Any, dict[str, Any]]:
         try:
-            if isinstance(buffers, BaseException):  # the segment could not be mapped
-                raise buffers
-            args, kwargs = _shm.load(payload, buffers)
+            if isinstance(mapped, BaseException):  # the segment could not be mapped
+                raise mapped
+            args, kwargs = _shm.load(payload, mapped)
         except BaseException as exc:
             from ..._errors._process import TaskUnpicklingError
 
@@ -303,16 +302,16 @@ class _Worker:
             ) from exc
         return args, kwargs
 
-    def run_one(self, message: tuple[Any, ...], buffers: Any) -> Frame:
-        """Run a task; ``buffers``: the views of its segment, or why it could not be mapped."""
+    def run_one(self, message: tuple[Any, ...], mapped: Any) -> Frame:
+        """Run a task; ``mapped``: its segment (_shm.Mapped), None, or why it could not be
+        mapped. Its arguments are let go of on return (the segment's verdict follows)."""
         from ..._task import run_chunk
 
-        task_id, fn_id, blob, chunk, star, payload, _ = message
+        task_id, fn_id, blob, chunk, star, payload = message[:6]
         fn: Any = None
         try:
             fn = self.function(fn_id, blob)
-            args, kwargs = self._load_args(fn, payload, buffers)
-            del buffers  # the arguments hold the views they need; the rest may go
+            args, kwargs = self._load_args(fn, payload, mapped)
             value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
         except _ArgsFailed as failed:  # nothing ran: the parent may retry the items alone
             self.done += 1
@@ -344,29 +343,51 @@ class _Worker:
                 _log_initializer_failure(exc)
                 self.send(_error_frame(INIT_FAILED, 0, exc))
                 return False
-        self.send((header(READY, 0), None))
+        self.send((READY, 0, b"", []))
         return True
 
-    def receive_buffers(self, sizes: list[int]) -> Any:
-        """The views of the segment that follows a task with out-of-band buffers, or the
-        error that kept it from being mapped (the task then fails, nothing of it ran)."""
+    def receive(self, message: tuple[Any, ...]) -> Any:
+        """The segment that follows a task with out-of-band buffers (_shm.Mapped), None, or
+        the error that kept it from being mapped (the task fails, nothing of it ran); and
+        the parent's verdicts on the segments of earlier results (released: reuse them)."""
+        sizes, verdicts = message[6], message[7]
+        for task_id, released in verdicts:
+            self.segments.verdict(task_id, released)
         if not sizes:
-            return ()
+            return None
         fd = recv_segment(self.conn)  # EOFError: the parent is gone
         try:
             return _shm.map_segment(fd, sizes)
         except (OSError, ValueError) as exc:
             return exc
 
-    def send(self, frame: Frame) -> None:
-        data, fd = frame
+    def send(self, frame: Frame, args: Any = None) -> None:
+        """Frame and send an answer; ``args``: the segment of the task it answers, which
+        the header reports released if nothing here maps it any more."""
+        task_id, flags, body, buffers = frame
+        if isinstance(args, _shm.Mapped) and args.released():
+            flags |= ARGS_RELEASED
+        if not buffers:
+            self.conn.send_bytes(header(task_id, flags) + body)
+            return
         try:
-            self.conn.send_bytes(data)
-            if fd is not None:
-                send_segment(self.conn, fd)
-        finally:
-            if fd is not None:
-                os.close(fd)
+            fd, size = self.segments.write(buffers)
+        except OSError as exc:  # no memory for the segment: the task fails, we carry on
+            from ..._errors._exceptions import SerializationError
+
+            error = SerializationError(
+                f"the result could not be placed in shared memory to send it back from the "
+                f"worker process: {type(exc).__name__}: {exc}"
+            )
+            self.send(_error_frame(task_id, flags & ~OK, error), args)
+            return
+        try:
+            self.conn.send_bytes(header(task_id, flags, [b.nbytes for b in buffers]) + body)
+            send_segment(self.conn, fd)
+        except BaseException:
+            self.segments.discard(fd)
+            raise
+        self.segments.sent(task_id, fd, size)
 
     def loop(self) -> None:
         while True:
@@ -378,16 +399,15 @@ class _Worker:
             if message is None:
                 return
             try:
-                buffers = self.receive_buffers(message[-1])
+                mapped = self.receive(message)
             except (EOFError, OSError):
                 return
-            answer = self.run_one(message, buffers)
-            del buffers
+            answer = self.run_one(message, mapped)
             try:
-                self.send(answer)
+                self.send(answer, mapped)
             except OSError:
                 return  # the parent is gone
-            if HEADER.unpack_from(answer[0])[1] & RETIRING:
+            if answer[1] & RETIRING:
                 return
 
 

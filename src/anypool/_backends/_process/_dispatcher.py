@@ -81,6 +81,7 @@ from ...abc import Backend, BackendConfig, Capabilities
 from ._child import WorkerSpec, worker_main
 from ._protocol import (
     ARGS_FAILED,
+    ARGS_RELEASED,
     FN_CACHE_SIZE,
     HEADER,
     INIT_FAILED,
@@ -178,6 +179,10 @@ class _Worker:
         self.doomed: set[int] = set()  # ids of waiting tasks Pool.kill() stopped
         self.deadline: Handle | None = None  # the running task's timeout
         self.init_error: BaseException | None = None  # its initializer raised this
+        # segments of the arguments sent to it (by task id until its verdict, then reused),
+        # and of its results mapped here, whose verdicts go with the next task sent to it
+        self.segments = _shm.Segments()
+        self.results: list[tuple[int, _shm.Mapped]] = []
 
     @property
     def running(self) -> Task | None:
@@ -357,6 +362,7 @@ class ProcessBackend(Backend):
             task.fail(CancelledError("the pool shut down before the task finished"))
         for worker in workers:
             _kill(worker.process)
+            worker.segments.close()
 
     def _prepare_thread(self) -> None:
         """Start the forkserver (if used) with SIGINT blocked, like the workers below."""
@@ -536,7 +542,12 @@ class ProcessBackend(Backend):
             worker.functions[fn_id] = None
             if len(worker.functions) > FN_CACHE_SIZE:
                 worker.functions.popitem(last=False)
-        message = (task_id, fn_id, fn_blob, task.chunk, task.star, args_blob.data, args_blob.sizes)
+        verdicts = [(result_id, mapped.released()) for result_id, mapped in worker.results]
+        worker.results.clear()
+        message = (
+            *(task_id, fn_id, fn_blob, task.chunk, task.star),
+            *(args_blob.data, args_blob.sizes, verdicts),
+        )
         return dumps(message, "the task")
 
     def _send(self, worker: _Worker, task: Task) -> None:
@@ -547,23 +558,24 @@ class ProcessBackend(Backend):
         if not buffers:
             self._send_frame(worker, task, task_id, None)
             return
-        # From the segment's creation to its descriptor's close, no pool of this process
-        # forks: a worker forked meanwhile would keep the segment for its whole life.
+        # From a segment's creation to its descriptor being owned (anypool._wire._shm closes
+        # owned ones in a forked child), no pool of this process forks a worker.
         with _STARTING:
             try:
-                fd = _shm.write_segment(buffers)  # the parent's one copy of the arguments
+                fd, size = worker.segments.write(buffers)  # the parent's one copy
             except OSError as exc:
                 task.fail(_with_cause(_segment_error(task, exc), exc))
                 return
-            try:
-                self._send_frame(worker, task, task_id, fd)
-            finally:
-                os.close(fd)
+        if self._send_frame(worker, task, task_id, fd):
+            worker.segments.sent(task_id, fd, size)
+        else:
+            worker.segments.discard(fd)
 
-    def _send_frame(self, worker: _Worker, task: Task, task_id: int, fd: int | None) -> None:
+    def _send_frame(self, worker: _Worker, task: Task, task_id: int, fd: int | None) -> bool:
+        """Send the task (and its segment); False if it was not sent (killed meanwhile)."""
         with self._lock:
             if task.future.done():
-                return  # killed between the queue and here
+                return False  # killed between the queue and here
             data = self._message(worker, task, task_id)
             worker.inflight.append((task_id, task))
             worker.sent += 1
@@ -575,6 +587,7 @@ class ProcessBackend(Backend):
                 send_segment(worker.conn, fd)
         except OSError:
             pass  # the worker died; its sentinel fires and _on_exit requeues or fails the task
+        return True
 
     # -- timeouts and kills -------------------------------------------------------------------
     def _start_clock(self, worker: _Worker) -> None:
@@ -649,17 +662,19 @@ class ProcessBackend(Backend):
         task_id, flags, count = HEADER.unpack_from(data)
         # the segment right behind the frame is read even for a message that fails here, or
         # the next frame would be read from the wrong place (EOFError: the worker died)
-        buffers = self._receive_buffers(worker, data) if count else ()
+        mapped = self._receive_segment(worker, data) if count else None
         if task_id == READY:
             self._on_ready(worker)
         elif task_id == INIT_FAILED:
-            self._on_init_failed(worker, self._load(worker, data, None, buffers)[1])
+            self._on_init_failed(worker, self._load(worker, data, None, mapped)[1])
         else:
-            self._on_answer(worker, task_id, flags, data, buffers)
+            self._on_answer(worker, task_id, flags, data, mapped)
+        if isinstance(mapped, _shm.Mapped):  # its verdict goes with the next task sent
+            worker.results.append((task_id, mapped))
 
     @staticmethod
-    def _receive_buffers(worker: _Worker, data: bytes) -> list[memoryview] | BaseException:
-        """The views of a result's segment, or why it could not be mapped (the task fails)."""
+    def _receive_segment(worker: _Worker, data: bytes) -> _shm.Mapped | BaseException:
+        """A result's segment, mapped, or why it could not be mapped (the task fails)."""
         sizes, _ = body_offset(data)
         with _STARTING:  # a fork meanwhile would keep the descriptor (see _send)
             fd = recv_segment(worker.conn)
@@ -687,11 +702,12 @@ class ProcessBackend(Backend):
             self._start_clock(worker)
 
     def _on_answer(
-        self, worker: _Worker, task_id: int, flags: int, data: bytes, buffers: Any
+        self, worker: _Worker, task_id: int, flags: int, data: bytes, mapped: Any
     ) -> None:
         with self._lock:
             sent_id, task = worker.inflight.popleft()
             assert sent_id == task_id, "workers answer in the order tasks were sent"
+            worker.segments.verdict(task_id, bool(flags & ARGS_RELEASED))
             self._record_duration(task)
             self._cancel_deadline(worker)
             if flags & RETIRING:
@@ -699,8 +715,7 @@ class ProcessBackend(Backend):
             self._start_clock(worker)
             if worker.retiring and not worker.inflight and not worker.announced_exit:
                 self._ask_to_exit(worker)
-        loaded, value = self._load(worker, data, task, buffers)
-        del buffers  # the result holds the views it needs; the rest of the mapping may go
+        loaded, value = self._load(worker, data, task, mapped)
         if flags & ARGS_FAILED and task.chunk and task.n_items - len(task.payload[3]) > 1:
             self._split(task)
         elif loaded and flags & OK:
@@ -727,14 +742,14 @@ class ProcessBackend(Backend):
             self._requeue(part)
 
     def _load(
-        self, worker: _Worker, data: bytes, task: Task | None, buffers: Any
+        self, worker: _Worker, data: bytes, task: Task | None, mapped: Any
     ) -> tuple[bool, Any]:
         """(True, the message's body), or (False, a SerializationError) if it cannot be
         unpickled here; only the task it answers fails, the dispatcher carries on."""
         try:
-            if isinstance(buffers, BaseException):  # its segment could not be mapped
-                raise buffers
-            return True, _shm.load(memoryview(data)[body_offset(data)[1] :], buffers)
+            if isinstance(mapped, BaseException):  # its segment could not be mapped
+                raise mapped
+            return True, _shm.load(memoryview(data)[body_offset(data)[1] :], mapped)
         except BaseException as exc:  # the body's __reduce__ may raise anything
             what = "an initializer's error" if task is None else f"the outcome of {_fn_name(task)}"
             message = (
@@ -758,6 +773,7 @@ class ProcessBackend(Backend):
             worker.inflight.clear()
             self._cancel_deadline(worker)
         worker.conn.close()
+        worker.segments.close()
         if worker.announced_exit or not worker.retiring:
             self._restarts += 1  # crashed, killed or recycled; not when resized away
         if worker.init_error is not None:
@@ -845,6 +861,7 @@ class ProcessBackend(Backend):
             for _, task in worker.inflight:
                 task.fail(CancelledError("the pool shut down before the task finished"))
             worker.conn.close()
+            worker.segments.close()
         with self._lock:
             self._workers.clear()
         self._deadlines.stop()

@@ -3,7 +3,8 @@
 ::
 
     parent ─► worker: one frame, the pickle of
-        None (exit) | (task_id, fn_id, fn_blob | None, chunk, star, args_pickle, sizes)
+        None (exit) | (task_id, fn_id, fn_blob | None, chunk, star, args_pickle, sizes,
+                       verdicts: [(id of an earlier result, released)])
     worker ─► parent: one frame, HEADER (task_id, flags, n) + n x SIZE + pickled body
     either way, when sizes/n are not empty, right after the frame:
         1 byte carrying one descriptor (SCM_RIGHTS): the shared-memory segment that holds
@@ -18,7 +19,13 @@ answers even when the body cannot be unpickled there. ``task_id`` is a task's id
 ``READY`` (the initializer ran; no body) or ``INIT_FAILED`` (body: the exception). Flags:
 ``OK`` (the body is the result, else an exception), ``RETIRING`` (this worker exits after
 this message and will not read the task waiting in its pipe), ``ARGS_FAILED`` (the
-arguments could not be unpickled: nothing of the task ran).
+arguments could not be unpickled: nothing of the task ran), ``ARGS_RELEASED`` (nothing in
+the worker maps the segment of the task's arguments any more).
+
+Segments are reused (anypool._wire._shm.Segments): the writer keeps a segment's descriptor
+until the reader's verdict on it, ``ARGS_RELEASED`` for a task's arguments, and the
+``verdicts`` of the next task message for results; a released segment is rewritten for a
+later message, any other is closed (the reader's mapping then holds it alone).
 
 Imported by every worker: it must stay cheap to import (socket and mmap load only when a
 segment travels).
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARGS_FAILED",
+    "ARGS_RELEASED",
     "FN_CACHE_SIZE",
     "HEADER",
     "INIT_FAILED",
@@ -55,6 +63,8 @@ READY = -2
 OK = 1
 RETIRING = 2
 ARGS_FAILED = 4
+# the worker no longer maps the segment of the task's arguments: the parent may rewrite it
+ARGS_RELEASED = 8
 # Functions kept unpickled per worker; the parent mirrors this LRU exactly.
 FN_CACHE_SIZE = 64
 
