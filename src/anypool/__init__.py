@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._core._map import MapIterator as MapIterator
     from ._core._pool import Pool as Pool
     from ._core._pool import map as map
+    from ._core._stream import StreamIterator as StreamIterator
     from ._core._timers import Periodic as Periodic
     from ._errors._process import BrokenProcessPool as BrokenProcessPool
     from ._errors._process import TaskUnpicklingError as TaskUnpicklingError
@@ -76,6 +77,7 @@ __all__ = [
     "RuntimeSnapshot",
     "SerializationError",
     "Stage",
+    "StreamIterator",
     "TaskFunction",
     "TaskTimeout",
     "TaskUnpicklingError",
@@ -123,6 +125,7 @@ _LAZY = {
     "Timeline": "._observe._timeline",
     "TimelineEvent": "._observe._timeline",
     "Periodic": "._core._timers",
+    "StreamIterator": "._core._stream",
     "register_backend": "._backends",
 }
 
