@@ -304,3 +304,17 @@ def test_auto_measures_each_generator_function_apart(make_pool: MakePool) -> Non
     pool = make_pool("auto", workers=2)
     assert list(pool.stream(numbers, 300)) == list(range(300))
     assert list(pool.stream(steady, 3, 0.01)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "asyncio", "auto"])
+def test_shutdown_stops_a_stream_nobody_reads(backend: str) -> None:
+    pool = anypool.Pool(backend, workers=1)
+    finished = pool.Value("i", 0)
+    stream = pool.stream(guarded, 1_000_000, finished, buffer=8)
+    next(stream)  # the worker runs, then pauses at the buffer: nobody reads on
+    start = time.monotonic()
+    pool.shutdown(wait=True)  # would wait for the paused worker forever
+    assert time.monotonic() - start < 5
+    assert finished.value == 2  # GeneratorExit in the worker
+    with pytest.raises(anypool.PoolClosed, match="shut down"):
+        list(stream)

@@ -61,7 +61,7 @@ from ._drain import PendingMaps
 from ._map import MapIterator, ReadAhead
 from ._observe import Observer
 from ._progress import ProgressMapIterator
-from ._stream import StreamIterator, open_stream
+from ._stream import StreamIterator, close_streams, open_stream
 from ._timers import Periodic, Timers
 
 __all__ = ["Pool", "backend_of", "map", "submit_task"]
@@ -528,6 +528,7 @@ class Pool:
             self._closed = True
         self._timers.close()  # no more timer submissions, no more waiting submitters
         self._admission.close()
+        close_streams(self)  # a stream nobody reads would hold the wait below forever
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
         self._coordination.close(wait)
         self._finalizer.detach()

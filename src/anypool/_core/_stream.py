@@ -37,13 +37,14 @@ import socket
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._errors._exceptions import CapabilityError, TaskTimeout
+from .._errors._exceptions import CapabilityError, PoolClosed, TaskTimeout
 from .._observe._progress import ProgressHook, progress_hook
 from .._task import fn_name
 
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
     from ._pool import Pool
 
-__all__ = ["DEFAULT_BUFFER", "StreamIterator", "drive_stream", "open_stream"]
+__all__ = ["DEFAULT_BUFFER", "StreamIterator", "close_streams", "drive_stream", "open_stream"]
 
 T = TypeVar("T")
 
@@ -337,6 +338,7 @@ class _SocketChannel:
         self.end = _SocketEnd(path, self._token, buffer, batch)
         self._unacked = 0
         self._ack_every = batch
+        self._send_lock = threading.Lock()  # acks (consumer) and stop (pool shutdown)
 
     def _accept(self, wait: float) -> bool:
         from multiprocessing.connection import Connection
@@ -390,12 +392,13 @@ class _SocketChannel:
         self._send(n)
 
     def _send(self, n: int) -> None:
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.send_bytes(_int_bytes(n))
-            except OSError:
-                pass  # the worker's side is gone; take() will say so
+        with self._send_lock:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    conn.send_bytes(_int_bytes(n))
+                except OSError:
+                    pass  # the worker's side is gone; take() will say so
 
     def stop(self) -> None:
         self._send(_STOP)
@@ -403,7 +406,8 @@ class _SocketChannel:
 
     def close(self) -> None:
         self._close_listener()
-        conn, self._conn = self._conn, None
+        with self._send_lock:
+            conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
 
@@ -507,6 +511,7 @@ class StreamIterator(Generic[T]):
         self._items: Iterator[T] = iter(())
         self._last = 0  # items in the batch being yielded (acked at the next refill)
         self._done = False
+        self._shut = False  # stopped by the pool's shutdown
         self.items_received = 0
 
     def __repr__(self) -> str:
@@ -598,6 +603,8 @@ class StreamIterator(Generic[T]):
         self._end(stop=error is not None)
         if error is not None:
             raise error
+        if self._shut:
+            raise PoolClosed(f"stream {self._name} was stopped: its pool was shut down")
         raise StopIteration
 
     def _end(self, *, stop: bool) -> None:
@@ -617,6 +624,13 @@ class StreamIterator(Generic[T]):
         ``yield`` (its ``finally`` runs there) and the items in flight are dropped. Does
         not wait; ``future`` resolves when the worker has left the generator."""
         self._end(stop=True)
+
+    def _shutdown(self) -> None:
+        """From the pool's shutdown, in any thread: stop the producer only. The consumer's
+        own thread closes the channel when it sees the end (it may be reading it now)."""
+        if not self._done:
+            self._shut = True
+            self._channel.stop()
 
     def __enter__(self) -> StreamIterator[T]:
         return self
@@ -673,7 +687,29 @@ class _AsyncStream(AsyncIterator[T]):
         self._stream.close()
 
 
-# -- Pool.stream ------------------------------------------------------------------------------
+# -- Pool.stream ---------------------------------------------------------------------------------
+# The open streams of each pool: its shutdown stops them, or a producer paused by
+# backpressure (nobody reads) would hold shutdown(wait=True) forever.
+_OPEN: weakref.WeakKeyDictionary[Any, weakref.WeakSet[StreamIterator[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_OPEN_LOCK = threading.Lock()
+
+
+def close_streams(pool: Pool) -> None:
+    """At pool shutdown, before the backend's: stop every stream still open on ``pool``;
+    their generators get GeneratorExit and an iterator read later raises PoolClosed."""
+    with _OPEN_LOCK:
+        streams = list(_OPEN.pop(pool, ()))
+    for stream in streams:
+        stream._shutdown()
+
+
+def _register(pool: Pool, stream: StreamIterator[Any]) -> None:
+    with _OPEN_LOCK:
+        _OPEN.setdefault(pool, weakref.WeakSet()).add(stream)
+
+
 def _check_options(buffer: object, item_timeout: object, retries: object) -> None:
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer <= 0:
         raise ValueError(f"buffer must be a positive int (items), got {buffer!r}")
@@ -765,7 +801,7 @@ def open_stream(
         channel = _DirectChannel(future)
     if hook is not None:
         hook.start()
-    return StreamIterator(
+    stream: StreamIterator[Any] = StreamIterator(
         channel,
         future,
         name=f"stream({fn_name(gen_fn)})",
@@ -773,3 +809,6 @@ def open_stream(
         item_timeout=item_timeout,
         hook=hook,
     )
+    if not inline:  # an inline generator runs only inside next(): it holds up nothing
+        _register(pool, stream)
+    return stream
