@@ -15,7 +15,8 @@
 Room to read more input (``ReadAhead``): fewer than ``window`` chunks unfinished at
 the backend, and what was read but not yet taken by the consumer (running, queued,
 or finished and waiting its turn) under MAX_READ_AHEAD items and MAX_READ_AHEAD_BYTES
-(estimated). So endless generators work, memory stays flat, and in an ordered map a
+(estimated: items, then their results; a chunk is sized by the larger of an item and a
+result, so small inputs with large results do not pile up either). So endless generators work, memory stays flat, and in an ordered map a
 slow head item does not stall the workers: finished results wait in that bounded
 buffer while the workers go on with later items. An explicit ``window=`` is the old,
 strict bound: at most that many chunks read ahead, finished or not.
@@ -292,6 +293,9 @@ class _MapState:
         self._ahead_bytes = 0
         self._taken = 0  # items of chunks the consumer has walked
         self._item_bytes = 0  # running estimate of one item's bytes
+        # ... and of one item's result (set by done-callbacks): small inputs with large
+        # results (map(load_image, paths)) must not come in chunks sized by the inputs alone
+        self._result_item_bytes = 0
         self._exhausted = False
         self._input_error: BaseException | None = None
         self._ran_in_submit = False
@@ -426,9 +430,10 @@ class _MapState:
         share = _read(limits.workers) + 1
         cap = min(limits.max_items // share, limits.max_items - self._ahead_items)
         cap = min(cap, self._ramp_room(_read(limits.window)))
-        if self._item_bytes:
+        item_bytes = max(self._item_bytes, self._result_item_bytes)
+        if item_bytes:
             by_bytes = min(limits.max_bytes // share, limits.max_bytes - self._ahead_bytes)
-            cap = min(cap, by_bytes // self._item_bytes)
+            cap = min(cap, by_bytes // item_bytes)
         return max(1, min(size, cap))
 
     def _fill(self) -> None:
@@ -476,6 +481,9 @@ class _MapState:
             result = future.result()
         if isinstance(result, ChunkResult):
             result_bytes = chunk_bytes(result.values)
+            per_item = result_bytes // max(1, entry.size)
+            previous = self._result_item_bytes  # a racy update loses one sample at worst
+            self._result_item_bytes = per_item if not previous else (previous + per_item) // 2
             if result.duration:
                 self._observed.append((entry.size, result.duration))
         with self._cond:

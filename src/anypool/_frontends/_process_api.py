@@ -100,8 +100,10 @@ class Process:
         # _pool_args stays behind too: the worker never needs it, and its initargs may hold
         # multiprocessing objects that only travel by inheritance (the pool passes those to
         # its workers at start; pickling them again with the target would be refused)
+        # _args and _kwargs travel as the task's own arguments (see _run_process)
         runtime = ("_lock", "_pool", "_future", "_stop_signal", "_last_pid", "_pool_args")
-        return {k: v for k, v in self.__dict__.items() if k not in runtime}
+        left = (*runtime, "_args", "_kwargs")
+        return {k: v for k, v in self.__dict__.items() if k not in left}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -152,7 +154,7 @@ class Process:
 
             stop_at_exit(backend_of(self._pool))
         try:
-            self._future = self._pool.submit(self.run)
+            self._future = self._pool.submit(_run_process, self, self._args, self._kwargs)
         except BaseException:
             self._pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
             raise
@@ -297,6 +299,14 @@ def _exitcode_of(error: BaseException | None) -> int:
         return -signal.SIGTERM
     exitcode = getattr(error, "exitcode", None)  # WorkerCrashed: the dead worker's own code
     return exitcode if isinstance(exitcode, int) else 1
+
+
+def _run_process(process: Process, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """In the worker: ``process.run()``. The target's arguments travel as the task's own,
+    not inside the pickled Process, so that large buffers among them go out of band
+    (anypool._wire._shm) on the process backend."""
+    process._args, process._kwargs = args, kwargs
+    return process.run()
 
 
 def _drop_parent_frames(future: Future[Any]) -> None:
