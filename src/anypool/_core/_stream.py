@@ -32,9 +32,6 @@ import functools
 import inspect
 import os
 import pickle
-import select
-import socket
-import tempfile
 import threading
 import time
 import weakref
@@ -49,6 +46,7 @@ from .._observe._progress import ProgressHook, progress_hook
 from .._task import fn_name
 
 if TYPE_CHECKING:
+    import socket
     from multiprocessing.connection import Connection
 
     from ._pool import Pool
@@ -237,6 +235,7 @@ class _SocketEnd:
         self.__init__(*state)  # type: ignore[misc]
 
     def open(self) -> bool:
+        import socket
         from multiprocessing.connection import Connection
 
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -325,6 +324,10 @@ class _SocketChannel:
     directory; the worker connects and proves itself with the token."""
 
     def __init__(self, buffer: int) -> None:
+        # imported here: a pool that never streams to a process does not pay for them
+        import socket
+        import tempfile
+
         self._dir = tempfile.mkdtemp(prefix="anypool-stream-")
         path = os.path.join(self._dir, "s")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -341,6 +344,7 @@ class _SocketChannel:
         self._send_lock = threading.Lock()  # acks (consumer) and stop (pool shutdown)
 
     def _accept(self, wait: float) -> bool:
+        import select
         from multiprocessing.connection import Connection
 
         listener = self._listener
