@@ -24,8 +24,8 @@ on Linux; anypool's default is forkserver). The child also samples its RSS (ever
 and reports the peak growth over the RSS once the pool was warm.
 
 --threshold: round trips of ``pool.submit(len, bytes(n))`` on one worker for n from 4 KiB
-to 4 MiB, with out of band forced on (threshold 0) and off (threshold above n): where the
-two lines cross is anypool._wire._shm.OOB_THRESHOLD.
+to 4 MiB, the argument out of band (threshold 0) and in band (threshold above n) in
+alternation, medians of 180 each: where the two cross is anypool._wire._shm.OOB_THRESHOLD.
 """
 
 from __future__ import annotations
@@ -206,21 +206,31 @@ def child(case: str, library: str) -> None:
 
 
 # -- the threshold sweep -------------------------------------------------------------------------
-def threshold_child(size: int, out_of_band: bool) -> None:
+SWEEP_SIZES = [k << 10 for k in (4, 16, 32, 64, 128, 256, 512, 1024, 4096)]
+
+
+def threshold_child() -> None:
+    """One pool; for each size, round trips with the argument in band and out of band,
+    alternated (only the writer, this process, decides: the worker reads either)."""
     import anypool
     from anypool._wire import _shm
 
-    _shm.OOB_THRESHOLD = 0 if out_of_band else 1 << 40  # forkserver workers read it too
-    data = bytes(size)
-    with anypool.Pool("process", workers=1, start_method="fork") as pool:
-        for _ in range(20):
-            pool.submit(tasks.length, data).result()
-        times = []
-        for _ in range(200):
-            start = time.perf_counter()
-            pool.submit(tasks.length, data).result()
-            times.append(time.perf_counter() - start)
-    print("RESULT " + json.dumps({"us": statistics.median(times) * 1e6}))
+    rows = []
+    with anypool.Pool("process", workers=1) as pool:
+        for size in SWEEP_SIZES:
+            data = bytes(size)
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for round_ in range(400):
+                out_of_band = round_ % 2 == 1
+                _shm.OOB_THRESHOLD = 0 if out_of_band else 1 << 40
+                start = time.perf_counter()
+                pool.submit(tasks.length, data).result()
+                if round_ >= 40:  # warm: segments cached, caches hot
+                    times[out_of_band].append(time.perf_counter() - start)
+            rows.append(
+                [size, statistics.median(times[False]) * 1e6, statistics.median(times[True]) * 1e6]
+            )
+    print("RESULT " + json.dumps({"rows": rows}))
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -247,14 +257,13 @@ def _available(library: str, use_ray: bool) -> bool:
 
 
 def _sweep() -> None:
+    result = _in_child("--threshold-child")
+    if result is None:
+        return
     print("| bytes | in band (us per round trip) | out of band (us) | out of band / in band |")
     print("|---|---|---|---|")
-    for size in [4 << 10, 16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20]:
-        inband = _in_child("--threshold-child", str(size), "0")
-        oob = _in_child("--threshold-child", str(size), "1")
-        if inband and oob:
-            ratio = oob["us"] / inband["us"]
-            print(f"| {size >> 10} KiB | {inband['us']:.0f} | {oob['us']:.0f} | {ratio:.2f} |")
+    for size, inband, oob in result["rows"]:
+        print(f"| {size >> 10} KiB | {inband:.0f} | {oob:.0f} | {oob / inband:.2f} |")
 
 
 def main() -> None:
@@ -265,13 +274,13 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="include Ray tasks")
     parser.add_argument("--threshold", action="store_true", help="the threshold sweep only")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--threshold-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--threshold-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
     if args.threshold_child:
-        threshold_child(int(args.threshold_child[0]), args.threshold_child[1] == "1")
+        threshold_child()
         return
     if args.threshold:
         _sweep()

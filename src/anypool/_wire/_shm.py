@@ -56,12 +56,15 @@ __all__ = [
     "segment_size",
 ]
 
-# Buffers at least this large travel out of band (measured: benchmarks/bench_payload.py
-# --threshold, docs/design.md "Zero-copy payloads"). Out of band costs a fixed ~60 us per
-# message (memfd_create, pwrite, sendmsg, recvmsg, mmap, munmap); in band costs about five
-# copies of the bytes on their way through the pipe. The two meet near 64 KiB; below it a
-# segment is slower, above it the pipe is, and by 1 MiB out of band is several times faster.
-OOB_THRESHOLD = 64 * 1024
+# Buffers at least this large travel out of band (measured with benchmarks/bench_payload.py
+# --threshold; docs/design.md, "Zero-copy payloads"). A segment costs a fixed ~100 us per
+# round trip on the 2-core VM (pwrite, a second sendmsg/recvmsg for the descriptor and the
+# wake-up it may cost, fstat, mmap, munmap); in band costs copies of the bytes through the
+# pipe, and a frame larger than the socket's buffer (~208 KiB) makes the writer wait for
+# the reader. Measured round trips, in band / out of band: 128 KiB 316 / 357 us, 256 KiB
+# 1062 / 631 us, 1 MiB 5.6 / 2.6 ms. Lower wastes ~100 us on buffers that copy faster
+# than that; higher sends 200 KiB+ frames over the pipe's cliff.
+OOB_THRESHOLD = 128 * 1024
 # Linux only: memfd_create (3.8+) and SCM_RIGHTS through socket.send_fds (3.9+).
 SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "memfd_create")
 PROTOCOL = 5
