@@ -320,3 +320,18 @@ def test_shutdown_stops_a_stream_nobody_reads(backend: str) -> None:
     assert finished.value == 2  # GeneratorExit in the worker
     with pytest.raises(anypool.PoolClosed, match="shut down"):
         list(stream)
+
+
+def test_shutdown_stops_a_worker_blocked_on_a_full_socket() -> None:
+    # A slow generator sends nearly every item as its own message; with nobody reading,
+    # the socket fills long before the buffer does and the worker blocks in send(),
+    # where it cannot read a stop message: stopping shuts the socket down instead.
+    pool = anypool.Pool("process", workers=1)
+    stream = pool.stream(steady, 100_000, 0.0025, buffer=100_000)
+    next(stream)
+    time.sleep(2.0)  # ~800 messages: the socket filled after 200-400 on Linux
+    start = time.monotonic()
+    pool.shutdown(wait=True)
+    assert time.monotonic() - start < 5
+    with pytest.raises(anypool.PoolClosed):
+        list(stream)

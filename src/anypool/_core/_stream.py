@@ -67,7 +67,6 @@ _TICK_S = 0.002
 _POLL_S = 0.05
 # After the worker's end of a socket closed, how long to wait for the task's outcome.
 _OUTCOME_WAIT_S = 30.0
-_STOP = -1
 _END: Any = None  # the last message of a stream: "no more items"
 
 
@@ -264,8 +263,13 @@ class _SocketEnd:
                 self._cond.wait(_POLL_S)
             return 0 if self.stopping else self.buffer - (self._produced - self._acked)
 
-    def _send_pending(self) -> None:
-        with self._send_lock:
+    def _send_pending(self, blocking: bool = True) -> None:
+        # A send blocks while the socket is full (the consumer reads slowly): that is
+        # backpressure too. The link thread does not queue behind the producer's send, so
+        # that it keeps reading acks meanwhile.
+        if not self._send_lock.acquire(blocking):
+            return
+        try:
             pending = self.pending
             n = len(pending)
             if not n or self.stopping:
@@ -274,31 +278,29 @@ class _SocketEnd:
             batch = pending[:n]
             del pending[:n]
             self._flushed_at = time.monotonic()
-            try:
-                self._conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                self._lost()
+            self._conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+        except OSError:  # the consumer shut the socket: stop
+            self._lost()
+        finally:
+            self._send_lock.release()
 
     def _run_link(self) -> None:
-        """Reads acks and stop, and sends a batch the producer left waiting (it is
-        inside a slow next())."""
+        """Reads acks (the end of the socket is the consumer's stop), and sends a batch the
+        producer left waiting (it is inside a slow next())."""
         conn = self._conn
         while not self._done:
             try:
                 if conn.poll(_TICK_S):
                     self._received(int.from_bytes(conn.recv_bytes(), "little", signed=True))
                 elif self.pending and time.monotonic() - self._flushed_at >= _TICK_S:
-                    self._send_pending()
+                    self._send_pending(blocking=False)
             except (EOFError, OSError):
                 self._lost()
                 return
 
     def _received(self, n: int) -> None:
         with self._cond:
-            if n == _STOP:
-                self.stopping = self.attention = True
-            else:
-                self._acked += n
+            self._acked += n
             self._cond.notify_all()
 
     def _lost(self) -> None:
@@ -405,8 +407,27 @@ class _SocketChannel:
                     pass  # the worker's side is gone; take() will say so
 
     def stop(self) -> None:
-        self._send(_STOP)
+        """Shut the socket down both ways: the worker's link thread reads its end, or its
+        blocked send fails, either way at once; a stop message could wait behind a full
+        socket. Safe from another thread while the consumer reads: shutdown(), unlike
+        close(), leaves the descriptor in place, and the reader gets an end of file."""
+        import socket
+
         self._close_listener()  # a worker that has not started yet finds nobody
+        with self._send_lock:
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                sock = socket.socket(fileno=os.dup(conn.fileno()))
+            except OSError:
+                return  # already closed
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the worker's side is gone already
+        finally:
+            sock.close()
 
     def close(self) -> None:
         self._close_listener()
