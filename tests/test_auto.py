@@ -527,3 +527,65 @@ def test_a_steady_function_is_not_decided_again(
     assert decision == first  # checked (see the next assert), found steady, kept
     profile = pool._backend._profiles[nap]  # type: ignore[attr-defined]
     assert profile.check_gap > 0.02, "no drift check ran"
+
+
+def test_large_cheap_items_are_decided_from_one_window(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    # 8 MiB items through len(): copying one costs ~8 ms, computing it ~1 us, and map
+    # holds only a few such items in flight: a second window would only wait for the next
+    pool = make_pool()
+    assert list(pool.map(len, [bytes(8 << 20)] * 4)) == [8 << 20] * 4
+    decision = pool.explain()
+    assert decision.backend == "inline", str(decision)
+    assert decision.measurements is not None
+    assert decision.measurements.item_bytes >= 8 << 20
+    assert pool._backend._profiles[len].sampler.windows == 1  # type: ignore[attr-defined]
+
+
+_START_AHEAD_SCRIPT = """
+import os
+
+import anypool
+from anypool._auto import _router
+
+
+def busy_pid(n):
+    i = 0
+    for _ in range(n):
+        i += 1
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    warm_at_decision = []
+    decide = _router.AutoBackend._decide
+
+    def spy(self, profile, partial=None):
+        warm_at_decision.append(self._warm is not None or "process" in self._sides)
+        decide(self, profile, partial)
+
+    _router.AutoBackend._decide = spy
+    with anypool.Pool() as pool:
+        pids = list(pool.map(busy_pid, [{n}] * 30))
+        decision = pool.explain()
+        assert decision.backend == "process", str(decision)
+        sampled = pool._backend._profiles[busy_pid].sampler.samples
+    assert warm_at_decision and warm_at_decision[0], warm_at_decision
+    assert set(pids) - {{os.getpid()}}, "no task ran in a worker process"
+    print(pids.count(os.getpid()), sampled)
+"""
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_processes_start_while_a_cpu_bound_function_is_sampled(tmp_path: Path) -> None:
+    # A fresh interpreter: its forkserver starts cold (~250 ms here), as in a program's
+    # first process pool. The first task computes all along, so the workers start while it
+    # is sampled, and the probe thread runs the function's tasks until they run theirs.
+    script = tmp_path / "start_ahead.py"
+    script.write_text(_START_AHEAD_SCRIPT.format(n=BUSY_N))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stderr
+    here, sampled = map(int, proc.stdout.split())
+    assert here > sampled, f"the probe ran {here} tasks, only its {sampled} samples"

@@ -159,6 +159,24 @@ def test_tiny_submitted_tasks_run_inline() -> None:
     assert decision.workers == 1
 
 
+def test_large_cheap_items_in_a_map_stay_in_the_caller() -> None:
+    # 8 MiB items through a 4 us function: map holds only ~2 such items in flight, so each
+    # chunk is a hand-off however cheap the work; running them in the caller wins
+    small = Measurements(1, 4e-6, 4e-6, transfer_s=8e-3, chunked=True)
+    assert choose_backend(snap(), small).backend == "thread"  # the byte bound unknown
+    large = dataclasses.replace(small, item_bytes=8 << 20)
+    decision = choose_backend(snap(), large)
+    assert decision.backend == "inline", str(decision)
+    assert decision.chunksize == 1
+
+
+def test_item_bytes_bound_chunks_only_when_large() -> None:
+    # 10 KB records: 800 of them fit the read-ahead bound, which leaves 20 ms chunks be
+    m = Measurements(8, 8 * 50e-6, 8 * 50e-6, transfer_s=5e-6, chunked=True)
+    sized = dataclasses.replace(m, item_bytes=10_000)
+    assert choose_backend(snap(), sized).chunksize == choose_backend(snap(), m).chunksize == 400
+
+
 def test_processes_win_when_tasks_outweigh_pickling() -> None:
     # 200 us of computing per item against 5 us of pickling: chunked processes pay off
     m = Measurements(8, 8 * 200e-6, 8 * 200e-6, transfer_s=5e-6, chunked=True)
@@ -312,6 +330,8 @@ def test_bad_measurements_rejected() -> None:
         Measurements(0, 1.0, 1.0)
     with pytest.raises(ValueError, match="usable_cpus"):
         RuntimeSnapshot(True, 0, ALL)
+    with pytest.raises(ValueError, match="item_bytes"):
+        Measurements(1, 1.0, 1.0, item_bytes=-1)
 
 
 def test_time_waiting_for_a_busy_cpu_is_not_io() -> None:

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._scheduler._chunking import item_bytes
 from .._scheduler._select import Measurements
 
 __all__ = [
@@ -82,6 +83,12 @@ NO_VALUE = object()  # the item raised: there is no result to pickle
 # times took longer than a whole map of 50 of them on threads.
 LARGE_BUFFER = 1 << 20
 BUFFER_BYTES_PER_S = 1e9
+# A function whose items are this much cheaper to compute than to copy is decided from
+# its first window when its items are large (LARGE_BUFFER): no backend that copies can
+# pay, map holds only a couple of such items in flight, so each further window waits a
+# round trip for the next item and costs more than the work it measures (50 x len() of
+# 8 MiB: ~2 ms in all, where 2 windows more cost ~1 ms).
+TRIVIAL_SHARE = 0.01
 
 
 def _dumps(obj: object) -> bytes:
@@ -251,12 +258,22 @@ class Sampler:
         self.problem: str | None = None
         self._fn_checked = False
         self._transfers: list[float] = []
+        self._bytes: list[int] = []  # each probed item's argument bytes
         self._per_item: list[float] = []  # each window's active seconds per item
 
     def enough(self) -> bool:
         if self.windows >= MAX_SAMPLES or self.wall_s >= PROBE_MAX_WALL_S:
             return True
         return self.windows > 0 and self.active_s() >= PROBE_BUDGET_S
+
+    def decisive(self) -> bool:
+        """One window is enough: the items are large and trivially cheap to compute next to
+        copying them (see TRIVIAL_SHARE), so only a backend that does not copy can win."""
+        if self.windows < 1 or not self._transfers or not self._bytes:
+            return False
+        transfer = sum(self._transfers) / len(self._transfers)
+        large = min(self._bytes) >= LARGE_BUFFER
+        return large and self.per_item_s() < TRIVIAL_SHARE * transfer
 
     def active_s(self) -> float:
         """Wall time the samples were not kept off a CPU by other programs or threads."""
@@ -276,21 +293,27 @@ class Sampler:
             self._per_item.append(max(0.0, w.wall - w.queued - w.gil) / w.items)
 
     def probe_call(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> float | None:
-        """Before an item runs: do the function and its arguments pickle? Returns the
-        arguments' round-trip seconds, or None when not probed (enough probes, or a problem).
-
-        Checked before running, so that a choice made while a long first task still
-        runs already knows whether the call can reach a process.
-        """
+        """Before an item runs: do its arguments pickle, and how large are they? Returns
+        the arguments' round-trip seconds, or None when not probed (enough probes, or a
+        problem). Checked before running, so that a choice made while a long first task
+        still runs already knows whether the call can reach a process (the function
+        itself: :meth:`check_function`)."""
         if self.problem is not None or len(self._transfers) >= PICKLE_PROBES:
             return None
+        self._bytes.append(sum(map(item_bytes, _parts((args, kwargs)))))
+        seconds, self.problem = _round_trip((args, kwargs), "arguments")
+        return seconds if self.problem is None else None
+
+    def check_function(self, fn: Callable[..., Any]) -> bool:
+        """Does ``fn`` reach a worker process? Checked once, and only when a choice would
+        send it to one (pickling a script's function by value takes ~0.5 ms, a quarter
+        of a whole map of 50 cheap calls on large items); False records the problem."""
         if not self._fn_checked:
             self._fn_checked = True
-            self.problem = _function_problem(fn)
-        if self.problem is None:
-            seconds, self.problem = _round_trip((args, kwargs), "arguments")
-            return seconds
-        return None
+            problem = _function_problem(fn)
+            if problem is not None and self.problem is None:
+                self.problem = problem
+        return self.problem is None
 
     def probe_result(self, value: Any, args_s: float | None) -> None:
         """After an item ran: does its result pickle? Record the item's transfer cost."""
@@ -328,6 +351,7 @@ class Sampler:
             partial=partial is not None,
             preempted_s=preempted,
             gil_wait_s=min(gil, off - preempted),
+            item_bytes=sum(self._bytes) // len(self._bytes) if self._bytes else 0,
         )
 
     def _typical_scale(self, samples: int, active: float) -> float:

@@ -7,12 +7,15 @@
         │ undecided, or a drift check due:
         │   TaskQueue ─► probe thread: a window of calls of one function, timed on its own
         │                clocks (tiny calls batched), pickling probed ─► the profile's Sampler
-        │                        │ enough samples, or the   ┌── Deadlines thread
-        │                        │ budget runs out mid-task ┘
-        │                        ▼
+        │                        │ enough samples, or the   ┌── Deadlines thread; also, at
+        │                        │ budget runs out mid-task ┘   PEEK_S into a first task that
+        │                        │                              computes all along: a process
+        │                        ▼                              side starts ahead (_warm)
         │          choose_backend(snapshot, measurements)  ─► Decision for that function
-        │                        │ creates the side if new (or grows it), moves the
-        │                        ▼ function's queued tasks to it
+        │                        │ creates the side if new (or adopts _warm, or grows it),
+        │                        ▼ moves the function's queued tasks to it; a side still
+        │                          starting gets 2 per worker, and the probe thread runs
+        │                          the others itself until the side runs one (hand-off)
         └ a decided function's task, now and then ─► probe thread again: measured
                    alone; a profile that drifted (kind, or 4x the task time) is decided anew
 
@@ -43,6 +46,7 @@ from .._local._queue import TaskQueue
 from .._runtime import free_threaded_build, gil_enabled, usable_cpus
 from .._scheduler._select import (
     AUTO_CANDIDATES,
+    CPU_BOUND,
     REQUIREMENTS,
     Candidate,
     Decision,
@@ -110,6 +114,11 @@ MAX_PROFILES = 256
 # A running first task whose run-queue share is above this is on a busy machine: its
 # partial reading is not trusted (see _overdue).
 _BUSY_SHARE = 0.1
+# A function's first task is looked at this long after it started: if it has computed all
+# along, worker processes are started then (see _peek), not after the sample, because
+# starting them takes ~250 ms on the 2-core VM (the forkserver imports its modules), five
+# times the sample. A task shorter than this has told nothing worth a process start.
+PEEK_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,7 @@ class _Profile:
 
     def __init__(self, key: Any, fn: Callable[..., Any], required: set[str]) -> None:
         self.key = key
+        self.fn = fn
         self.name = function_name(fn)
         self.required = set(required)
         self.sampler = Sampler()
@@ -227,6 +237,9 @@ class _Profile:
         self.check_gap = CHECK_AFTER_S
         self.checker: Sampler | None = None
         self.check_task: Task | None = None
+        # Decided for a side that had not started yet: the tasks it got first. Until one of
+        # them runs, the probe thread runs the function's other tasks itself (see _helps).
+        self.handoff: list[Task] | None = None
 
 
 class AutoBackend(Backend):
@@ -279,6 +292,7 @@ class AutoBackend(Backend):
         self._deadlines: Deadlines | None = None
         self._abandoned = False  # the probe thread is stuck in a timed-out or killed task
         self._closed = False
+        self._warm: Backend | None = None  # a side started ahead of its decision (_peek)
         self._prefix = config.thread_name_prefix or f"anypool-auto-{next(_ids)}"
         register_for_exit(self)
 
@@ -306,6 +320,9 @@ class AutoBackend(Backend):
                 self._enqueue(task)
                 return
             if probing and profile.routed and self._take_for_check(profile, task):
+                self._enqueue(task)
+                return
+            if profile.handoff is not None:  # its side is starting: the probe helps meanwhile
                 self._enqueue(task)
                 return
         if undecided:  # a probe thread would break require=, or is stuck: decide unmeasured
@@ -390,6 +407,10 @@ class AutoBackend(Backend):
                 with self._lock:
                     profile = self._profile(task.fn)
                     moved = profile.side is not None and task is not profile.check_task
+                    helping = moved and self._helps(profile, task)
+                if helping:
+                    self._help(task)
+                    continue
                 if moved:  # decided while it waited here (the deadline thread decided)
                     self._move(profile, task)
                     continue
@@ -467,7 +488,7 @@ class AutoBackend(Backend):
                 profile.sampler.add(measured)
             sampler = profile.sampler
             idle = not len(self._queue) and sampler.windows >= IDLE_SAMPLES
-            ready = profile.side is None and (sampler.enough() or idle)
+            ready = profile.side is None and (sampler.enough() or idle or sampler.decisive())
         if ready:  # before delivering: whoever gets this result can already explain()
             self._decide(profile)
         elif checking:
@@ -531,6 +552,8 @@ class AutoBackend(Backend):
             handles.append(
                 self._at(now + max(0.0, budget_left), lambda: self._overdue(profile, task))
             )
+            if self._warmable(profile) is not None:
+                handles.append(self._at(now + PEEK_S, lambda: self._peek(profile, task)))
         if task.timeout is not None:
             handles.append(self._at(now + task.timeout, lambda: self._expire(profile, task)))
         return handles
@@ -557,6 +580,59 @@ class AutoBackend(Backend):
             read_cpu() - start.cpu,
             self._runqueue.read() - start.queued,
         )
+
+    def _warmable(self, profile: _Profile) -> str | None:
+        """The backend to start ahead of ``profile``'s decision should its first task turn
+        out to compute all along: one that computes in parallel where threads cannot
+        (processes, under the GIL, with 2+ CPUs) and that the function may use."""
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or self._warm is not None or profile.sampler.windows:
+                return None
+            if not snapshot.gil_enabled or snapshot.usable_cpus < 2:
+                return None
+            if profile.sampler.problem is not None:
+                return None
+            prefer = self._settings.prefer
+            for cand in snapshot.candidates:
+                caps = cand.capabilities
+                if not (caps.needs_pickling and caps.parallel_cpu) or cand.name in self._sides:
+                    continue
+                if unmet(caps, profile.required, snapshot.gil_enabled):
+                    continue
+                if prefer is not None and prefer != cand.name and not _keeps(prefer, caps):
+                    continue
+                return cand.name
+        return None
+
+    def _peek(self, profile: _Profile, task: Task) -> None:
+        """The first task of ``profile`` has run PEEK_S: if it computed all along, start the
+        backend _warmable names now, so that its workers start while the sample goes on.
+        The choice itself still waits for the sample; an unused warm side is shut down
+        with the pool."""
+        name = self._warmable(profile)
+        with self._lock:
+            current = self._current
+            running = current is not None and current[0] is task
+            partial = self._partial(task) if running and profile.side is None else None
+        if name is None or partial is None or self._closed:
+            return
+        wall, cpu, queued = partial
+        active = wall - queued
+        if active <= 0 or cpu < CPU_BOUND * active:
+            return
+        with self._lock:  # a process would get the function: does it reach one?
+            if not profile.sampler.check_function(profile.fn):
+                return
+        from .._backends import load_backend
+
+        workers = self._settings.workers or (self._snapshot.usable_cpus if self._snapshot else 1)
+        side: Backend | None = load_backend(name)(replace(self.config, workers=workers))
+        with self._lock:
+            if self._warm is None and not self._closed and name not in self._sides:
+                self._warm, side = side, None
+        if side is not None:  # raced with a decision or shutdown: not needed
+            side.shutdown(wait=False, cancel_pending=True, kill_running=False)
 
     def _overdue(self, profile: _Profile, task: Task) -> None:
         """The sample ran past the budget: decide now, from the finished samples, or, if
@@ -642,16 +718,65 @@ class AutoBackend(Backend):
                         failure.__cause__ = exc
                 closed = self._closed
                 moved = self._take_queued(profile) if failure is None else []
+                if new_side and self._may_help(profile):
+                    moved = self._start_handoff(profile, moved)
             if failure is not None:
                 self._break(failure)
                 return
             for task in moved:
                 self._move(profile, task)
-            profile.routed = True
+            profile.routed = profile.handoff is None
             if profile.check_at == math.inf and profile.decision is not None:
                 profile.check_at = time.monotonic() + profile.check_gap
         if closed and new_side and profile.side is not None:
             profile.side.shutdown(wait=False, cancel_pending=False, kill_running=False)
+
+    def _may_help(self, profile: _Profile) -> bool:
+        """Is ``profile``'s new side one that takes long to start (it pickles: processes),
+        with a probe thread free to run tasks meanwhile? Lock held."""
+        side = profile.side
+        return (
+            side is not None
+            and side.capabilities.needs_pickling
+            and self._sampling
+            and not self._abandoned
+            and not self._closed
+        )
+
+    def _start_handoff(self, profile: _Profile, queued: list[Task]) -> list[Task]:
+        """Of ``queued``, the tasks a starting side gets at once (two per worker: it has
+        work the moment it starts); the others go back to the probe, which runs them until
+        the side runs one of its own (_helps). Lock held."""
+        assert profile.decision is not None
+        first = queued[: 2 * profile.decision.workers]
+        for task in queued[len(first) :]:
+            self._queue.put(task)
+        profile.handoff = first
+        return first
+
+    def _helps(self, profile: _Profile, task: Task) -> bool:
+        """Does the probe thread run ``task`` itself, because its function's side is still
+        starting? Not a task with a timeout or retries (a thread cannot keep those
+        promises). Ends the hand-off once the side runs a task. Lock held."""
+        handoff = profile.handoff
+        if handoff is None:
+            return False
+        if not handoff or any(t.future.running() or t.future.done() for t in handoff):
+            profile.handoff = None
+            profile.routed = True  # new tasks go straight to the side from now on
+            return False
+        return task.timeout is None and not task.retries
+
+    def _help(self, task: Task) -> None:
+        """Run a task of a decided function on the probe thread, unmeasured."""
+        if not task.mark_started(threading.current_thread().name):
+            return
+        try:
+            value = task.run()
+        except BaseException as exc:
+            task.fail(exc)
+        else:
+            task.settle(value)
 
     def _take_queued(self, profile: _Profile) -> list[Task]:
         """Take this function's tasks out of the probe queue, leaving the others in order;
@@ -667,13 +792,14 @@ class AutoBackend(Backend):
     def _choose(self, profile: _Profile, measurements: Measurements | None) -> Decision:
         if self._snapshot is None:
             self._snapshot = take_snapshot()
-        decision = choose_backend(
-            self._snapshot,
-            measurements,
-            prefer=self._settings.prefer,
-            require=profile.required,
-            workers=self._settings.workers,
-        )
+        decision = self._select(profile, measurements)
+        # the function is pickled only once a process would get it (see
+        # Sampler.check_function): the same choice as checking it first, for less
+        copies = measurements is not None and measurements.picklable and self._copies(decision)
+        if copies and measurements and not profile.sampler.check_function(profile.fn):
+            problem = profile.sampler.problem
+            measurements = replace(measurements, picklable=False, pickle_error=problem)
+            decision = self._select(profile, measurements)
         reasons = decision.reasons
         if not self._sampling:
             reasons += (
@@ -682,12 +808,34 @@ class AutoBackend(Backend):
             )
         return replace(decision, reasons=reasons, function=profile.name)
 
+    def _select(self, profile: _Profile, measurements: Measurements | None) -> Decision:
+        assert self._snapshot is not None
+        return choose_backend(
+            self._snapshot,
+            measurements,
+            prefer=self._settings.prefer,
+            require=profile.required,
+            workers=self._settings.workers,
+        )
+
+    def _copies(self, decision: Decision) -> bool:
+        """Does the backend of ``decision`` pickle its tasks?"""
+        assert self._snapshot is not None
+        return any(
+            c.name == decision.backend and c.capabilities.needs_pickling
+            for c in self._snapshot.candidates
+        )
+
     def _side(self, decision: Decision) -> Backend:
         """The backend that runs ``decision``'s tasks: made on first use, grown when a
         function needs more workers than it has (never shrunk: other functions use it)."""
         from .._backends import load_backend
 
         side = self._sides.get(decision.backend)
+        warm = self._warm
+        if side is None and warm is not None and warm.name == decision.backend:
+            self._warm = None  # started by _peek: its workers are well on their way
+            side = self._sides[decision.backend] = warm
         if side is None:
             backend_type = load_backend(decision.backend)
             side = backend_type(replace(self.config, workers=decision.workers))
@@ -857,7 +1005,9 @@ class AutoBackend(Backend):
             probe.join()
         with self._routing:
             sides = list(self.sides().values())
-        for side in sides:
+            with self._lock:
+                warm, self._warm = self._warm, None
+        for side in sides if warm is None else [*sides, warm]:
             side.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
         if wait or kill_running:
             self._stop_deadlines()
@@ -877,6 +1027,12 @@ def _drift(old: Measurements | None, new: Measurements | None) -> str | None:
             f"(were ~{format_seconds(old.per_task_s)})"
         )
     return None
+
+
+def _keeps(prefer: str, caps: Capabilities) -> bool:
+    """Does a backend with ``caps`` stay in the running under ``prefer=`` (a trait it has;
+    a backend name is another backend's)?"""
+    return prefer not in AUTO_CANDIDATES and not unmet(caps, [prefer], gil_enabled())
 
 
 def _task_needs(task: Task) -> set[str]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from .._errors._exceptions import CapabilityError
 from ..abc import Capabilities
-from ._chunking import MAX_CHUNK, TARGET_CHUNK_S
+from ._chunking import MAX_CHUNK, MAX_READ_AHEAD_BYTES, TARGET_CHUNK_S
 
 __all__ = [
     "AUTO_CANDIDATES",
@@ -151,6 +151,9 @@ class Measurements:
     gil_wait_s: float = 0.0
     """Of ``wall_s``, the time the sampling thread likely waited for the GIL while other
     threads of this process computed (a busy caller). Left out of the shares too."""
+    item_bytes: int = 0
+    """Estimated bytes of one item's arguments (0: not measured). ``map`` holds at most
+    MAX_READ_AHEAD_BYTES of items in flight, so large items come in small chunks."""
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -161,6 +164,8 @@ class Measurements:
             raise ValueError("transfer_s must be >= 0 or None")
         if self.preempted_s < 0 or self.gil_wait_s < 0:
             raise ValueError("preempted_s and gil_wait_s must be >= 0")
+        if self.item_bytes < 0:
+            raise ValueError("item_bytes must be >= 0")
 
     @property
     def active_s(self) -> float:
@@ -374,7 +379,12 @@ def _cost_rank(caps: Capabilities) -> tuple[bool, bool]:
 def _chunk_items(m: Measurements) -> int:
     if not m.chunked:
         return 1
-    return max(1, min(MAX_CHUNK, int(TARGET_CHUNK_S / m.per_task_s)))
+    items = max(1, min(MAX_CHUNK, int(TARGET_CHUNK_S / m.per_task_s)))
+    if m.item_bytes:
+        # map keeps at most MAX_READ_AHEAD_BYTES of items in flight, in 2+ chunks: 50 items
+        # of 8 MiB go one or two at a time, each chunk a hand-off however cheap the work
+        items = min(items, max(1, MAX_READ_AHEAD_BYTES // (2 * m.item_bytes)))
+    return items
 
 
 def _estimate(
