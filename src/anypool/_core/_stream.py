@@ -10,11 +10,12 @@
         │ process / auto:   batches of up to N/4 items, pickled, over a Unix socket the
         │                   worker opens to this process (_SocketEnd ─► _SocketChannel);
         │                   a link thread there flushes a batch older than _TICK_S and
-        │                   reads the consumer's acks and stop
+        │                   reads the consumer's acks
         ▼
     StreamIterator.__next__ ◄── items ── _refill: acks delivered items, waits for more
-        │ close() / break / garbage collection / Ctrl-C ─► stop ─► the producer leaves
-        │ its loop at the next item and closes the generator (GeneratorExit runs there)
+        │ close() / break / garbage collection / Ctrl-C / Pool.shutdown (close_streams)
+        │ ─► stop (a flag; on a socket, its shutdown) ─► the producer leaves its loop at
+        │ the next item and closes the generator (GeneratorExit runs there)
         ▼ END, or the worker's side gone ─► the task's future says how it ended
           (StopIteration, the generator's exception, WorkerCrashed, TaskTimeout)
 
