@@ -335,3 +335,28 @@ def test_shutdown_stops_a_worker_blocked_on_a_full_socket() -> None:
     assert time.monotonic() - start < 5
     with pytest.raises(anypool.PoolClosed):
         list(stream)
+
+
+def test_process_streams_without_unix_sockets(
+    make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anypool._core import _stream
+
+    monkeypatch.setattr(_stream, "_UNIX_SOCKETS", False)  # as on Windows: loopback TCP
+    pool = make_pool("process", workers=1)
+    assert list(pool.stream(numbers, 3000, buffer=64)) == list(range(3000))
+    finished = pool.Value("i", 0)
+    with pool.stream(guarded, 1_000_000, finished) as stream:
+        next(stream)
+    assert wait_until(lambda: finished.value == 2)
+
+
+def test_a_shut_pool_refuses_streams(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    pool = anypool.Pool("process", workers=1)
+    pool.shutdown()
+    with pytest.raises(anypool.PoolClosed):
+        pool.stream(numbers, 3)
+    assert list(tmp_path.iterdir()) == []  # its socket's directory is gone

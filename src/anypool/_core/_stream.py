@@ -69,6 +69,8 @@ _POLL_S = 0.05
 # After the worker's end of a socket closed, how long to wait for the task's outcome.
 _OUTCOME_WAIT_S = 30.0
 _END: Any = None  # the last message of a stream: "no more items"
+# Process streams use Unix sockets where there are some; tests turn this off to try TCP.
+_UNIX_SOCKETS = True
 
 
 class _Empty:
@@ -217,7 +219,7 @@ class _SocketEnd:
     """The worker's end of a stream: connects back to the consumer's socket. Pickles as
     the address, a one-time token and the sizes; the rest is made in the worker."""
 
-    path: str
+    address: Any  # a Unix socket's path, or a loopback (host, port)
     token: bytes
     buffer: int
     batch: int
@@ -228,19 +230,22 @@ class _SocketEnd:
     def wake(self) -> None:
         pass
 
-    def __getstate__(self) -> tuple[str, bytes, int, int]:
-        return (self.path, self.token, self.buffer, self.batch)
+    def __getstate__(self) -> tuple[Any, bytes, int, int]:
+        return (self.address, self.token, self.buffer, self.batch)
 
-    def __setstate__(self, state: tuple[str, bytes, int, int]) -> None:
+    def __setstate__(self, state: tuple[Any, bytes, int, int]) -> None:
         self.__init__(*state)  # type: ignore[misc]
 
     def open(self) -> bool:
         import socket
         from multiprocessing.connection import Connection
 
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix = isinstance(self.address, str)
+        sock = socket.socket(socket.AF_UNIX if unix else socket.AF_INET, socket.SOCK_STREAM)
+        if not unix:  # acks are tiny: Nagle's delay would hold them back
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            sock.connect(self.path)
+            sock.connect(self.address)
         except OSError:  # the consumer closed the stream before it started
             sock.close()
             return False
@@ -331,29 +336,38 @@ class _SocketChannel:
         import socket
         import tempfile
 
-        self._dir = tempfile.mkdtemp(prefix="anypool-stream-")
-        path = os.path.join(self._dir, "s")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
+        if _UNIX_SOCKETS and hasattr(socket, "AF_UNIX"):
+            self._dir: str | None = tempfile.mkdtemp(prefix="anypool-stream-")
+            address: Any = os.path.join(self._dir, "s")
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:  # no Unix sockets (older Windows): loopback TCP, the token still guards it
+            self._dir = None
+            address = ("127.0.0.1", 0)
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(address)
         listener.listen(1)
         self._listener: socket.socket | None = listener
+        address = listener.getsockname()
         self._token = os.urandom(16)
         self._conn: Connection | None = None
         self.started_at: float | None = None
         batch = max(1, min(_BATCH_MAX, buffer // 4))
-        self.end = _SocketEnd(path, self._token, buffer, batch)
+        self.end = _SocketEnd(address, self._token, buffer, batch)
         self._unacked = 0
         self._ack_every = batch
         self._send_lock = threading.Lock()  # acks (consumer) and stop (pool shutdown)
 
     def _accept(self, wait: float) -> bool:
         import select
+        import socket
         from multiprocessing.connection import Connection
 
         listener = self._listener
         if listener is None or not select.select([listener], [], [], wait)[0]:
             return False
         sock, _ = listener.accept()
+        if self._dir is None:  # TCP: see _SocketEnd.open
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock.detach())
         if not conn.poll(_OUTCOME_WAIT_S) or conn.recv_bytes(64) != self._token:
             conn.close()  # not our worker
@@ -367,11 +381,12 @@ class _SocketChannel:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-            try:
-                os.unlink(self.end.path)
-                os.rmdir(self._dir)
-            except OSError:
-                pass
+            if self._dir is not None:
+                try:
+                    os.unlink(self.end.address)
+                    os.rmdir(self._dir)
+                except OSError:
+                    pass
 
     def take(self, wait: float) -> Any:
         """A batch, ``_END``, ``_EMPTY``, or ``_LOST`` when the worker's end closed
