@@ -68,6 +68,14 @@ def steady(n: int, gap: float) -> Iterator[int]:
         yield i
 
 
+def yields_a_lock(n: int) -> Iterator[Any]:
+    import threading
+
+    yield from range(n)
+    yield threading.Lock()
+    yield n
+
+
 def not_a_generator(x: int) -> int:
     return x
 
@@ -360,3 +368,14 @@ def test_a_shut_pool_refuses_streams(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     with pytest.raises(anypool.PoolClosed):
         pool.stream(numbers, 3)
     assert list(tmp_path.iterdir()) == []  # its socket's directory is gone
+
+
+def test_an_item_that_does_not_pickle_fails_the_stream_after_the_items_before(
+    make_pool: MakePool,
+) -> None:
+    pool = make_pool("process", workers=1)
+    got: list[Any] = []
+    with pytest.raises(anypool.SerializationError, match="a lock, cannot be pickled"):
+        got.extend(pool.stream(yields_a_lock, 5))
+    assert got == [0, 1, 2, 3, 4]
+    assert list(pool.stream(numbers, 3)) == [0, 1, 2]  # the worker is fine

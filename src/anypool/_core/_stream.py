@@ -42,7 +42,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._errors._exceptions import CapabilityError, PoolClosed, TaskTimeout
+from .._errors._exceptions import CapabilityError, PoolClosed, SerializationError, TaskTimeout
 from .._observe._progress import ProgressHook, progress_hook
 from .._task import fn_name
 
@@ -97,14 +97,17 @@ def drive_stream(end: Any, gen_fn: Callable[..., Any], args: Any, kwargs: dict[s
     iterator: Any = None
     try:
         iterator = _iterate(gen_fn(*args, **kwargs), gen_fn)
-        return _pump(end, iterator)
+        produced = _pump(end, iterator)
     finally:
         close = getattr(iterator, "close", None)
         try:
             if close is not None:
                 close()  # GeneratorExit at the paused yield when it stopped early
         finally:
-            end.finish()
+            end.finish()  # sends what is left
+    if end.error is not None:  # an item that does not pickle stopped it
+        raise end.error
+    return produced
 
 
 def _iterate(result: Any, gen_fn: Callable[..., Any]) -> Iterator[Any]:
@@ -122,6 +125,8 @@ def _pump(end: Any, iterator: Iterator[Any]) -> int:
     append = end.pending.append
     produced = used = 0
     room = end.flush(0)
+    if room <= 0:  # stopped before the first item
+        return 0
     limit = min(room, end.batch)
     for item in iterator:
         append(item)
@@ -155,6 +160,7 @@ class _LocalChannel:
         self.pending: deque[Any] = deque()
         self.stopping = False
         self.attention = False  # stopping, or the consumer waits: the producer must look
+        self.error: BaseException | None = None  # never set: nothing is pickled
         self._cond = threading.Condition(threading.Lock())
         self._produced = 0
         self._delivered = 0
@@ -226,6 +232,7 @@ class _SocketEnd:
     pending: list[Any] = field(default_factory=list)
     stopping: bool = False
     attention: bool = False  # == stopping: the consumer, in another process, is never woken
+    error: BaseException | None = None  # an item that does not pickle
 
     def wake(self) -> None:
         pass
@@ -284,11 +291,32 @@ class _SocketEnd:
             batch = pending[:n]
             del pending[:n]
             self._flushed_at = time.monotonic()
-            self._conn.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+            self._conn.send_bytes(self._dumps(batch))
         except OSError:  # the consumer shut the socket: stop
             self._lost()
         finally:
             self._send_lock.release()
+
+    def _dumps(self, batch: list[Any]) -> bytes:
+        """The batch pickled; when an item does not pickle, the items before it, and the
+        stream stops with a SerializationError naming it."""
+        try:
+            return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pass
+        for index, item in enumerate(batch):
+            try:
+                pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                error = SerializationError(
+                    f"an item the generator yielded, a {type(item).__name__}, cannot be "
+                    f"pickled to reach the caller: {exc!r}; the items before it were sent"
+                )
+                error.__cause__ = exc
+                self.error = error
+                self._lost()
+                return pickle.dumps(batch[:index], pickle.HIGHEST_PROTOCOL)
+        raise SerializationError("a batch of streamed items cannot be pickled")  # pragma: no cover
 
     def _run_link(self) -> None:
         """Reads acks (the end of the socket is the consumer's stop), and sends a batch the
@@ -395,14 +423,20 @@ class _SocketChannel:
             return _EMPTY
         conn = self._conn
         assert conn is not None
-        if self._unacked and not conn.poll(0):
-            self._send_ack()  # about to wait: the producer may be waiting for room
         try:
+            if self._unacked and not conn.poll(0):
+                self._send_ack()  # about to wait: the producer may be waiting for room
             if not conn.poll(wait):
                 return _EMPTY
-            return pickle.loads(conn.recv_bytes())
+            data = conn.recv_bytes()
         except (EOFError, OSError):
             return _LOST
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise SerializationError(
+                f"items the worker streamed cannot be unpickled in this process: {exc!r}"
+            ) from exc
 
     def ack(self, n: int) -> None:
         self._unacked += n
