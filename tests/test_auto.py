@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -589,3 +590,95 @@ def test_processes_start_while_a_cpu_bound_function_is_sampled(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     here, sampled = map(int, proc.stdout.split())
     assert here > sampled, f"the probe ran {here} tasks, only its {sampled} samples"
+
+
+async def snooze(x: float) -> float:
+    """An IO-bound coroutine: it waits, and computes next to nothing."""
+    await asyncio.sleep(x)
+    return x
+
+
+async def busy_coroutine(n: int) -> int:
+    """A CPU-bound coroutine: it never awaits, its loop can run nothing else meanwhile."""
+    return busy(n)
+
+
+def _coroutine_line(decision: anypool.Decision) -> str:
+    lines = [r for r in decision.reasons if r.startswith("coroutine function: ")]
+    assert len(lines) == 1, str(decision)
+    return lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_waiting_coroutines_stay_on_loops_in_this_process(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    pool = make_pool()
+    assert list(pool.map(snooze, [0.02] * 300)) == [0.02] * 300
+    decision = pool.explain().for_function(snooze)
+    assert decision.backend == "thread", str(decision)
+    assert decision.measurements is not None
+    assert decision.measurements.coroutine
+    # the chunk's 100 coroutines ran at once, yet each is measured as one of ~20 ms
+    assert decision.measurements.per_task_s >= 0.015, str(decision)
+    assert decision.measurements.cpu_fraction < 0.2, str(decision)
+    line = _coroutine_line(decision)
+    assert re.match(
+        r"coroutine function: CPU \d+% of each coroutine's time -> event loops in this process",
+        line,
+    ), line
+    assert "inline excluded: a coroutine's waits would block the caller" in str(decision)
+    # loops hold a chunk of coroutines each: a few threads, not one per coroutine
+    assert decision.workers <= 4, str(decision)
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_computing_coroutines_get_a_loop_in_each_process(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    pool = make_pool()
+    assert list(pool.map(busy_coroutine, [BUSY_N] * 8)) == [BUSY_N] * 8
+    futures = [pool.submit(snooze, 0.01) for _ in range(4)]
+    assert [f.result(timeout=30) for f in futures] == [0.01] * 4
+    decision = pool.explain().for_function(busy_coroutine)
+    assert decision.backend == "process", str(decision)
+    assert decision.workers == usable_cpus(), str(decision)
+    line = _coroutine_line(decision)
+    assert re.match(
+        rf"coroutine function: CPU \d+% of each coroutine's time -> an event loop in each of "
+        rf"{usable_cpus()} workers \(process",
+        line,
+    ), line
+    # each function of the pool is decided on its own: the waiting one stays here
+    waiting = pool.explain().for_function(snooze)
+    assert waiting.backend == "thread", str(waiting)
+    assert "one submitted coroutine at a time per loop" in _coroutine_line(waiting)
+
+
+def test_a_coroutine_function_decides_the_same_way_20_times() -> None:
+    seen = []
+    for _ in range(20):
+        with anypool.Pool() as pool:
+            assert list(pool.map(snooze, [0.005] * 50)) == [0.005] * 50
+            decision = pool.explain()
+        assert decision.measurements is not None
+        seen.append((decision.backend, decision.workers, decision.measurements.kind))
+    assert len(set(seen)) == 1, seen
+    assert seen[0][0] == "thread", seen
+
+
+def test_a_chunk_of_coroutines_is_counted_one_coroutine_at_a_time() -> None:
+    from anypool._auto._measure import Sampler, Window
+
+    sampler = Sampler()
+    # 100 coroutines ran at once: 50 ms of wall in all, 1 ms of CPU each
+    sampler.add(Window(100, wall=0.05 + 0.099, cpu=0.1), together=True)
+    m = sampler.measurements()
+    assert m is not None
+    assert m.samples == 100
+    assert m.per_task_s == pytest.approx(0.05, rel=0.01)  # one coroutine's own time
+    assert m.cpu_fraction == pytest.approx(0.02, rel=0.01)
+    alone = Sampler()
+    alone.add(Window(100, wall=0.149, cpu=0.1))  # as if one after another
+    assert alone.measurements().per_task_s == pytest.approx(0.00149)  # type: ignore[union-attr]

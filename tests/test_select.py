@@ -387,3 +387,52 @@ def test_decision_lists_functions() -> None:
     assert "\nanypool._core._pool.Pool: CPU" in text
     assert "\nmod.count: CPU" in text
     assert str(second) == "\n".join([second.reasons[0], *(f"  - {r}" for r in second.reasons[1:])])
+
+
+# -- coroutine functions ------------------------------------------------------------------
+def coroutines(cpu_share: float, *, chunked: bool = True, per_task: float = 0.02) -> Measurements:
+    n = 100
+    return Measurements(
+        n,
+        per_task * n,
+        per_task * n * cpu_share,
+        transfer_s=20e-6,
+        chunked=chunked,
+        coroutine=True,
+    )
+
+
+def test_waiting_coroutines_stay_on_loops_here_in_a_few_workers() -> None:
+    decision = choose_backend(snap(), coroutines(0.01))
+    assert decision.backend == "thread", str(decision)
+    assert decision.workers <= 3  # 100 coroutines per loop: not a thread per coroutine
+    assert "inline excluded: a coroutine's waits would block the caller" in decision.reasons
+    line = next(r for r in decision.reasons if r.startswith("coroutine function: CPU 1% "))
+    assert "event loops in this process" in line
+
+
+def test_waiting_coroutines_stay_here_even_when_many_could_fill_a_loop() -> None:
+    # 300 in flight at 5% CPU would keep one loop busy; still IO-bound: the loop stays
+    decision = choose_backend(snap(), coroutines(0.05, per_task=0.005))
+    assert decision.backend == "thread", str(decision)
+
+
+def test_computing_coroutines_get_a_loop_per_process() -> None:
+    decision = choose_backend(snap(cpus=4), coroutines(0.95))
+    assert (decision.backend, decision.workers) == ("process", 4)
+    line = next(r for r in decision.reasons if r.startswith("coroutine function: CPU 95% "))
+    assert "an event loop in each of 4 workers (process" in line
+
+
+def test_coroutines_that_compute_a_third_leave_the_parent_loop() -> None:
+    # many in flight: one loop would compute for all of them on one CPU
+    decision = choose_backend(snap(), coroutines(0.35))
+    assert decision.backend == "process", str(decision)
+    assert decision.workers >= 2
+
+
+def test_submitted_coroutines_run_one_per_worker() -> None:
+    decision = choose_backend(snap(), coroutines(0.01, chunked=False))
+    assert decision.backend == "thread"
+    assert decision.workers > 3  # one coroutine per loop at a time: waits need workers
+    assert any("one submitted coroutine at a time per loop" in r for r in decision.reasons)

@@ -255,6 +255,7 @@ class Sampler:
         self.preempted_s = 0.0
         self.gil_s = 0.0
         self.chunked = False
+        self.coroutine = False  # a coroutine function: see add(together=)
         self.problem: str | None = None
         self._fn_checked = False
         self._transfers: list[float] = []
@@ -282,7 +283,11 @@ class Sampler:
     def per_item_s(self) -> float:
         return self.active_s() / self.samples if self.samples else 0.0
 
-    def add(self, w: Window) -> None:
+    def add(self, w: Window, together: bool = False) -> None:
+        """Count a window. ``together``: its items ran at once (a map chunk of coroutines on
+        one event loop), so its wall time is about one coroutine's, not their sum."""
+        if together and w.items > 1:
+            w = _one_at_a_time(w)
         self.samples += w.items
         self.windows += 1
         self.wall_s += w.wall
@@ -352,6 +357,7 @@ class Sampler:
             preempted_s=preempted,
             gil_wait_s=min(gil, off - preempted),
             item_bytes=sum(self._bytes) // len(self._bytes) if self._bytes else 0,
+            coroutine=self.coroutine,
         )
 
     def _typical_scale(self, samples: int, active: float) -> float:
@@ -361,6 +367,25 @@ class Sampler:
             return 1.0
         typical = statistics.median(self._per_item)
         return min(1.0, typical * samples / active)
+
+
+def _one_at_a_time(w: Window) -> Window:
+    """A window of ``n`` coroutines that ran at once, as ``n`` coroutines one after another.
+
+    Each computed ``c = cpu / n``; the loop ran one computation at a time, so the last
+    coroutine started waiting after about ``(n - 1) c`` and one coroutine's own wall time
+    is ``t = active - (n - 1) c`` (at least ``c``). The window becomes ``n t`` of wall
+    time, with the waits for a CPU or the GIL scaled alike: a chunk of 100 sleeps of
+    50 ms is then 100 tasks of 50 ms that compute ~0.1 ms each, as submitted ones would be.
+    """
+    n = w.items
+    per_cpu = w.cpu / n
+    active = w.wall - w.queued - w.gil
+    if active <= 0:
+        return w
+    one = max(per_cpu, active - (n - 1) * per_cpu)
+    scale = n * one / active
+    return Window(n, w.wall * scale, w.cpu, w.queued * scale, w.gil * scale)
 
 
 # A running sample measured from outside: wall, CPU and run-queue seconds so far.

@@ -207,9 +207,22 @@ def _check_feasible(required: frozenset[str]) -> None:
 
 
 # -- the front ----------------------------------------------------------------------------
+def _coroutine_function(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The user's coroutine function that ``fn`` runs, or None: Pool wraps a coroutine
+    function in a callable that runs its coroutines on the worker's event loop, a map
+    chunk's at once (the ``_anypool_run_chunk`` protocol of anypool._task), and keeps the
+    function itself in ``.fn`` (anypool._core._aio.CoroutineCall)."""
+    if getattr(type(fn), "_anypool_run_chunk", None) is None:
+        return None
+    inner = getattr(fn, "fn", None)
+    return inner if callable(inner) else None
+
+
 def _profile_key(fn: Callable[..., Any]) -> Any:
     """What identifies a task function: bound methods share their function, partials the
-    function they wrap; an unhashable callable counts by identity."""
+    function they wrap, a coroutine function's wrapper the coroutine function; an
+    unhashable callable counts by identity."""
+    fn = _coroutine_function(fn) or fn
     while isinstance(fn, functools.partial):
         fn = fn.func
     fn = getattr(fn, "__func__", fn)
@@ -226,10 +239,12 @@ class _Profile:
 
     def __init__(self, key: Any, fn: Callable[..., Any], required: set[str]) -> None:
         self.key = key
-        self.fn = fn
-        self.name = function_name(fn)
+        self.fn = fn  # as tasks carry it: what a process would get
+        inner = _coroutine_function(fn)
+        self.name = function_name(inner or fn)
         self.required = set(required)
-        self.sampler = Sampler()
+        self.coroutine = inner is not None
+        self.sampler = self.new_sampler()
         self.decision: Decision | None = None
         self.side: Backend | None = None
         self.routed = False  # its queued tasks have moved: new ones go straight to the side
@@ -240,6 +255,11 @@ class _Profile:
         # Decided for a side that had not started yet: the tasks it got first. Until one of
         # them runs, the probe thread runs the function's other tasks itself (see _helps).
         self.handoff: list[Task] | None = None
+
+    def new_sampler(self) -> Sampler:
+        sampler = Sampler()
+        sampler.coroutine = self.coroutine
+        return sampler
 
 
 class AutoBackend(Backend):
@@ -364,7 +384,7 @@ class AutoBackend(Backend):
         profile.check_task = task
         profile.check_at = math.inf  # the hot path again until this check's window ends
         if profile.checker is None:
-            profile.checker = Sampler()
+            profile.checker = profile.new_sampler()
         return True
 
     def _enqueue(self, task: Task) -> None:
@@ -429,8 +449,10 @@ class AutoBackend(Backend):
         the way, if any."""
         with self._lock:
             per_item = profile.sampler.per_item_s()
-        if per_item <= 0 or per_item >= MIN_WINDOW_S:
-            return None  # the first window of a function is one task: its size is unknown
+        if per_item <= 0 or per_item >= MIN_WINDOW_S or profile.coroutine:
+            # the first window of a function is one task: its size is unknown; and a
+            # coroutine's window is one task, whose items ran together or alone
+            return None
         wanted = math.ceil(MIN_WINDOW_S / per_item)  # items
         items = batch[0].n_items
         while items < wanted and len(batch) < MAX_BATCH:
@@ -480,12 +502,13 @@ class AutoBackend(Backend):
             handle.cancel()
         if probing:
             self._probe_results(profile, probes, outcomes)
+        together = profile.coroutine and tasks[0].chunk  # see Sampler.add
         with self._lock:
             if checking:
                 assert profile.checker is not None
-                profile.checker.add(measured)
+                profile.checker.add(measured, together)
             elif profile.side is None:
-                profile.sampler.add(measured)
+                profile.sampler.add(measured, together)
             sampler = profile.sampler
             idle = not len(self._queue) and sampler.windows >= IDLE_SAMPLES
             ready = profile.side is None and (sampler.enough() or idle or sampler.decisive())

@@ -38,6 +38,7 @@ from ._chunking import MAX_CHUNK, MAX_READ_AHEAD_BYTES, TARGET_CHUNK_S
 
 __all__ = [
     "AUTO_CANDIDATES",
+    "COROUTINES_PER_WORKER",
     "REQUIREMENTS",
     "Candidate",
     "Decision",
@@ -98,6 +99,10 @@ _NOISE_WAITS = 0.3
 _NOISE_WAIT_S = 200e-6
 # Wall times are clamped to this floor so that instant tasks do not divide by zero.
 _TINY_S = 1e-7
+# Coroutines of a coroutine function that one worker (a thread or a process, each with its
+# event loop) has in flight: a map chunk's run together, up to this many (as
+# anypool._core._aio.COROUTINES_PER_CHUNK); a submitted coroutine runs alone.
+COROUTINES_PER_WORKER = 100
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,11 @@ class Measurements:
     item_bytes: int = 0
     """Estimated bytes of one item's arguments (0: not measured). ``map`` holds at most
     MAX_READ_AHEAD_BYTES of items in flight, so large items come in small chunks."""
+    coroutine: bool = False
+    """The function is a coroutine function: each worker runs its coroutines on an event
+    loop, a map chunk's together (COROUTINES_PER_WORKER), so waits overlap within a worker
+    and only the computing needs more CPUs. The figures are per coroutine: wall time from
+    its start to its end, CPU time of the thread that awaited it."""
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -376,9 +386,16 @@ def _cost_rank(caps: Capabilities) -> tuple[bool, bool]:
     return (caps.needs_pickling, caps.runs_in_caller)
 
 
+def _at_once(m: Measurements) -> int:
+    """Tasks one worker has in flight: coroutines of a map chunk share its event loop."""
+    return COROUTINES_PER_WORKER if m.coroutine and m.chunked else 1
+
+
 def _chunk_items(m: Measurements) -> int:
     if not m.chunked:
         return 1
+    if m.coroutine:  # a chunk is the coroutines a worker runs at once (map sizes it so)
+        return COROUTINES_PER_WORKER
     items = max(1, min(MAX_CHUNK, int(TARGET_CHUNK_S / m.per_task_s)))
     if m.item_bytes:
         # map keeps at most MAX_READ_AHEAD_BYTES of items in flight, in 2+ chunks: 50 items
@@ -403,16 +420,21 @@ def _estimate(
         overhead += DEFAULT_TRANSFER_S if m.transfer_s is None else m.transfer_s
     busy, cpu_busy = wall + overhead, cpu + overhead
     cpus = snap.usable_cpus if effective_parallel_cpu(caps, snap.gil_enabled) else 1
+    at_once = _at_once(m)
     if workers is None:
         cap = MAX_THREADS
         if caps.needs_pickling:
             cap = min(MAX_PROCESSES, snap.usable_cpus * MAX_PROCESSES_PER_CPU)
         # seconds waiting per second computing, less what measurement noise can produce
         waits = max(0.0, (busy - cpu_busy) / cpu_busy - _NOISE_WAITS)
-        workers = max(cpus, min(cap, math.ceil(cpus * (1 + WAIT_HEADROOM * waits))))
+        # tasks in flight: coroutines as many as threads would be (MAX_THREADS: a remote
+        # service may not welcome more), a loop's worth per worker
+        most = MAX_THREADS if m.coroutine else cap
+        in_flight = min(most, math.ceil(cpus * (1 + WAIT_HEADROOM * waits)))
+        workers = max(cpus, min(cap, math.ceil(in_flight / at_once)))
         if m.kind == "CPU-bound":
             workers = cpus  # more would only take turns on the same CPUs
-    rate = min(workers / busy, cpus / cpu_busy)
+    rate = min(workers * at_once / busy, cpus / cpu_busy)
     if caps.needs_pickling:
         rate = min(rate, 2.0 / overhead)  # the parent pickles and unpickles half of it, serially
     return Estimate(cand.name, workers, rate)
@@ -486,6 +508,41 @@ def _why_kind(
     return f"{m.kind}: running in parallel would not repay its overhead at this task size"
 
 
+def _waiting_coroutines(m: Measurements, shortlist: list[Candidate]) -> list[Candidate]:
+    """IO-bound coroutines stay on event loops in this process when one is allowed. The
+    estimates would send them to processes as soon as enough of them in flight could
+    keep one loop's CPU busy (300 sleeps of 5 ms at ~70 us of loop work each do), which
+    turns on the loop's own overhead, a few dozen microseconds, and on an unknown demand.
+    Below IO_BOUND of computing, a loop is rarely the limit; above it, the estimates
+    decide (a coroutine that parses what it fetched)."""
+    if not m.coroutine or m.kind != "IO-bound":
+        return shortlist
+    return [c for c in shortlist if not c.capabilities.needs_pickling] or shortlist
+
+
+def _why_loops(m: Measurements, chosen: Candidate, workers: int, snap: RuntimeSnapshot) -> str:
+    """The coroutine line of explain(): the CPU share, and where the event loops run."""
+    share = f"coroutine function: CPU {m.cpu_fraction:.0%} of each coroutine's time"
+    at_once = (
+        f"a map chunk's coroutines together, up to {COROUTINES_PER_WORKER} at once per loop"
+        if m.chunked
+        else "one submitted coroutine at a time per loop"
+    )
+    if effective_parallel_cpu(chosen.capabilities, snap.gil_enabled) and snap.usable_cpus > 1:
+        return (
+            f"{share} -> an event loop in each of {_workers(workers)} ({chosen.name}; "
+            f"{at_once}): their computing spreads over {snap.usable_cpus} CPUs, where "
+            "loops in this process would share one"
+        )
+    why = "the computing fits one CPU"
+    if m.kind == "IO-bound":
+        why = f"at most {IO_BOUND:.0%} of computing, a loop is rarely the limit"
+    return (
+        f"{share} -> event loops in this process ({chosen.name}, {_workers(workers)}; "
+        f"{at_once}): the waits overlap on a loop, and {why}"
+    )
+
+
 def _excluded_reasons(
     cands: tuple[Candidate, ...], require: frozenset[str], m: Measurements | None, gil: bool
 ) -> dict[str, str]:
@@ -496,6 +553,8 @@ def _excluded_reasons(
             out[cand.name] = "does not meet require=" + ", ".join(repr(r) for r in missing)
         elif m is not None and not m.picklable and cand.capabilities.needs_pickling:
             out[cand.name] = f"the function or its data does not pickle ({m.pickle_error})"
+        elif m is not None and m.coroutine and cand.capabilities.runs_in_caller:
+            out[cand.name] = "a coroutine's waits would block the caller"
     return out
 
 
@@ -586,7 +645,7 @@ def _measured(
     workers: int | None,
 ) -> Decision:
     estimates = {c.name: _estimate(c, snap, m, workers) for c in snap.candidates}
-    chosen, why = _pick(shortlist, estimates)
+    chosen, why = _pick(_waiting_coroutines(m, shortlist), estimates)
     count = estimates[chosen.name].workers
     head = f"{m.describe()}; {snap.describe()} -> {chosen.name} backend, {_workers(count)}"
     shown = [
@@ -594,10 +653,12 @@ def _measured(
         for e in estimates.values()
     ]
     reasons = [head, _why_kind(m, chosen, shortlist, snap)]
+    if m.coroutine:
+        reasons.append(_why_loops(m, chosen, count, snap))
     reasons.append("estimates: " + "; ".join(e.describe() for e in shown if not e.excluded))
     reasons.append(f"chose {chosen.name}: {why}")
     chunk = _chunk_items(m) if m.chunked else None
-    if chunk is not None and chunk > 1:
+    if chunk is not None and chunk > 1 and not m.coroutine:  # (the coroutine line says it)
         reasons.append(
             f"tasks of ~{format_seconds(m.per_task_s)}: map chunks of up to ~{chunk} items "
             "keep the per-task overhead small"
