@@ -76,6 +76,11 @@ def yields_a_lock(n: int) -> Iterator[Any]:
     yield n
 
 
+def blobs(n: int, size: int) -> Iterator[bytes]:
+    for i in range(n):
+        yield bytes([i % 256]) * size
+
+
 def not_a_generator(x: int) -> int:
     return x
 
@@ -379,3 +384,10 @@ def test_an_item_that_does_not_pickle_fails_the_stream_after_the_items_before(
         got.extend(pool.stream(yields_a_lock, 5))
     assert got == [0, 1, 2, 3, 4]
     assert list(pool.stream(numbers, 3)) == [0, 1, 2]  # the worker is fine
+
+
+def test_big_items_travel_a_few_at_a_time(make_pool: MakePool) -> None:
+    pool = make_pool("process", workers=1)
+    got = list(pool.stream(blobs, 40, 300_000))
+    assert [len(b) for b in got] == [300_000] * 40
+    assert [b[0] for b in got] == list(range(40))

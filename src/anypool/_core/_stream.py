@@ -62,6 +62,10 @@ DEFAULT_BUFFER = 1024
 # A process stream sends at most this many items per message (and at most buffer/4, so
 # that about four batches are in flight and the worker rarely waits for an ack).
 _BATCH_MAX = 256
+# ...and aims at messages of about this size: big items go a few at a time, so a batch
+# never holds hundreds of them pickled at once. The first batch is small, to measure.
+_BATCH_BYTES = 1 << 20
+_FIRST_BATCH = 16
 # An item the worker produced waits at most about this long in its unsent batch.
 _TICK_S = 0.002
 # The consumer looks at the task's future (crash, timeout, cancel) at least this often.
@@ -261,6 +265,7 @@ class _SocketEnd:
         self._send_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
         self._produced = self._acked = 0
+        self._max_batch, self.batch = self.batch, min(self.batch, _FIRST_BATCH)
         self._flushed_at = time.monotonic()
         self._done = False
         self._link = threading.Thread(target=self._run_link, name="anypool-stream-link")
@@ -291,7 +296,11 @@ class _SocketEnd:
             batch = pending[:n]
             del pending[:n]
             self._flushed_at = time.monotonic()
-            self._conn.send_bytes(self._dumps(batch))
+            data = self._dumps(batch)
+            # the next batches' size, from this one's bytes per item (read by _pump)
+            per_item = max(1, len(data) // n)
+            self.batch = max(1, min(self._max_batch, _BATCH_BYTES // per_item))
+            self._conn.send_bytes(data)
         except OSError:  # the consumer shut the socket: stop
             self._lost()
         finally:
