@@ -24,8 +24,9 @@ Workloads:
 Fixed pools are the backends at their defaults and, where the default is obviously
 not meant for the work, tuned (threads for sleeping, processes per CPU): the best
 fixed row per workload is what auto is held against. Reported: median and best
-seconds, and auto's median over the best fixed median (1.00 = as fast; > 1.10 misses
-the 10% target).
+seconds, the spread (fastest-slowest round), and auto's median over the best fixed
+median (1.00 = as fast; > 1.10 misses the 10% target). The load average is printed at
+the start and the end: on a shared machine, read the ratios against it.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def main() -> None:
     from _tasks import calibrate_spin
 
     spin_n = calibrate_spin(0.05)
+    load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     times: dict[tuple[str, str], list[float]] = {}
     chosen: dict[str, object] = {}
     for _ in range(args.rounds):
@@ -166,19 +168,29 @@ def main() -> None:
                     chosen[f"{workload} ({label})"] = result["chosen"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.rounds} rounds")
-    print(f"spin({spin_n}) ~ 50 ms; load average at the end: {load}\n")
-    print("| workload | pool | median s | best s | vs best fixed |")
+    print(f"spin({spin_n}) ~ 50 ms; load average at the start: {load_start}, at the end: {load}\n")
+    print("| workload | pool | median | spread (fastest-slowest) | vs best fixed |")
     print("|---|---|---|---|---|")
     for workload in args.only:
         medians = {label: statistics.median(times[(workload, label)]) for label in pools[workload]}
         fixed = min(m for label, m in medians.items() if not label.startswith("auto"))
         for label in pools[workload]:
             ratio = medians[label] / fixed
-            best = min(times[(workload, label)])
-            print(f"| {workload} | {label} | {medians[label]:.3f} | {best:.3f} | {ratio:.2f}x |")
+            runs = times[(workload, label)]
+            spread = f"{_duration(min(runs))}-{_duration(max(runs))}"
+            print(
+                f"| {workload} | {label} | {_duration(medians[label])} | {spread} | {ratio:.2f}x |"
+            )
     print()
     for name, picks in chosen.items():
         print(f"{name}: {picks} (last round)")
+
+
+def _duration(seconds: float) -> str:
+    """Seconds with three significant digits; milliseconds below a tenth of a second."""
+    if seconds < 0.1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
 
 
 if __name__ == "__main__":
