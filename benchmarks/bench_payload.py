@@ -174,8 +174,9 @@ def _run_ray(fn: Callable[..., Any], items: list[Any]) -> float:
 
     ray.init(num_cpus=WORKERS, include_dashboard=False, log_to_driver=False)
     try:
+        warm = ray.remote(tasks.length)
+        ray.get([warm.remote(b"x") for _ in range(8)])  # workers started
         remote = ray.remote(fn)
-        ray.get([remote.remote(b"x") for _ in range(8)]) if fn is not tasks.make_array else None
         start = time.perf_counter()
         refs = [remote.remote(item) for item in items]
         for ref in refs:  # in order, each dropped once taken, as the pools' consumers do
