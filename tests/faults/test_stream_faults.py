@@ -105,15 +105,17 @@ def test_ctrl_c_while_iterating_exits_promptly_without_orphans(
         start_new_session=True,
         text=True,
     )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     try:
         readable, _, _ = select.select([proc.stdout], [], [], 60)
-        line = proc.stdout.readline() if readable else ""  # type: ignore[union-attr]
-        assert line.strip() == "READY", proc.stderr.read()  # type: ignore[union-attr]
+        line = proc.stdout.readline() if readable else ""
+        assert line.strip() == "READY", proc.stderr.read()
         since = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(10)
         elapsed = time.monotonic() - since
-        err = proc.stderr.read()  # type: ignore[union-attr]
+        err = proc.stderr.read()
         assert "KeyboardInterrupt" in err or "CancelledError" in err, err
         assert elapsed < EXIT_BOUND_S, f"exited {elapsed:.2f} s after Ctrl-C"
         deadline = time.monotonic() + LEFTOVER_BOUND_S
@@ -126,5 +128,5 @@ def test_ctrl_c_while_iterating_exits_promptly_without_orphans(
             proc.wait()
         for p in processes_with_marker(marker):
             p.kill()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        proc.stdout.close()
+        proc.stderr.close()
