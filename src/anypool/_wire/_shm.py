@@ -201,10 +201,12 @@ def _dumps_plain(obj: Any, callback: Callable[[pickle.PickleBuffer], bool] | Non
 
 
 # -- segments ---------------------------------------------------------------------------------
-# Descriptors of segments this process wrote and still holds (sent and awaiting the reader's
-# verdict, or free for reuse). A forked child closes them at once: it would otherwise keep
-# them, and the memory behind them, for its whole life.
-_OWNED: set[int] = set()
+# Segments this process wrote and still holds (sent and awaiting the reader's verdict, or
+# free for reuse). A forked child closes their descriptors at once: it would otherwise keep
+# them, and the memory behind them, for its whole life. (Their mappings are not inherited,
+# MADV_DONTFORK; the child closes its mmap objects over the now empty range right away, so
+# that none of them can unmap what the child maps there later.)
+_OWNED: set[_Segment] = set()
 # Forks of this process so far. A mapping made before a fork may live on in the child (over
 # an object the child inherited), so it is never reported released: its segment is not
 # rewritten under the child's feet.
@@ -224,11 +226,8 @@ _AWAITING = 8
 def _close_owned_after_fork() -> None:
     global _FORKS
     _FORKS += 1
-    for fd in list(_OWNED):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    for segment in list(_OWNED):
+        segment.close()
     _OWNED.clear()
 
 
@@ -249,9 +248,50 @@ def segment_size(sizes: Sequence[int]) -> int:
     return sum(_aligned(size) for size in sizes)
 
 
-def _close(fd: int) -> None:
-    _OWNED.discard(fd)
-    os.close(fd)
+class _Segment:
+    """A memfd this process writes, mapped here once (shared, never inherited by a fork):
+    rewriting it is then a plain copy into pages that are already there."""
+
+    __slots__ = ("fd", "mapping", "size")
+
+    def __init__(self) -> None:
+        self.fd = os.memfd_create("anypool-payload", os.MFD_CLOEXEC)
+        self.size = 0
+        self.mapping: Any = None
+        _OWNED.add(self)
+
+    def fill(self, buffers: Sequence[memoryview]) -> None:
+        need = segment_size([b.nbytes for b in buffers])
+        if need > self.size:
+            import mmap
+
+            os.ftruncate(self.fd, need)
+            self._unmap()
+            self.mapping = mmap.mmap(self.fd, need)
+            if hasattr(mmap, "MADV_DONTFORK"):  # a forked child must not pin these pages
+                self.mapping.madvise(mmap.MADV_DONTFORK)
+            self.size = need
+        with memoryview(self.mapping) as whole:
+            offset = 0
+            for buffer in buffers:
+                flat = buffer if buffer.format == "B" and buffer.ndim == 1 else buffer.cast("B")
+                whole[offset : offset + flat.nbytes] = flat
+                offset += _aligned(flat.nbytes)
+
+    def _unmap(self) -> None:
+        if self.mapping is not None:
+            self.mapping.close()
+            self.mapping = None
+
+    def close(self) -> None:
+        _OWNED.discard(self)
+        try:
+            self._unmap()
+        finally:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass  # closed already (a forked child closes what it inherited)
 
 
 class Segments:
@@ -259,64 +299,44 @@ class Segments:
     message id) and the free ones it may rewrite. Only the writer's thread uses it."""
 
     def __init__(self) -> None:
-        self.awaiting: dict[int, tuple[int, int]] = {}  # message id -> (fd, size)
-        self.free: list[tuple[int, int]] = []
+        self.awaiting: dict[int, _Segment] = {}  # by message id
+        self.free: list[_Segment] = []
 
-    def write(self, buffers: Sequence[memoryview]) -> tuple[int, int]:
-        """(fd, size) of a segment holding ``buffers`` one after another (aligned): the
-        writer's one copy. The caller sends it, then calls sent() or discard()."""
-        need = segment_size([b.nbytes for b in buffers])
-        if self.free:
-            fd, size = self.free.pop()
-        else:
-            fd = os.memfd_create("anypool-payload", os.MFD_CLOEXEC)
-            _OWNED.add(fd)
-            size = 0
+    def write(self, buffers: Sequence[memoryview]) -> _Segment:
+        """A segment holding ``buffers`` one after another (aligned): the writer's one copy.
+        The caller sends its ``fd``, then calls sent() or discard()."""
+        segment = self.free.pop() if self.free else _Segment()
         try:
-            if size < need:
-                os.ftruncate(fd, need)
-                size = need
-            offset = 0
-            for buffer in buffers:
-                _pwrite_all(fd, buffer, offset)
-                offset += _aligned(buffer.nbytes)
+            segment.fill(buffers)
         except BaseException:
-            _close(fd)
+            segment.close()
             raise
-        return fd, size
+        return segment
 
-    def sent(self, message_id: int, fd: int, size: int) -> None:
-        self.awaiting[message_id] = (fd, size)
+    def sent(self, message_id: int, segment: _Segment) -> None:
+        self.awaiting[message_id] = segment
         if len(self.awaiting) > _AWAITING:
-            oldest = next(iter(self.awaiting))
-            _close(self.awaiting.pop(oldest)[0])
+            self.awaiting.pop(next(iter(self.awaiting))).close()
 
     @staticmethod
-    def discard(fd: int) -> None:
-        _close(fd)
+    def discard(segment: _Segment) -> None:
+        segment.close()
 
     def verdict(self, message_id: int, released: bool) -> None:
         """The reader no longer maps that message's segment (released), or may still."""
-        entry = self.awaiting.pop(message_id, None)
-        if entry is None:
+        segment = self.awaiting.pop(message_id, None)
+        if segment is None:
             return
-        if released and len(self.free) < _KEEP_FREE and entry[1] <= _KEEP_MAX_BYTES:
-            self.free.append(entry)
+        if released and len(self.free) < _KEEP_FREE and segment.size <= _KEEP_MAX_BYTES:
+            self.free.append(segment)
         else:
-            _close(entry[0])
+            segment.close()
 
     def close(self) -> None:
-        for fd, _ in [*self.awaiting.values(), *self.free]:
-            _close(fd)
+        for segment in [*self.awaiting.values(), *self.free]:
+            segment.close()
         self.awaiting.clear()
         self.free.clear()
-
-
-def _pwrite_all(fd: int, buffer: memoryview, offset: int) -> None:
-    view = buffer.cast("B") if buffer.format != "B" or buffer.ndim != 1 else buffer
-    done = 0
-    while done < view.nbytes:  # Linux writes at most 2 GiB - 4 KiB per call
-        done += os.pwrite(fd, view[done:], offset + done)
 
 
 class Mapped:

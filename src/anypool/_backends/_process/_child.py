@@ -129,13 +129,19 @@ def _die_with_parent(parent_pid: int, conn: Any) -> None:
 
 
 def _rss_bytes() -> int:
+    """Resident memory, less shared memory (RssShmem): the pages of the payload segments
+    this worker keeps mapped for reuse (anypool._wire._shm) are the pool's, not growth of
+    the worker's own, and must not retire it under ``max_worker_memory``."""
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
+        with open("/proc/self/status") as status:
+            fields = dict(line.split(":", 1) for line in status if line.startswith("Rss"))
+        kib = int(fields["RssAnon"].split()[0]) + int(fields["RssFile"].split()[0])
+        return kib * 1024
+    except (OSError, KeyError, ValueError):
+        pass  # no procfs (or an old kernel without the Rss* lines)
+    import psutil
 
-        return int(psutil.Process().memory_info().rss)
+    return int(psutil.Process().memory_info().rss)
 
 
 # -- pickling outcomes -----------------------------------------------------------------------
@@ -371,7 +377,7 @@ class _Worker:
             self.conn.send_bytes(header(task_id, flags) + body)
             return
         try:
-            fd, size = self.segments.write(buffers)
+            segment = self.segments.write(buffers)
         except OSError as exc:  # no memory for the segment: the task fails, we carry on
             from ..._errors._exceptions import SerializationError
 
@@ -383,11 +389,11 @@ class _Worker:
             return
         try:
             self.conn.send_bytes(header(task_id, flags, [b.nbytes for b in buffers]) + body)
-            send_segment(self.conn, fd)
+            send_segment(self.conn, segment.fd)
         except BaseException:
-            self.segments.discard(fd)
+            self.segments.discard(segment)
             raise
-        self.segments.sent(task_id, fd, size)
+        self.segments.sent(task_id, segment)
 
     def loop(self) -> None:
         while True:

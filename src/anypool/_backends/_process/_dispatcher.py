@@ -562,14 +562,14 @@ class ProcessBackend(Backend):
         # owned ones in a forked child), no pool of this process forks a worker.
         with _STARTING:
             try:
-                fd, size = worker.segments.write(buffers)  # the parent's one copy
+                segment = worker.segments.write(buffers)  # the parent's one copy
             except OSError as exc:
                 task.fail(_with_cause(_segment_error(task, exc), exc))
                 return
-        if self._send_frame(worker, task, task_id, fd):
-            worker.segments.sent(task_id, fd, size)
+        if self._send_frame(worker, task, task_id, segment.fd):
+            worker.segments.sent(task_id, segment)
         else:
-            worker.segments.discard(fd)
+            worker.segments.discard(segment)
 
     def _send_frame(self, worker: _Worker, task: Task, task_id: int, fd: int | None) -> bool:
         """Send the task (and its segment); False if it was not sent (killed meanwhile)."""
