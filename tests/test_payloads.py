@@ -248,3 +248,12 @@ def test_map_does_not_pile_up_large_items_or_results(make_pool, backend):
             time.sleep(0.002)  # a consumer slower than the workers
         assert source.taken == 100
         assert source.most_ahead <= bound, (fn.__name__, source.most_ahead)
+
+
+def test_a_forked_worker_inherits_no_segment_of_another_pool(make_pool):
+    first = make_pool("process", 1, start_method="fork")
+    assert first.submit(len, bytes(BIG)).result(timeout=60) == BIG  # a segment kept here
+    assert first.submit(identity, bytes(BIG)).result(timeout=60) == bytes(BIG)
+    assert memfds() > 0
+    second = make_pool("process", 1, start_method="fork")
+    assert second.submit(worker_memfds).result(timeout=60) == 0
