@@ -1,6 +1,7 @@
 """The process backend: a dispatcher thread in the parent, one pipe per worker child.
 
-- ``_protocol``: the wire format both sides speak (header, flags, the worker's spec);
+- ``_protocol``: the wire format both sides speak (frames, flags, the segment that
+  follows a frame with out-of-band buffers);
 - ``_dispatcher``: the parent side (``ProcessBackend``), which owns the workers;
 - ``_child``: the loop each worker process runs.
 

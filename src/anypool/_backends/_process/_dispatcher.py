@@ -14,8 +14,10 @@
                        │   had not started, start a replacement     │
                        └──────┬──────────────────────────▲──────────┘
                           Pipe│ task                     │ READY, then header + result
+          (+ memfd segment of │ its large buffers,       │ (+ segment of the result's
+             SCM_RIGHTS: _protocol, anypool._wire._shm)  │  large buffers)
                               ▼                          │
-                       worker process (_process_worker.worker_main)
+                       worker process (_child.worker_main)
 
     Deadlines thread ── task timeout ──► terminate that worker (SIGTERM, then
                                          SIGKILL after a grace); the death
