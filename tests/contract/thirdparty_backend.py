@@ -12,30 +12,13 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from concurrent.futures import CancelledError
 
 import anypool
-from anypool.abc import Backend, BackendConfig, Capabilities, ChunkResult, Task
+from anypool.abc import Backend, BackendConfig, Capabilities, Task
 
 NAME = "thirdparty"
 _STOP = None  # the queue's sentinel: one per thread
-
-
-def _run(task: Task) -> object:
-    """The call ``task`` stands for: one function call, or a chunk of ``map`` items."""
-    if not task.chunk:
-        return task.fn(*task.args, **task.kwargs)
-    values: list[object] = []
-    errors: dict[int, BaseException] = {}
-    start = time.perf_counter()
-    for index, item in enumerate(task.args):
-        try:
-            values.append(task.fn(*item) if task.star else task.fn(item))
-        except Exception as exc:
-            values.append(None)
-            errors[index] = exc
-    return ChunkResult(values, errors, time.perf_counter() - start)
 
 
 class ThirdPartyBackend(Backend):
@@ -83,7 +66,7 @@ class ThirdPartyBackend(Backend):
         with self._lock:
             self._running.add(task)
         try:
-            value = _run(task)
+            value = task.run()  # a call's value, or a map chunk's ChunkResult
         except BaseException as exc:
             task.fail(exc)
         else:

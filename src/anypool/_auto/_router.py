@@ -117,9 +117,10 @@ MAX_PROFILES = 256
 _BUSY_SHARE = 0.1
 # A function's first task is looked at this long after it started: if it has computed all
 # along, worker processes are started then (see _peek), not after the sample, because
-# starting them takes ~250 ms on the 2-core VM (the forkserver imports its modules), five
-# times the sample. A task shorter than this has told nothing worth a process start.
-PEEK_S = 0.01
+# starting them takes ~300 ms on the 2-core VM (~200 ms for the forkserver to import its
+# modules, ~60 ms for a worker to start), six times the sample. A task shorter than this
+# ends before the look, and its window decides as usual.
+PEEK_S = 0.005
 
 
 @dataclass(frozen=True)

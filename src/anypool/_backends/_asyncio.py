@@ -23,13 +23,13 @@ import inspect
 import itertools
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
 from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout
 from .._local._atexit import register_for_exit
-from .._task import ChunkResult, Task
+from .._task import ChunkResult, Task, run_chunk
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["AsyncioBackend", "backend_class"]
@@ -64,28 +64,17 @@ async def _run_chunk(fn: Callable[..., Any], items: Any, star: bool) -> ChunkRes
         for index, item in enumerate(items):
             try:
                 values.append(await fn(*(item if star else (item,))))
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # SystemExit too: it fails its item only
                 values.append(None)
                 errors[index] = exc
     else:
         loop = asyncio.get_running_loop()
-        values, errors = await loop.run_in_executor(None, _call_each, fn, items, star)
+        done = await loop.run_in_executor(None, run_chunk, fn, items, star)
+        values, errors = done.values, done.errors
         await _await_returned(values, errors)
     return ChunkResult(values, errors, time.perf_counter() - start)
-
-
-def _call_each(
-    fn: Callable[..., Any], items: Any, star: bool
-) -> tuple[list[Any], dict[int, BaseException]]:
-    values: list[Any] = []
-    errors: dict[int, BaseException] = {}
-    for index, item in enumerate(items):
-        try:
-            values.append(fn(*item) if star else fn(item))
-        except Exception as exc:
-            values.append(None)
-            errors[index] = exc
-    return values, errors
 
 
 async def _await_returned(values: list[Any], errors: dict[int, BaseException]) -> None:
@@ -94,15 +83,31 @@ async def _await_returned(values: list[Any], errors: dict[int, BaseException]) -
         if inspect.isawaitable(value):
             try:
                 values[index] = await value
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
                 values[index] = None
                 errors[index] = exc
 
 
-def _work(task: Task) -> Awaitable[Any]:
-    if task.chunk:
-        return _run_chunk(task.fn, task.args, task.star)
-    return _call(task.fn, task.args, task.kwargs)
+class _Failed:
+    """A task's SystemExit or KeyboardInterrupt, carried as its outcome."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _work(task: Task) -> Any:
+    """The task's call or chunk. asyncio re-raises SystemExit and KeyboardInterrupt out of
+    the loop, which would end this pool's thread: the task's own become its outcome."""
+    try:
+        if task.chunk:
+            return await _run_chunk(task.fn, task.args, task.star)
+        return await _call(task.fn, task.args, task.kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return _Failed(exc)
 
 
 class AsyncioBackend(Backend):
@@ -187,7 +192,10 @@ class AsyncioBackend(Backend):
         except BaseException as exc:
             task.fail(exc)
         else:
-            task.settle(value)
+            if isinstance(value, _Failed):
+                task.fail(value.error)
+            else:
+                task.settle(value)
         finally:
             self._running.discard(job)
 
