@@ -568,7 +568,7 @@ if __name__ == "__main__":
 
     _router.AutoBackend._decide = spy
     with anypool.Pool() as pool:
-        pids = list(pool.map(busy_pid, [{n}] * 30))
+        pids = list(pool.map(busy_pid, [{n}] * 20))
         decision = pool.explain()
         assert decision.backend == "process", str(decision)
         sampled = pool._backend._profiles[busy_pid].sampler.samples
@@ -585,7 +585,7 @@ def test_processes_start_while_a_cpu_bound_function_is_sampled(tmp_path: Path) -
     # first process pool. The first task computes all along, so the workers start while it
     # is sampled, and the probe thread runs the function's tasks until they run theirs.
     script = tmp_path / "start_ahead.py"
-    script.write_text(_START_AHEAD_SCRIPT.format(n=BUSY_N))
+    script.write_text(_START_AHEAD_SCRIPT.format(n=2 * BUSY_N))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stderr
     here, sampled = map(int, proc.stdout.split())
@@ -682,3 +682,39 @@ def test_a_chunk_of_coroutines_is_counted_one_coroutine_at_a_time() -> None:
     alone = Sampler()
     alone.add(Window(100, wall=0.149, cpu=0.1))  # as if one after another
     assert alone.measurements().per_task_s == pytest.approx(0.00149)  # type: ignore[union-attr]
+
+
+def busy_lock(n: int) -> threading.Lock:
+    """Computes, then returns what cannot cross a process: known only from its result."""
+    busy(n)
+    return threading.Lock()
+
+
+@needs_two_cpus
+@pytest.mark.timeout(60)
+def test_processes_started_ahead_for_nothing_are_shut_down_with_the_pool(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    # 5 ms into the first task it has computed all along, and the function and its
+    # argument pickle: processes start ahead. Its result does not pickle, so the choice is
+    # threads, and the warm process side goes unused.
+    pool = make_pool()
+    assert len(list(pool.map(busy_lock, [3 * BUSY_N] * 3))) == 3  # long enough to look at
+    decision = pool.explain()
+    assert decision.backend == "thread", str(decision)
+    assert "does not pickle" in str(decision)
+    backend = pool._backend  # type: ignore[attr-defined]
+    warm = backend._warm
+    assert warm is not None, "nothing was started ahead"
+    assert warm.name == "process"
+    assert "process" not in backend.sides()
+    pool.shutdown(wait=True)
+    assert warm.workers_alive() == 0  # (the leak check after the test sees its threads)
+
+
+@pytest.mark.timeout(60)
+def test_prefer_threads_starts_no_processes_ahead(make_pool: Callable[..., anypool.Pool]) -> None:
+    pool = make_pool(prefer="thread")
+    assert list(pool.map(busy, [BUSY_N] * 3)) == [BUSY_N] * 3
+    assert pool.explain().backend == "thread"
+    assert pool._backend._warm is None  # type: ignore[attr-defined]

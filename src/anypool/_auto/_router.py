@@ -651,6 +651,10 @@ class AutoBackend(Backend):
         wall, cpu, queued = partial
         active = wall - queued
         if active <= 0 or cpu < CPU_BOUND * active:
+            # a loaded machine can hide a wait for a CPU still under way (schedstat counts
+            # it when it ends): look again, at doubling times, while the budget lasts
+            if wall < PROBE_BUDGET_S:
+                self._at(time.monotonic() + wall, lambda: self._peek(profile, task))
             return
         with self._lock:  # a process would get the function: does it reach one?
             if not profile.sampler.check_function(profile.fn):
