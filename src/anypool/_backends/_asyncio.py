@@ -157,9 +157,13 @@ class AsyncioBackend(Backend):
         ]
         self._loop.call_soon(self._started.set)
         self._loop.run_forever()
-        if not self._killed:  # kill_running abandons the threads that run plain functions,
+        if self._killed:  # kill_running abandons the threads that run plain functions, as
+            # the thread backend does (close() does not wait for them); one more turn of
+            # the loop delivers _stop's own result to shutdown() first
+            self._loop.run_until_complete(asyncio.sleep(0))
+        else:
             self._loop.run_until_complete(self._loop.shutdown_default_executor())
-        self._loop.close()  # as the thread backend does (close() does not wait for them)
+        self._loop.close()
 
     async def _initialize(self) -> None:
         if self.config.initializer is not None:
