@@ -350,8 +350,8 @@ class AutoBackend(Backend):
             if probing and profile.routed and self._take_for_check(profile, task):
                 self._enqueue(task)
                 return
-            if profile.handoff is not None:  # its side is starting: the probe helps meanwhile
-                self._enqueue(task)
+            if probing and profile.handoff is not None:  # its side is starting: the probe
+                self._enqueue(task)  # helps meanwhile
                 return
         if undecided:  # a probe thread would break require=, or is stuck: decide unmeasured
             profile.required |= _task_needs(task)
@@ -755,6 +755,8 @@ class AutoBackend(Backend):
                 moved = self._take_queued(profile) if failure is None else []
                 if new_side and self._may_help(profile):
                     moved = self._start_handoff(profile, moved)
+                elif self._abandoned:  # the probe thread is stuck: it helps no more
+                    profile.handoff = None
             if failure is not None:
                 self._break(failure)
                 return
@@ -803,15 +805,19 @@ class AutoBackend(Backend):
         return task.timeout is None and not task.retries
 
     def _help(self, task: Task) -> None:
-        """Run a task of a decided function on the probe thread, unmeasured."""
+        """Run a task of a decided function on the probe thread, unmeasured (but known as
+        the running one, so that shutdown(kill_running=True) can abandon it)."""
         if not task.mark_started(threading.current_thread().name):
             return
+        self._current = (task, read_before(self._runqueue))
         try:
             value = task.run()
         except BaseException as exc:
             task.fail(exc)
         else:
             task.settle(value)
+        finally:
+            self._current = None
 
     def _take_queued(self, profile: _Profile) -> list[Task]:
         """Take this function's tasks out of the probe queue, leaving the others in order;
