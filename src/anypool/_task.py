@@ -98,7 +98,7 @@ class Task:
     timeout: float | None = None
     retries: int = 0
     priority: float = 0.0
-    seq: int = field(default_factory=lambda: next(_sequence))
+    seq: int = field(default_factory=_sequence.__next__)  # a C call: every task pays it
     attempts: int = 0  # how many times a worker started it (retries count here)
     started_at: float | None = None  # time.monotonic() when a worker took it
     worker: str | None = None  # label of the worker that ran it last
@@ -118,7 +118,11 @@ class Task:
     def mark_started(self, worker: str) -> bool:
         """Move the future to RUNNING; False: it was cancelled (or failed), skip it."""
         future = self.future
-        if not future.running() and (future.done() or not future.set_running_or_notify_cancel()):
+        try:  # every task's path: one lock, where asking first (running? done?) took three
+            started = future.set_running_or_notify_cancel()
+        except RuntimeError:  # already RUNNING (a retry) or resolved (failed meanwhile)
+            started = future.running()
+        if not started:
             _forget_callbacks(future)
             return False
         self.attempts += 1
@@ -127,20 +131,21 @@ class Task:
         return True
 
     def settle(self, value: Any) -> None:
-        if not self.future.done():
-            try:
-                self.future.set_result(value)
-            except Exception:  # lost a race with fail(): the first outcome stands
-                return
-            _forget_callbacks(self.future)
+        future = self.future
+        try:  # no done() check first: set_result refuses a resolved future under its lock
+            future.set_result(value)
+        except Exception:  # lost a race with fail(), or cancelled: the first outcome stands
+            return
+        callbacks = getattr(future, "_done_callbacks", None)  # _forget_callbacks, inline:
+        if callbacks:  # this is every task's path
+            callbacks.clear()
 
     def fail(self, exc: BaseException) -> None:
-        if not self.future.done():
-            try:
-                self.future.set_exception(exc)
-            except Exception:  # lost a race with settle(): the first outcome stands
-                return
-            _forget_callbacks(self.future)
+        try:
+            self.future.set_exception(exc)
+        except Exception:  # lost a race with settle(), or cancelled: the first outcome stands
+            return
+        _forget_callbacks(self.future)
 
     def cancel_pending(self) -> None:
         """Cancel a queued task. One already RUNNING (queued again for a retry) cannot be
@@ -162,7 +167,7 @@ def _forget_callbacks(future: Future[Any]) -> None:
     from now on runs at once and is never stored, so nothing is lost.
     """
     callbacks = getattr(future, "_done_callbacks", None)  # CPython's Future keeps them here
-    if callbacks is not None and future.done():
+    if callbacks:
         callbacks.clear()
 
 

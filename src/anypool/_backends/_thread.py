@@ -25,7 +25,7 @@ from typing import Any
 from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
-from .._local._queue import TaskQueue
+from .._local._queue import make_queue
 from .._task import Task
 from ..abc import Backend, BackendConfig, Capabilities
 
@@ -39,12 +39,13 @@ _IDLE_POLL_S = 0.5
 
 
 class _Worker:
-    __slots__ = ("abandoned", "task", "thread")
+    __slots__ = ("abandoned", "name", "task", "thread")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self.task: Task | None = None
         self.abandoned = False
         self.thread: threading.Thread | None = None
+        self.name = name  # the thread's, read per task without Thread.name's property call
 
 
 class ThreadBackend(Backend):
@@ -69,7 +70,7 @@ class ThreadBackend(Backend):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._queue = TaskQueue(config.order)
+        self._queue = make_queue(config.order)  # FIFO: C SimpleQueue, as ThreadPoolExecutor's
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()
         # One token per worker not running a task. A deque because append, pop and len are
@@ -96,13 +97,14 @@ class ThreadBackend(Backend):
                 self._spawn()
 
     def _short_of_workers(self) -> bool:
-        """More queued tasks than idle workers, and room for another thread."""
-        return len(self._idle) < len(self._queue) and len(self._workers) < self._target
+        """Room for another thread, and more queued tasks than idle workers (in this order:
+        a pool at full strength, the common case, answers without measuring the queue)."""
+        return len(self._workers) < self._target and len(self._idle) < len(self._queue)
 
     def _spawn(self) -> None:
         """Start one worker thread, counted idle until it takes a task; caller holds the lock."""
-        worker = _Worker()
         name = f"{self._prefix}_{next(self._names)}"
+        worker = _Worker(name)
         worker.thread = threading.Thread(target=self._work, args=(worker,), name=name, daemon=True)
         self._workers.add(worker)
         self._idle.append(None)
@@ -135,12 +137,15 @@ class ThreadBackend(Backend):
 
     def _run_one(self, worker: _Worker, task: Task) -> bool:
         """Run one task; True if the worker was abandoned meanwhile and must exit."""
-        if not task.mark_started(worker.thread.name if worker.thread else "?"):
+        if not task.mark_started(worker.name):
             self._idle.append(None)  # cancelled while queued: nothing ran
             return False
         worker.task = task
         handle = self._watch(task, worker) if task.timeout is not None else None
-        ok, outcome = self._call(task)
+        try:
+            ok, outcome = True, task.run()
+        except BaseException as exc:
+            ok, outcome = False, exc
         if handle is None:  # no deadline: _expire() cannot abandon us meanwhile
             worker.task = None
             abandoned = worker.abandoned
@@ -198,13 +203,6 @@ class ThreadBackend(Backend):
                 if self._short_of_workers() and not self._closed:
                     self._spawn()
         return task
-
-    @staticmethod
-    def _call(task: Task) -> tuple[bool, Any]:
-        try:
-            return True, task.run()
-        except BaseException as exc:
-            return False, exc
 
     # -- timeouts ---------------------------------------------------------------------------
     def _watch(self, task: Task, worker: _Worker) -> Handle:

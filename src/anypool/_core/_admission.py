@@ -177,6 +177,8 @@ class Admission:
         self._outstanding = Outstanding()
         self._pickles = pickles
         self._backend_name = backend_name
+        # whether admit() has anything to do for a task with no options
+        self.active = pickles or self.backpressure is not None
 
     @property
     def max_pending(self) -> int | None:
@@ -202,10 +204,17 @@ class Admission:
             task.future.free_slot()
 
     def track(self, future: Future[Any], callback: Callback | None) -> None:
+        """join() and callback books of a future with no other done-callback of ours."""
         # the callback goes first, so that join() also waits for it
         if callback is not None:
             future.add_done_callback(outcome_caller(callback))
         self._outstanding.add(future)
+
+    @staticmethod
+    def add_callback(future: Future[Any], callback: Callback | None) -> None:
+        """The submit path's callback; its join() books are the statistics' in-flight map."""
+        if callback is not None:
+            future.add_done_callback(outcome_caller(callback))
 
     def join(self, timeout: float | None) -> bool:
         return self._outstanding.join(timeout)

@@ -73,8 +73,8 @@ __all__ = [
     "collect",
     "coroutine_chunksize",
     "exit_pool",
+    "future_type",
     "is_coroutine_function",
-    "new_future",
 ]
 
 R = TypeVar("R")
@@ -134,11 +134,10 @@ class AwaitableSlotFuture(AwaitableFuture[R], SlotFuture):
     """An awaitable future holding a ``max_pending`` slot."""
 
 
-def new_future(pool_ref: Callable[[], Pool | None], max_pending: bool) -> Future[Any]:
-    """The future of a Pool's task: awaitable, and knowing its pool for cancellation."""
-    future: AwaitableFuture[Any] = AwaitableSlotFuture() if max_pending else AwaitableFuture()
-    future._anypool_pool = pool_ref
-    return future
+def future_type(max_pending: bool) -> type[AwaitableFuture[Any]]:
+    """The class of a Pool's futures: awaitable; holding a slot with ``max_pending``. The
+    pool sets ``_anypool_pool`` on each, for cancellation."""
+    return AwaitableSlotFuture if max_pending else AwaitableFuture
 
 
 def _wake_waiter(

@@ -12,10 +12,13 @@ backend, so that it can report auto's choice rather than auto itself.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
+from typing import Any
 
 from .._observe._stats import PoolStatistics, StatsRecorder
 from .._observe._timeline import Timeline, TimelineRecorder
 from .._scheduler._select import Decision, fixed_decision
+from .._task import Task
 from ..abc import Backend
 
 __all__ = ["Observer"]
@@ -31,6 +34,12 @@ class Observer:
         self._timeline = TimelineRecorder(time.monotonic()) if timeline else None
         self._stats = StatsRecorder(self._timeline)
         self.track = self._stats.track  # every task's path: one call, not two
+        self.join = self._stats.join
+
+    def task_of(self, future: Future[Any]) -> Task | None:
+        """The task behind a future still in flight (``Pool.kill``), found without a
+        back-reference on every future."""
+        return self._stats.task_of(future)
 
     def running_backend(self) -> Backend:
         """The backend that runs the tasks: auto's choice once made, else the pool's own."""

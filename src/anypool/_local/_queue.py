@@ -11,6 +11,7 @@ dispatcher ``get``. Closing wakes every waiter so shutdown never hangs::
 from __future__ import annotations
 
 import heapq
+import queue
 import threading
 import time
 from collections import deque
@@ -18,7 +19,7 @@ from collections import deque
 from .._task import Task
 from ..abc import Order
 
-__all__ = ["TaskQueue"]
+__all__ = ["SimpleFifo", "TaskQueue", "make_queue"]
 
 
 class TaskQueue:
@@ -28,20 +29,25 @@ class TaskQueue:
         self.order = order
         self._fifo: deque[Task] = deque()
         self._heap: list[tuple[float, int, Task]] = []
-        self._ready = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._waiting = 0  # getters blocked in wait(); put() notifies only when there are some
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._heap) if self.order == "priority" else len(self._fifo)
 
     def put(self, task: Task) -> None:
-        with self._ready:
+        # Every submit's path: the plain lock, and Condition.notify (three Python calls)
+        # only when a getter waits, which a busy pool's getters never do.
+        with self._lock:
             if self.order == "priority":
                 # seq breaks ties: equal priorities keep submission order
                 heapq.heappush(self._heap, (task.priority, task.seq, task))
             else:
                 self._fifo.append(task)
-            self._ready.notify()
+            if self._waiting:
+                self._ready.notify()
 
     def _pop(self) -> Task:
         if self.order == "priority":
@@ -58,11 +64,17 @@ class TaskQueue:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                self._ready.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._ready.wait(remaining)
+                finally:
+                    self._waiting -= 1
             return self._pop()
 
     def get_nowait(self) -> Task | None:
-        with self._ready:
+        with self._lock:
+            if self.order == "fifo":  # the common case, without the two calls below
+                return self._fifo.popleft() if self._fifo else None
             return self._pop() if len(self) else None
 
     def push_front(self, task: Task) -> None:
@@ -89,3 +101,73 @@ class TaskQueue:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
+
+
+_CLOSED = object()  # SimpleFifo's end marker: whoever gets it puts it back for the next getter
+
+
+class SimpleFifo:
+    """TaskQueue's interface for FIFO order without ``push_front``, on ``queue.SimpleQueue``.
+
+    The thread backend's queue with no ordering options: put and get are C calls with the
+    wake-up built in, as ``ThreadPoolExecutor``'s queue is, where TaskQueue's Condition
+    costs an idle getter a fresh lock per wait and a put a Python ``notify``. Close puts
+    an end marker behind the tasks already queued; a getter that takes it puts it back,
+    so every getter sees the end once the queue is empty.
+    """
+
+    order: Order = "fifo"
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._closed = False
+        self.put = self._queue.put  # type: ignore[method-assign,assignment]  # no Python frame
+
+    def __len__(self) -> int:
+        # the marker, once queued, is not a task (momentarily out while a getter holds it)
+        return max(0, self._queue.qsize() - self._closed)
+
+    def put(self, task: Task) -> None:
+        self._queue.put(task)
+
+    def get(self, timeout: float | None = None) -> Task | None:
+        """Next task, or None when closed and empty (or when ``timeout`` passes)."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        return self._task_or_end(item)
+
+    def get_nowait(self) -> Task | None:
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is _CLOSED:
+            self._queue.put(item)
+            return None
+        return item  # type: ignore[return-value]
+
+    def _task_or_end(self, item: object) -> Task | None:
+        if item is _CLOSED:
+            self._queue.put(item)
+            return None
+        return item  # type: ignore[return-value]
+
+    def drain(self) -> list[Task]:
+        """Remove and return every queued task."""
+        tasks: list[Task] = []
+        while (task := self.get_nowait()) is not None:
+            tasks.append(task)
+        return tasks
+
+    def close(self) -> None:
+        """No more puts are expected: getters get None once the queue is empty."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(_CLOSED)
+
+
+def make_queue(order: Order) -> TaskQueue | SimpleFifo:
+    """The queue a thread pool's workers drain: the C one unless an order needs TaskQueue."""
+    return SimpleFifo() if order == "fifo" else TaskQueue(order)
