@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import CancelledError
-from typing import Any
 
 from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._local._atexit import register_for_exit
