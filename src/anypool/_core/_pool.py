@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from .._auto import load_backend
 from .._auto._router import steer_options
@@ -62,8 +62,10 @@ from ._drain import PendingMaps
 from ._map import MapIterator, ReadAhead
 from ._observe import Observer
 from ._progress import ProgressMapIterator
-from ._stream import StreamIterator, close_streams, open_stream
 from ._timers import Periodic, Timers
+
+if TYPE_CHECKING:
+    from ._stream import StreamIterator
 
 __all__ = ["Pool", "backend_of", "map", "submit_task"]
 
@@ -245,6 +247,7 @@ class Pool:
         self._wraps_coroutines = not self._backend.capabilities.awaits_coroutines
         self._observer = Observer(self._backend, timeline=timeline)
         self._timers = Timers(_weak_submit(self))
+        self._streams = False  # whether stream() was ever called: shutdown then stops them
         # Released on garbage collection too: a pool dropped without shutdown() must not keep
         # its worker processes and pipes until the interpreter exits.
         self._finalizer = weakref.finalize(self, _release, self._backend, self._timers)
@@ -482,6 +485,10 @@ class Pool:
         """Run the generator ``gen_fn(*args, **kwargs)`` in a worker and iterate its items
         here as it yields them (``for`` or ``async for``); the worker pauses once ``buffer``
         items are undelivered. See docs/streams.md and :mod:`anypool._core._stream`."""
+        from ._stream import open_stream  # imported on first use: ~5-10 ms most pools skip
+
+        self._streams = True
+
         return open_stream(
             self,
             gen_fn,
@@ -541,7 +548,10 @@ class Pool:
             self._closed = True
         self._timers.close()  # no more timer submissions, no more waiting submitters
         self._admission.close()
-        close_streams(self)  # a stream nobody reads would hold the wait below forever
+        if self._streams:  # a stream nobody reads would hold the wait below forever
+            from ._stream import close_streams
+
+            close_streams(self)
         self._backend.shutdown(wait=wait, cancel_pending=cancel_pending, kill_running=kill_running)
         self._coordination.close(wait)
         self._finalizer.detach()
