@@ -162,3 +162,26 @@ def test_no_import_cycles():
 def test_cycle_finder_finds_cycles(graph, cycles):
     # the checker itself must be able to fail
     assert strongly_connected(graph) == cycles
+
+
+def _design_layer_map() -> str:
+    """The text of docs/design.md's "Layer map" section (up to the next heading)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text("utf-8")
+    start = text.index("### Layer map\n")
+    end = text.index("\n#", start + 1)
+    return text[start:end]
+
+
+def test_design_layer_map_lists_every_module_in_layer_order():
+    # docs/design.md's layer map is written by hand: a new module must be added to it, a
+    # removed one taken out, and the rows must follow LAYERS (lowest first)
+    import re
+
+    # the module column of the table rows
+    listed = re.findall(r"^\|[^|\n]*\| `([\w/]+\.py)` \|", _design_layer_map(), re.MULTILINE)
+    modules = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))
+    assert sorted(set(modules) - set(listed)) == [], "add these to docs/design.md's layer map"
+    assert sorted(set(listed) - set(modules)) == [], "no such module: remove from the layer map"
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    ranks = [rank[Path(m).parts[0].removesuffix(".py")] for m in listed]
+    assert ranks == sorted(ranks), "the layer map's rows must follow LAYERS, lowest first"
