@@ -2,8 +2,8 @@
 
 Lesson: ``vthread`` let you open several thread pools by group number and send a
 function to one by decorating it; calling the function queued it. anypool does
-the same with named pools (``anypool.pool("net", workers=5)``), ``@anypool.task``
-and ``@pool.task``; calls return Futures, ``fn.map`` maps, ``anypool.wait`` waits
+the same with named pools (``anypool.named_pool("net", workers=5)``), ``@anypool.task``
+and ``@pool.task``; calls return Futures, ``fn.map`` maps, ``anypool.join_named`` waits
 for a group and a group may be processes.
 """
 
@@ -31,8 +31,8 @@ def leave(group: str) -> None:
         busy[group] -= 1
 
 
-net = anypool.pool("net", backend="thread", workers=5)  # like vthread.pool(5, gqueue=1)
-anypool.pool("disk", workers=2)  # like vthread.pool(2, gqueue=2)
+net = anypool.named_pool("net", backend="thread", workers=5)  # like vthread.pool(5, gqueue=1)
+anypool.named_pool("disk", workers=2)  # like vthread.pool(2, gqueue=2)
 
 
 @net.task
@@ -67,8 +67,8 @@ def main() -> None:
     pages = [fetch(i) for i in range(10)]
     saved = [save(i) for i in range(4)]
     indexed = list(index.map(range(2)))  # map runs on the decorator's pool
-    assert anypool.wait("net", timeout=30)
-    assert anypool.wait_all(timeout=30)
+    assert anypool.join_named("net", timeout=30)
+    assert anypool.join_all_named(timeout=30)
     assert [p.result() for p in pages] == [f"page {i}" for i in range(10)]
     assert [s.result() for s in saved] == [f"saved {i}" for i in range(4)]
     assert indexed == [0, 1]
@@ -78,7 +78,7 @@ def main() -> None:
     assert peak["disk"] == 2
 
     # a group of processes, and a plain call of the decorator
-    anypool.pool("cpu", backend="process", workers=2)
+    anypool.named_pool("cpu", backend="process", workers=2)
     summed = anypool.task(checksum, pool="cpu")
     results = list(summed.map([bytes([i]) * 1000 for i in range(4)]))
     assert results == [(i * 1000) % 251 for i in range(4)]

@@ -1,10 +1,10 @@
 """From vthread to anypool: the before/after of docs/migration/vthread.md.
 
-Lesson: ``@vthread.pool(5, gqueue="net")`` is a named pool, ``anypool.pool("net",
+Lesson: ``@vthread.pool(5, gqueue="net")`` is a named pool, ``anypool.named_pool("net",
 workers=5)``, plus ``@anypool.task(pool="net")``. A vthread call returns ``None`` (results
 go through shared state under ``vthread.lock``, exceptions are printed and lost); an
 anypool call returns a Future with the value or the exception. ``vthread.pool.wait`` is
-``anypool.wait``. The vthread half runs only where vthread is installed.
+``anypool.join_named``. The vthread half runs only where vthread is installed.
 """
 
 from __future__ import annotations
@@ -64,12 +64,12 @@ def before() -> list[str]:
 
 
 def after() -> list[str]:
-    anypool.pool("net", backend="thread", workers=5)  # configure before the first call
-    anypool.pool("disk", backend="thread", workers=2)
+    anypool.named_pool("net", backend="thread", workers=5)  # configure before the first call
+    anypool.named_pool("disk", backend="thread", workers=2)
     futures = [fetch(n) for n in range(10)]  # each call returns a Future
     saved = list(save.map(range(4)))  # map on the decorator's pool
-    assert anypool.wait("net", timeout=30)
-    assert anypool.wait_all(timeout=30)
+    assert anypool.join_named("net", timeout=30)
+    assert anypool.join_all_named(timeout=30)
     assert saved == [0, 1, 2, 3]
     try:
         fetch(-1).result(timeout=30)
@@ -77,8 +77,8 @@ def after() -> list[str]:
     except ValueError as exc:  # vthread would have printed it and moved on
         print("the caller got:", exc)
     pages = sorted(f.result() for f in futures)
-    anypool.pool("net").shutdown()
-    anypool.pool("disk").shutdown()
+    anypool.named_pool("net").shutdown()
+    anypool.named_pool("disk").shutdown()
     return pages
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -135,3 +136,25 @@ def test_a_process_worker_starts_without_the_pool_machinery():
         "anypool._wire",
         "anypool._wire._shm",
     ]
+
+
+def test_the_api_table_lists_exactly_the_public_names():
+    # docs/api.md is the one page with every public name; a name added to __all__ without a
+    # row (or a row left behind by a rename) fails here
+    from pathlib import Path
+
+    table = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    rows = set(re.findall(r"^\| `anypool\.(\w+)` \|", table, re.M))
+    abc_rows = set(re.findall(r"^\| `anypool\.abc\.(\w+)` \|", table, re.M))
+    assert rows == set(anypool.__all__)
+    assert abc_rows == set(anypool.abc.__all__)
+
+
+def test_renamed_names_say_where_they_went():
+    for old, new in [
+        ("pool", "named_pool"),
+        ("wait", "join_named"),
+        ("wait_all", "join_all_named"),
+    ]:
+        with pytest.raises(AttributeError, match=f"renamed anypool.{new}"):
+            getattr(anypool, old)

@@ -38,37 +38,37 @@ def cube(x: int) -> tuple[int, int]:
     return x * x * x, whoami()
 
 
-# -- anypool.pool ---------------------------------------------------------------------------------
+# -- anypool.named_pool -----------------------------------------------------------------------------
 def test_pool_creates_then_returns_the_same_pool():
-    net = anypool.pool("net", backend="thread", workers=5)
+    net = anypool.named_pool("net", backend="thread", workers=5)
     assert net.backend == "thread"
     assert net.workers == 5
-    assert anypool.pool("net") is net
-    assert anypool.pool("net", workers=5) is net
-    assert anypool.pool("net", backend="thread", workers=5) is net
-    assert anypool.pool("other") is not net
+    assert anypool.named_pool("net") is net
+    assert anypool.named_pool("net", workers=5) is net
+    assert anypool.named_pool("net", backend="thread", workers=5) is net
+    assert anypool.named_pool("other") is not net
 
 
 def test_pool_with_conflicting_options_is_an_error():
-    anypool.pool("net", workers=2)
+    anypool.named_pool("net", workers=2)
     with pytest.raises(ValueError, match=r"pool 'net' already exists.*workers=3 \(it has 2\)"):
-        anypool.pool("net", workers=3)
+        anypool.named_pool("net", workers=3)
     with pytest.raises(ValueError, match="backend='inline'"):
-        anypool.pool("net", backend="inline")
+        anypool.named_pool("net", backend="inline")
     with pytest.raises(ValueError, match="max_pending=4"):
-        anypool.pool("net", max_pending=4)
+        anypool.named_pool("net", max_pending=4)
 
 
 def test_resize_then_ask_with_the_new_size():
-    net = anypool.pool("net", workers=2)
+    net = anypool.named_pool("net", workers=2)
     net.resize(4)
-    assert anypool.pool("net", workers=4) is net
+    assert anypool.named_pool("net", workers=4) is net
 
 
 def test_shut_down_named_pool_is_created_afresh_with_its_options():
-    first = anypool.pool("net", workers=3)
+    first = anypool.named_pool("net", workers=3)
     first.shutdown()
-    second = anypool.pool("net")
+    second = anypool.named_pool("net")
     assert second is not first
     assert second.workers == 3
     assert second.submit(square, 3).result(timeout=10) == 9
@@ -77,12 +77,12 @@ def test_shut_down_named_pool_is_created_afresh_with_its_options():
 @pytest.mark.parametrize("bad", ["", None, 3])
 def test_bad_pool_names(bad):
     with pytest.raises(TypeError, match="a pool name must be a non-empty str"):
-        anypool.pool(bad)
+        anypool.named_pool(bad)
 
 
 # -- decorators -----------------------------------------------------------------------------------
 def test_task_with_a_named_pool_returns_futures():
-    anypool.pool("net", workers=3)
+    anypool.named_pool("net", workers=3)
 
     @anypool.task(pool="net")
     def fetch(url: str, timeout: float = 1.0) -> tuple[str, float, str]:
@@ -95,7 +95,7 @@ def test_task_with_a_named_pool_returns_futures():
     assert thread != threading.current_thread().name
     assert fetch.__name__ == "fetch"
     assert fetch.__wrapped__("b")[0] == "b"  # the plain function is still there
-    assert fetch.pool is anypool.pool("net")
+    assert fetch.pool is anypool.named_pool("net")
 
 
 def test_bare_task_uses_the_default_pool():
@@ -104,12 +104,12 @@ def test_bare_task_uses_the_default_pool():
         return 2 * x
 
     assert double(21).result(timeout=10) == 42
-    assert double.pool is anypool.pool("default")
+    assert double.pool is anypool.named_pool("default")
     assert double.pool.backend == "thread"
 
 
 def test_plain_call_and_pool_object():
-    pool = anypool.pool("cpu", backend="inline")
+    pool = anypool.named_pool("cpu", backend="inline")
     sq = anypool.task(square, pool=pool)
     assert sq(5).result() == 25
     sq_named = anypool.task(square, pool="cpu")
@@ -137,7 +137,7 @@ def test_pool_task_method_bare_and_with_options(make_pool):
 
 
 def test_task_map():
-    anypool.pool("net", workers=2)
+    anypool.named_pool("net", workers=2)
     sq = anypool.task(square, pool="net")
     assert list(sq.map(range(6))) == [0, 1, 4, 9, 16, 25]
     assert sorted(sq.map(range(4), ordered=False)) == [0, 1, 4, 9]
@@ -154,7 +154,7 @@ def test_task_options_apply_to_calls_and_map(make_pool):
 
 
 def test_task_on_a_process_pool_runs_in_another_process():
-    anypool.pool("procs", backend="process", workers=2)
+    anypool.named_pool("procs", backend="process", workers=2)
     who = anypool.task(whoami, pool="procs")
     pids = {f.result(timeout=30) for f in [who() for _ in range(4)]}
     assert os.getpid() not in pids
@@ -162,7 +162,7 @@ def test_task_on_a_process_pool_runs_in_another_process():
 
 
 def test_module_level_decorated_function_on_processes():
-    anypool.pool("procs", backend="process", workers=2)
+    anypool.named_pool("procs", backend="process", workers=2)
     value, pid = cube(3).result(timeout=30)
     assert value == 27
     assert pid != os.getpid()
@@ -180,25 +180,25 @@ def test_task_bad_input():
 
 # -- wait / wait_all ------------------------------------------------------------------------------
 def test_wait_and_wait_all():
-    anypool.pool("a", workers=1)
-    anypool.pool("b", workers=1)
+    anypool.named_pool("a", workers=1)
+    anypool.named_pool("b", workers=1)
     gate = threading.Event()
     slow = anypool.task(gate.wait, pool="a")
     quick = anypool.task(time.sleep, pool="b")
     pending = slow(10)
     quick(0.05)
-    assert anypool.wait("b", timeout=10)
-    assert anypool.wait("a", timeout=0.1) is False
-    assert anypool.wait_all(timeout=0.1) is False
+    assert anypool.join_named("b", timeout=10)
+    assert anypool.join_named("a", timeout=0.1) is False
+    assert anypool.join_all_named(timeout=0.1) is False
     gate.set()
-    assert anypool.wait_all(timeout=10)
+    assert anypool.join_all_named(timeout=10)
     assert pending.result() is True
 
 
 def test_wait_unknown_name():
-    anypool.pool("known")
+    anypool.named_pool("known")
     with pytest.raises(ValueError, match="there is no pool named 'nope'; named pools: 'known'"):
-        anypool.wait("nope")
+        anypool.join_named("nope")
 
 
 # -- interpreter exit -----------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_named_pools_finish_pending_work_and_shut_down_at_exit(tmp_path, backend
                     f.write(f"{{i}}\\n")
 
             if __name__ == "__main__":  # worker processes import this file too
-                anypool.pool("bg", backend={backend!r}, workers=2)
+                anypool.named_pool("bg", backend={backend!r}, workers=2)
                 job = anypool.task(write, pool="bg")
                 for i in range(6):
                     job({str(out)!r}, i)

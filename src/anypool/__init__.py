@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from ._errors._process import WorkerCrashed as WorkerCrashed
     from ._errors._process import WorkersCannotStart as WorkersCannotStart
     from ._frontends._executors import ThreadPoolExecutor as ThreadPoolExecutor
-    from ._frontends._named import pool as pool
+    from ._frontends._named import join_all_named as join_all_named
+    from ._frontends._named import join_named as join_named
+    from ._frontends._named import named_pool as named_pool
     from ._frontends._named import task as task
-    from ._frontends._named import wait as wait
-    from ._frontends._named import wait_all as wait_all
     from ._frontends._pipeline import Stage as Stage
     from ._frontends._pipeline import pipeline as pipeline
     from ._frontends._process_api import Process as Process
@@ -51,20 +51,38 @@ if TYPE_CHECKING:
     from ._observe._stats import PoolStatistics as PoolStatistics
     from ._observe._timeline import Timeline as Timeline
     from ._observe._timeline import TimelineEvent as TimelineEvent
+    from ._scheduler._select import Candidate as Candidate
     from ._scheduler._select import Decision as Decision
+    from ._scheduler._select import Estimate as Estimate
     from ._scheduler._select import Measurements as Measurements
     from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
+    from ._sync._base import ArrayLike as ArrayLike
+    from ._sync._base import BarrierLike as BarrierLike
+    from ._sync._base import ConditionLike as ConditionLike
+    from ._sync._base import EventLike as EventLike
+    from ._sync._base import LockLike as LockLike
+    from ._sync._base import QueueLike as QueueLike
+    from ._sync._base import SemaphoreLike as SemaphoreLike
+    from ._sync._base import ValueLike as ValueLike
+    from ._wire._pickle import RemoteTraceback as RemoteTraceback
 
 
 __all__ = [
     "AnyPoolError",
+    "ArrayLike",
     "AwaitableFuture",
     "BackendUnavailable",
+    "BarrierLike",
     "BrokenPool",
     "BrokenProcessPool",
     "BrokenThreadPool",
+    "Candidate",
     "CapabilityError",
+    "ConditionLike",
     "Decision",
+    "Estimate",
+    "EventLike",
+    "LockLike",
     "MapIterator",
     "Measurements",
     "Periodic",
@@ -74,7 +92,10 @@ __all__ = [
     "PoolStatistics",
     "Process",
     "ProcessPoolExecutor",
+    "QueueLike",
+    "RemoteTraceback",
     "RuntimeSnapshot",
+    "SemaphoreLike",
     "SerializationError",
     "Stage",
     "StreamIterator",
@@ -84,15 +105,16 @@ __all__ = [
     "ThreadPoolExecutor",
     "Timeline",
     "TimelineEvent",
+    "ValueLike",
     "WorkerCrashed",
     "WorkersCannotStart",
+    "join_all_named",
+    "join_named",
     "map",
+    "named_pool",
     "pipeline",
-    "pool",
     "register_backend",
     "task",
-    "wait",
-    "wait_all",
 ]
 
 # Public names resolved on first use: ``import anypool`` costs about what
@@ -104,10 +126,10 @@ _LAZY = {
     "ThreadPoolExecutor": "._frontends._executors",
     "MapIterator": "._core._map",
     "TaskFunction": "._core._decorators",
-    "pool": "._frontends._named",
+    "named_pool": "._frontends._named",
     "task": "._frontends._named",
-    "wait": "._frontends._named",
-    "wait_all": "._frontends._named",
+    "join_named": "._frontends._named",
+    "join_all_named": "._frontends._named",
     "Pool": "._core._pool",
     "Stage": "._frontends._pipeline",
     "pipeline": "._frontends._pipeline",
@@ -126,14 +148,30 @@ _LAZY = {
     "TimelineEvent": "._observe._timeline",
     "Periodic": "._core._timers",
     "StreamIterator": "._core._stream",
+    "RemoteTraceback": "._wire._pickle",
+    "Estimate": "._scheduler._select",
+    "Candidate": "._scheduler._select",
+    "ValueLike": "._sync._base",
+    "SemaphoreLike": "._sync._base",
+    "QueueLike": "._sync._base",
+    "LockLike": "._sync._base",
+    "EventLike": "._sync._base",
+    "ConditionLike": "._sync._base",
+    "BarrierLike": "._sync._base",
+    "ArrayLike": "._sync._base",
     "register_backend": "._backends",
 }
+
+# Names settled before the first release (CHANGELOG.md): the old ones say where they went.
+_RENAMED = {"pool": "named_pool", "wait": "join_named", "wait_all": "join_all_named"}
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'anypool' has no attribute {name!r}")
+        renamed = _RENAMED.get(name)
+        hint = f"; it was renamed anypool.{renamed} (see CHANGELOG.md)" if renamed else ""
+        raise AttributeError(f"module 'anypool' has no attribute {name!r}{hint}")
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

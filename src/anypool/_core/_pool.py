@@ -529,13 +529,22 @@ class Pool:
         return task is not None and not future.done() and self._backend.kill(task)
 
     def shutdown(
-        self, wait: bool = True, *, cancel_pending: bool = False, kill_running: bool = False
+        self,
+        wait: bool = True,
+        *,
+        cancel_futures: bool = False,
+        kill_running: bool = False,
+        cancel_pending: bool = False,
     ) -> None:
         """Stop accepting work. Safe to call more than once.
 
+        ``cancel_futures=True`` (the stdlib executor's name; ``cancel_pending=True`` is the
+        same) cancels the tasks not started yet; ``kill_running=True`` also stops running
+        ones, which then fail with ``concurrent.futures.CancelledError``.
         A ``map`` that was never iterated runs to its end first (``wait=True``), or is
-        dropped with a warning (``wait=False``, ``cancel_pending=True``).
+        dropped with a warning (``wait=False``, ``cancel_futures=True``).
         """
+        cancel_pending = cancel_pending or cancel_futures
         try:
             self._pending_maps.finish(wait=wait, cancel=cancel_pending or kill_running)
         except BaseException:  # Ctrl-C while a never-iterated map runs: stop at once

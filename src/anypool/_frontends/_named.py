@@ -2,7 +2,7 @@
 
 ::
 
-    anypool.pool("net", workers=5) ──► registry {"net": Pool} ◄── anypool.wait("net")
+    anypool.named_pool("net", workers=5) ──► registry {"net": Pool} ◄── anypool.join_named("net")
                                             ▲
     @anypool.task(pool="net")               │ looked up at call time
     def fetch(url): ...                     │
@@ -28,7 +28,7 @@ from .._core._decorators import TaskFunction, TaskOptions
 if TYPE_CHECKING:
     from .._core._pool import Pool
 
-__all__ = ["TaskFunction", "TaskOptions", "pool", "task", "wait", "wait_all"]
+__all__ = ["join_all_named", "join_named", "named_pool", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,7 +65,7 @@ def _conflicts(pool: Pool, created: dict[str, Any], asked: dict[str, Any]) -> li
     ]
 
 
-def pool(
+def named_pool(
     name: str = DEFAULT_POOL,
     /,
     backend: str | None = None,
@@ -105,7 +105,7 @@ def _get(name: str) -> Pool:
         entry = _registry.get(name)
         if entry is not None and not entry[0].closed:
             return entry[0]
-    return pool(name)
+    return named_pool(name)
 
 
 def _named(name: str) -> Pool:
@@ -118,13 +118,13 @@ def _named(name: str) -> Pool:
     return entry[0]
 
 
-def wait(name: str = DEFAULT_POOL, /, timeout: float | None = None) -> bool:
+def join_named(name: str = DEFAULT_POOL, /, timeout: float | None = None) -> bool:
     """Wait until every task submitted to the named pool has finished (``pool.join()``)."""
     return _named(name).join(timeout)
 
 
-def wait_all(timeout: float | None = None) -> bool:
-    """``wait`` on every named pool; False if ``timeout`` seconds passed first."""
+def join_all_named(timeout: float | None = None) -> bool:
+    """``join_named`` on every named pool; False if ``timeout`` seconds passed first."""
     with _registry_lock:
         pools = [entry[0] for entry in _registry.values()]
     deadline = None if timeout is None else time.monotonic() + timeout
