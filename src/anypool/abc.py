@@ -13,6 +13,10 @@ never backend names::
 
 Backends are looked up by name in :mod:`anypool._backends` and imported only
 when first used, so ``import anypool`` never imports multiprocessing, Dask or Ray.
+A third party's joins them through :func:`anypool.register_backend` or the
+``anypool.backends`` entry-point group; ``Pool()`` checks its options against the
+flags (and ``Backend.accepted_options``) before building it, so a backend never sees
+an option it did not declare it honours (docs/design.md, "Backend contract").
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ._errors._exceptions import CapabilityError as _CapabilityError
 from ._task import ChunkResult, Task
 
 __all__ = ["Backend", "BackendConfig", "Capabilities", "ChunkResult", "Order", "Task"]
@@ -87,14 +90,6 @@ class BackendConfig:
     workers_given: bool = True
     """False when ``workers`` came from ``default_workers()``: a backend attached to an
     existing cluster then sizes itself from the cluster instead."""
-
-    def refuse(self, names: tuple[str, ...], message: str) -> None:
-        """Raise :class:`~anypool.CapabilityError` for the first of ``names`` that is set
-        (not None or ""); ``message`` names it through ``{name}``. For backends whose
-        engine owns the workers and so cannot honour per-worker options."""
-        for name in names:
-            if getattr(self, name) not in (None, ""):
-                raise _CapabilityError(message.format(name=name))
 
 
 class Backend(abc.ABC):
