@@ -34,6 +34,8 @@ class Observer:
         self._timeline = TimelineRecorder(time.monotonic()) if timeline else None
         self._stats = StatsRecorder(self._timeline)
         self.track = self._stats.track  # every task's path: one call, not two
+        self.track_new = self._stats.track_new
+        self.untrack = self._stats.untrack
         self.join = self._stats.join
 
     def task_of(self, future: Future[Any]) -> Task | None:

@@ -341,16 +341,19 @@ class Pool:
         admission = self._admission
         if block is not True or callback is not None or admission.active:
             admission.admit(task, block, callback)  # checks and the max_pending slot
-        try:
-            self._backend.submit(task)
-        except BaseException:
-            admission.refuse(task)
-            raise
         if callback is not None:
             # before the statistics' callback, so that join() (which waits on the
             # statistics' in-flight map) also waits for it
             admission.add_callback(task.future, callback)
-        self._observer.track(task)  # statistics, timeline, join() and kill()
+        # statistics, timeline, join() and kill(); before the backend has the task, while
+        # its future is still ours alone (the cheap way to add a done-callback)
+        self._observer.track_new(task)
+        try:
+            self._backend.submit(task)
+        except BaseException:
+            self._observer.untrack(task)
+            admission.refuse(task)
+            raise
         return task.future
 
     def submit(

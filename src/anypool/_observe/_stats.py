@@ -141,6 +141,24 @@ class StatsRecorder:
         self._inflight[id(task.future)] = task
         task.future.add_done_callback(self._finished)
 
+    def track_new(self, task: Task) -> None:
+        """``track`` for a task whose future nobody else holds yet (before the backend has
+        it): its callback list is appended to directly, without the future's lock and the
+        Python frame of ``add_done_callback`` (every submit's path). ``untrack`` undoes it
+        if the backend refuses the task."""
+        if self._first_submit is None:
+            self._first_submit = time.monotonic()
+        future = task.future
+        self._inflight[id(future)] = task
+        callbacks = getattr(future, "_done_callbacks", None)  # CPython's Future keeps them here
+        if callbacks is None:
+            future.add_done_callback(self._finished)
+        else:
+            callbacks.append(self._finished)
+
+    def untrack(self, task: Task) -> None:
+        self._inflight.pop(id(task.future), None)
+
     def task_of(self, future: Future[Any]) -> Task | None:
         task = self._inflight.get(id(future))
         return task if task is not None and task.future is future else None
