@@ -112,7 +112,7 @@ def assert_clean_stderr(err: str, *, interrupts: int = 1) -> None:
     only the main process can print those."""
     assert "KeyboardInterrupt" in err, err
     # what a worker's, the forkserver's or a spawned child's traceback would show
-    for trace in ("_process_worker", "Process anypool", "forkserver.py", "spawn.py", '"<string>"'):
+    for trace in ("_process/_child", "Process anypool", "forkserver.py", "spawn.py", '"<string>"'):
         assert trace not in err, err
     if interrupts == 1:
         assert "Exception ignored" not in err, err

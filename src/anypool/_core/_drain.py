@@ -10,7 +10,7 @@
         └ Pool.shutdown(wait=True) ──► each map still held: drained here, results kept
                                        for a later iteration (as Executor.map has them);
                                        then the drain threads are joined
-      shutdown(wait=False) or cancel_pending=True ──► dropped, with a RuntimeWarning
+      shutdown(wait=False) or cancel_futures=True ──► dropped, with a RuntimeWarning
       interpreter exit (threading atexit, before the backends' hook) ──► as shutdown
 
 Why: ``with Pool() as pool: pool.map(save, paths)`` is the commonest shape of
@@ -202,14 +202,14 @@ def _cut_short(name: str, how: str) -> str:
 
 
 def _how(wait: bool) -> str:
-    return "with cancel_pending=True" if wait else "with wait=False"
+    return "with cancel_futures=True" if wait else "with wait=False"
 
 
 def _warn_endless(name: str, items_done: int) -> None:
     _warn(
         f"the pool is waiting for {name}, which was never iterated, to run to the end of its "
         f"input ({items_done} items so far); an endless input never ends: iterate or "
-        "close() the map, or shut the pool down with cancel_pending=True"
+        "close() the map, or shut the pool down with cancel_futures=True"
     )
 
 
