@@ -151,11 +151,16 @@ def _name(fn: Any) -> str:
 
 def _frame(task_id: int, flags: int, body: Any) -> Frame:
     """The pickled body, its large buffers out of band; raises if it does not pickle."""
+    encoded = _shm.dumps(body, fallback=_cloudpickle_with)
+    return task_id, flags, encoded.data, encoded.buffers
+
+
+def _cloudpickle_with(obj: Any, buffer_callback: Any) -> bytes:
+    """Plain pickle refuses lambdas, closures and classes defined in __main__: cloudpickle,
+    imported only then (a worker that never needs it never pays for it)."""
     from ..._wire._pickle import cloudpickle_with
 
-    # plain pickle refuses lambdas, closures and classes defined in __main__: cloudpickle
-    encoded = _shm.dumps(body, fallback=cloudpickle_with)
-    return task_id, flags, encoded.data, encoded.buffers
+    return cloudpickle_with(obj, buffer_callback)
 
 
 def _error_frame(task_id: int, flags: int, exc: BaseException) -> Frame:
