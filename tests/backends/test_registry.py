@@ -77,6 +77,11 @@ def test_a_registered_backend_runs_pools_and_is_listed(make_pool: Any) -> None:
         anypool.Pool("nope")
 
 
+def test_a_class_instead_of_a_name_says_how_to_register_it() -> None:
+    with pytest.raises(TypeError, match=r"register_backend\(name, cls\)"):
+        anypool.Pool(ThirdPartyBackend)
+
+
 @pytest.mark.usefixtures("registry")
 def test_auto_keeps_its_built_in_candidates() -> None:
     from anypool._auto._router import take_snapshot

@@ -177,6 +177,11 @@ def is_available(name: str) -> bool:
 
 def load_backend(name: str) -> type[Backend]:
     """The backend class called ``name``; clear errors for unknown or uninstalled ones."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"backend must be a backend's name, got {name!r}; a Backend class is used by "
+            "name once registered: anypool.register_backend(name, cls)"
+        )
     entry = BACKENDS.get(name)
     if entry is None or not _module_exists(entry):
         found = _REGISTERED.get(name) or _load_plugin(name)
