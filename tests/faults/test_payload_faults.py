@@ -225,3 +225,36 @@ def test_the_parent_dies_or_is_interrupted(tmp_path, mode):
     # the resource tracker outlives the parent and reports what it was left to clean up
     assert "leaked" not in stderr, stderr
     assert "resource_tracker" not in stderr, stderr
+
+
+def big_result_without_descriptors(_: Any) -> Any:
+    """In the worker: no descriptor left to make a segment with, then a large result."""
+    import resource
+
+    lowest_free = os.dup(0)  # the number the next descriptor would get
+    os.close(lowest_free)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    return memoryview(bytes(BIG))
+
+
+def test_no_segment_for_a_result_fails_only_that_task(make_pool, clean):
+    pool = make_pool("process", 1)
+    with pytest.raises(anypool.SerializationError, match="shared memory"):
+        pool.submit(big_result_without_descriptors, None).result(timeout=30)
+    assert pool.submit(len, b"small").result(timeout=30) == 5  # the worker carries on
+    pool.shutdown()
+
+
+def test_no_segment_for_arguments_fails_only_that_task(make_pool, clean, monkeypatch):
+    pool = make_pool("process", 1)
+
+    def no_memory(self: Any) -> None:
+        raise OSError(24, "Too many open files")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_shm._Segment, "__init__", no_memory)
+        with pytest.raises(anypool.SerializationError, match="shared memory"):
+            pool.submit(len, bytes(BIG)).result(timeout=30)
+    assert pool.submit(len, bytes(BIG)).result(timeout=30) == BIG
+    pool.shutdown()

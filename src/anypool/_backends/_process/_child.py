@@ -383,7 +383,7 @@ class _Worker:
             return
         try:
             segment = self.segments.write(buffers)
-        except OSError as exc:  # no memory for the segment: the task fails, we carry on
+        except Exception as exc:  # no memory for the segment: the task fails, we carry on
             from ..._errors._exceptions import SerializationError
 
             error = SerializationError(

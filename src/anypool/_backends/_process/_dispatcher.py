@@ -565,7 +565,7 @@ class ProcessBackend(Backend):
         with _STARTING:
             try:
                 segment = worker.segments.write(buffers)  # the parent's one copy
-            except OSError as exc:
+            except Exception as exc:  # no memory for it (ENOMEM, EMFILE...): this task fails
                 task.fail(_with_cause(_segment_error(task, exc), exc))
                 return
         if self._send_frame(worker, task, task_id, segment.fd):
@@ -993,7 +993,7 @@ class _ChunkParts:
         self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
 
 
-def _segment_error(task: Task, exc: OSError) -> SerializationError:
+def _segment_error(task: Task, exc: Exception) -> SerializationError:
     return SerializationError(
         f"the arguments of a call of {_fn_name(task)} could not be placed in shared memory "
         f"to send them to a worker process: {type(exc).__name__}: {exc}"
