@@ -98,6 +98,15 @@ def outcome_of(
     return kind, failed, per_item
 
 
+def _returned(future: Future[Any]) -> bool:
+    """A call that returned, read without the future's lock (every task's path: this runs
+    in its done-callback, once it is resolved for good). CPython's Future attributes;
+    False (ask the slow way) where they are missing."""
+    return (
+        getattr(future, "_state", None) == "FINISHED" and getattr(future, "_exception", 1) is None
+    )
+
+
 def _percentile(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
@@ -168,9 +177,13 @@ class StatsRecorder:
         if task is None or task.future is not future:
             return
         end = time.monotonic()
-        n = len(task.args) if task.chunk else 1
-        outcome, failed, per_item = outcome_of(task, future, end, n)
         started = task.started_at
+        n = len(task.args) if task.chunk else 1
+        per_item: float | None
+        if not task.chunk and started is not None and _returned(future):
+            outcome, failed, per_item = "ok", 0, end - started
+        else:
+            outcome, failed, per_item = outcome_of(task, future, end, n)
         busy = 0.0 if started is None else end - started  # monotonic: never negative
         key = id(future)
         self._records.append((outcome, failed, per_item, n, task.attempts, busy, key))
