@@ -211,6 +211,19 @@ def test_the_same_path_serves_the_executor_and_process(make_pool):
     assert process.result() == ("memoryview", True)
 
 
+def make_view(index: int) -> memoryview:
+    return memoryview(bytes([index]) * BIG)
+
+
+def test_process_stages_of_a_pipeline_pass_buffers_through_shared_memory():
+    stages = [
+        anypool.Stage(make_view, backend="process", workers=1),
+        anypool.Stage(describe, backend="process", workers=1),
+    ]
+    with anypool.pipeline(range(3), *stages) as out:
+        assert list(out) == [("memoryview", True)] * 3
+
+
 # -- map's read-ahead, bounded in bytes both ways ------------------------------------------------
 class Ahead:
     """Items that record how far they were pulled ahead of what the consumer took."""
