@@ -270,3 +270,14 @@ def test_a_forked_worker_inherits_no_segment_of_another_pool(make_pool):
     assert memfds() > 0
     second = make_pool("process", 1, start_method="fork")
     assert second.submit(worker_memfds).result(timeout=60) == 0
+
+
+def test_one_buffer_held_twice_travels_once_and_arrives_as_one_object(make_pool):
+    pool = make_pool("process", 1)
+    raw = bytes(BIG)
+    encoded = _shm.dumps(([raw, raw, {"again": raw}], {}))
+    assert len(encoded.buffers) == 1
+    back = pool.submit(identity, [raw, raw, {"again": raw}]).result(timeout=60)
+    assert back[0] == raw
+    assert back[0] is back[1]
+    assert back[0] is back[2]["again"]

@@ -119,20 +119,27 @@ def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
     return _rebuild_memoryview, (pickle.PickleBuffer(view), view.format, shape)
 
 
-def _swap(obj: Any, depth: int) -> Any:
+def _swap(obj: Any, depth: int, memo: dict[int, _Large]) -> Any:
     """``obj`` with large bytes/bytearray (see _SWAP_DEPTH) replaced by _Large; containers
-    are copied only where something was replaced."""
+    are copied only where something was replaced. ``memo``: one stand-in per object, so
+    that one buffer held twice travels once and arrives as one object, as pickle's own
+    memo would have it."""
     kind = type(obj)
     if kind is bytes or kind is bytearray:
-        return _Large(obj) if len(obj) >= OOB_THRESHOLD else obj
+        if len(obj) < OOB_THRESHOLD:
+            return obj
+        large = memo.get(id(obj))
+        if large is None:
+            large = memo[id(obj)] = _Large(obj)
+        return large
     if depth == 0 or not (kind is tuple or kind is list or kind is dict) or len(obj) > _SWAP_WIDTH:
         return obj
     if kind is dict:
-        values = [_swap(v, depth - 1) for v in obj.values()]
+        values = [_swap(v, depth - 1, memo) for v in obj.values()]
         if all(a is b for a, b in zip(values, obj.values())):
             return obj
         return dict(zip(obj.keys(), values))
-    items = [_swap(v, depth - 1) for v in obj]
+    items = [_swap(v, depth - 1, memo) for v in obj]
     if all(a is b for a, b in zip(items, obj)):
         return obj
     return tuple(items) if kind is tuple else items
@@ -184,7 +191,7 @@ def dumps(obj: Any, fallback: Callable[[Any, Any], bytes] | None = None) -> Enco
         return Encoded(_dumps_plain(obj, None), [])
     buffers: list[memoryview] = []
     callback = _collector(buffers)
-    swapped = _swap(obj, _SWAP_DEPTH)
+    swapped = _swap(obj, _SWAP_DEPTH, {})
     try:
         return Encoded(_dumps_plain(swapped, callback), buffers)
     except Exception:
