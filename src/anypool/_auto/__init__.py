@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._backends import load_backend as _load_registered
+from ._router import steer_options as steer_options
 
 if TYPE_CHECKING:
     from ..abc import Backend
 
-__all__ = ["load_backend"]
+__all__ = ["load_backend", "steer_options"]
 
 
 def load_backend(name: str) -> type[Backend]:

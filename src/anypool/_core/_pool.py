@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from .._auto import load_backend
-from .._auto._router import steer_options
+from .._auto import load_backend, steer_options
 from .._backends._options import check_options
 from .._errors._exceptions import CapabilityError, PoolClosed
 from .._observe._progress import both, progress_hook
