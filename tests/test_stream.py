@@ -391,3 +391,37 @@ def test_big_items_travel_a_few_at_a_time(make_pool: MakePool) -> None:
     got = list(pool.stream(blobs, 40, 300_000))
     assert [len(b) for b in got] == [300_000] * 40
     assert [b[0] for b in got] == list(range(40))
+
+
+# -- a stream left open when the program ends ---------------------------------------------------
+_LEFT_OPEN = """
+import sys
+import anypool
+
+def lines(n):
+    for i in range(n):
+        yield f"line {i}"
+
+if __name__ == "__main__":
+    pool = anypool.Pool(sys.argv[1], 2)  # never shut down
+    header = next(pool.stream(lines, 100_000, buffer=16))
+    kept = pool.stream(lines, 100_000, buffer=16)  # still referenced at exit
+    print(header, next(kept), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_stream_left_open_does_not_hold_the_exit(tmp_path: Any, backend: str) -> None:
+    # the "read the header line and stop" habit: the producer, paused by backpressure, must
+    # not keep the interpreter's exit waiting, and nothing is printed on the way out
+    import subprocess
+    import sys
+
+    script = tmp_path / "left_open.py"
+    script.write_text(_LEFT_OPEN)
+    out = subprocess.run(
+        [sys.executable, str(script), backend], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["line", "0", "line", "0"]
+    assert "Exception ignored" not in out.stderr, out.stderr

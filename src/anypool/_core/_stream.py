@@ -33,6 +33,7 @@ import functools
 import inspect
 import os
 import pickle
+import socket  # multiprocessing.connection imports it anyway; at exit nothing may be imported
 import threading
 import time
 import weakref
@@ -47,7 +48,6 @@ from .._observe._progress import ProgressHook, progress_hook
 from .._task import fn_name
 
 if TYPE_CHECKING:
-    import socket
     from multiprocessing.connection import Connection
 
     from ._pool import Pool
@@ -248,7 +248,6 @@ class _SocketEnd:
         self.__init__(*state)  # type: ignore[misc]
 
     def open(self) -> bool:
-        import socket
         from multiprocessing.connection import Connection
 
         unix = isinstance(self.address, str)
@@ -370,7 +369,6 @@ class _SocketChannel:
 
     def __init__(self, buffer: int) -> None:
         # imported here: a pool that never streams to a process does not pay for them
-        import socket
         import tempfile
 
         if _UNIX_SOCKETS and hasattr(socket, "AF_UNIX"):
@@ -396,7 +394,6 @@ class _SocketChannel:
 
     def _accept(self, wait: float) -> bool:
         import select
-        import socket
         from multiprocessing.connection import Connection
 
         listener = self._listener
@@ -470,8 +467,6 @@ class _SocketChannel:
         blocked send fails, either way at once; a stop message could wait behind a full
         socket. Safe from another thread while the consumer reads: shutdown(), unlike
         close(), leaves the descriptor in place, and the reader gets an end of file."""
-        import socket
-
         self._close_listener()  # a worker that has not started yet finds nobody
         with self._send_lock:
             conn = self._conn
@@ -778,6 +773,7 @@ _OPEN: weakref.WeakKeyDictionary[Any, weakref.WeakSet[StreamIterator[Any]]] = (
     weakref.WeakKeyDictionary()
 )
 _OPEN_LOCK = threading.Lock()
+_exit_hooked = False
 
 
 def close_streams(pool: Pool) -> None:
@@ -790,8 +786,27 @@ def close_streams(pool: Pool) -> None:
 
 
 def _register(pool: Pool, stream: StreamIterator[Any]) -> None:
+    global _exit_hooked
     with _OPEN_LOCK:
         _OPEN.setdefault(pool, weakref.WeakSet()).add(stream)
+        if not _exit_hooked:
+            # A stream left open on a pool never shut down: at exit the backends' hook
+            # (anypool._local._atexit) waits for running tasks, and a producer paused by
+            # backpressure never ends. This hook is registered after theirs, so it runs
+            # first (threading's exit hooks run last-in, first-out) and stops the streams.
+            try:
+                threading._register_atexit(_close_all_streams)  # type: ignore[attr-defined]
+            except RuntimeError:  # the interpreter is already shutting down
+                pass
+            _exit_hooked = True
+
+
+def _close_all_streams() -> None:
+    with _OPEN_LOCK:
+        streams = [stream for group in _OPEN.values() for stream in group]
+        _OPEN.clear()
+    for stream in streams:
+        stream._shutdown()
 
 
 def _check_options(buffer: object, item_timeout: object, retries: object) -> None:
