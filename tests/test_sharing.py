@@ -235,3 +235,46 @@ def test_backends_without_primitives_say_so(
     monkeypatch.setattr(pool._coordination, "factory", no_primitives)
     with pytest.raises(CapabilityError, match="no shared Value: its workers share no memory"):
         pool.Value("i", 0)
+
+
+EXECUTOR_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing
+    import anypool
+
+    counter = None
+
+    def init(shared):
+        global counter
+        counter = shared
+
+    def bump(_):
+        with counter.get_lock():
+            counter.value += 1
+
+    if __name__ == "__main__":
+        shared = multiprocessing.Value("i", 0)  # the stdlib-documented way, default context
+        with anypool.ProcessPoolExecutor(2, initializer=init, initargs=(shared,)) as ex:
+            list(ex.map(bump, range(100)))
+        print(shared.value)
+    """
+)
+
+
+@pytest.mark.skipif(
+    multiprocessing.get_context().get_start_method() != "fork",
+    reason="the default context does not fork here (3.14+, macOS, Windows): no fork-made objects",
+)
+def test_the_drop_in_executor_takes_a_default_context_value_in_initargs(tmp_path: Path) -> None:
+    # concurrent.futures.ProcessPoolExecutor accepts it (it forks); so must the drop-in
+    script = tmp_path / "executor_value.py"
+    script.write_text(EXECUTOR_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_S,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["100"]
