@@ -165,7 +165,7 @@ def test_segments_are_reused_and_their_descriptors_bounded(make_pool):
     # the parent keeps, per worker, the segments awaiting a verdict and a few free ones
     assert memfds() - before <= 2 * (_shm._KEEP_FREE + 2)
     in_workers = pool.map(worker_memfds, range(2), chunksize=1)
-    assert max(in_workers) <= _shm._KEEP_FREE + _shm._AWAITING
+    assert max(in_workers) <= _shm._KEEP_FREE + _shm.AWAITING
     pool.shutdown()
     assert memfds() == before
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "AWAITING",
     "OOB_THRESHOLD",
     "SUPPORTED",
     "Encoded",
@@ -223,11 +224,11 @@ _FORKS = 0
 # cost 3-5x the copy (8 MiB: 1.5 ms into an old segment, 4-8 ms into a new one). So each
 # writer keeps, per peer, up to _KEEP_FREE segments that the reader reported released,
 # each at most _KEEP_MAX_BYTES (memory a quiet pool holds: 2 x 256 MiB per worker per
-# direction at worst), and waits for at most _AWAITING verdicts before it gives up on the
+# direction at worst), and waits for at most AWAITING verdicts before it gives up on the
 # oldest (closes it: always safe, only not reused).
 _KEEP_FREE = 2
 _KEEP_MAX_BYTES = 256 << 20
-_AWAITING = 8
+AWAITING = 8
 
 
 def _close_owned_after_fork() -> None:
@@ -322,7 +323,7 @@ class Segments:
 
     def sent(self, message_id: int, segment: _Segment) -> None:
         self.awaiting[message_id] = segment
-        if len(self.awaiting) > _AWAITING:
+        if len(self.awaiting) > AWAITING:
             self.awaiting.pop(next(iter(self.awaiting))).close()
 
     @staticmethod

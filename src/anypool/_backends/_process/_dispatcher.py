@@ -544,8 +544,7 @@ class ProcessBackend(Backend):
             worker.functions[fn_id] = None
             if len(worker.functions) > FN_CACHE_SIZE:
                 worker.functions.popitem(last=False)
-        verdicts = [(result_id, mapped.released()) for result_id, mapped in worker.results]
-        worker.results.clear()
+        verdicts = _verdicts(worker)
         message = (
             *(task_id, fn_id, fn_blob, task.chunk, task.star),
             *(args_blob.data, args_blob.sizes, verdicts),
@@ -991,6 +990,24 @@ class _ChunkParts:
         values = [o.values[0] for o in done]
         merged = ChunkResult(values, errors, sum(o.duration for o in done))
         self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
+
+
+def _verdicts(worker: _Worker) -> list[tuple[int, bool]]:
+    """The verdicts on the worker's result segments to send with its next task: released
+    ones (it may rewrite them); one still mapped here stays pending until it is released
+    (the consumer may take it a moment later: an early "no" would make the worker allocate
+    a new segment for every result), unless more than _shm.AWAITING wait ("no": closed)."""
+    verdicts: list[tuple[int, bool]] = []
+    pending: list[tuple[int, _shm.Mapped]] = []
+    for result_id, mapped in worker.results:
+        if mapped.released():
+            verdicts.append((result_id, True))
+        else:
+            pending.append((result_id, mapped))
+    while len(pending) >= _shm.AWAITING:
+        verdicts.append((pending.pop(0)[0], False))
+    worker.results = pending
+    return verdicts
 
 
 def _segment_error(task: Task, exc: Exception) -> SerializationError:
