@@ -16,6 +16,8 @@ interpreter-exit hook waits for them.
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 import threading
 
@@ -69,6 +71,8 @@ def wait_in(pool: object, mode: str) -> None:
 
 
 def main() -> None:
+    # the test sends SIGUSR1 to a program that did not exit, to see where it hangs
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     api, mode = sys.argv[1], sys.argv[2]
     start_method = sys.argv[3] if len(sys.argv) > 3 else "forkserver"
     if mode == "map":

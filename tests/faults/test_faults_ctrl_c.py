@@ -30,6 +30,16 @@ MODES = ["map", "result", "shutdown", "exit_hook"] + (
 )
 
 
+def _thread_signal_state(pid: int) -> str:
+    lines = []
+    for task in sorted(os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{task}/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        keep = ("Name", "SigPnd", "ShdPnd", "SigBlk", "SigCgt")
+        lines.append(" ".join(f"{k}={fields[k].strip()}" for k in keep if k in fields))
+    return "\n".join(lines)
+
+
 class Program:
     """The target program, started in a new session (its own process group)."""
 
@@ -67,9 +77,15 @@ class Program:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # where it hangs: each thread's signal state, then the target dumps its threads'
+            # stacks on SIGUSR1
+            masks = _thread_signal_state(self.proc.pid)
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(1.0)
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            pytest.fail(f"the program still ran {timeout} s after the signal")
+            where = f"{masks}\n{self.stderr()}"
+            pytest.fail(f"the program still ran {timeout} s after the signal\n{where}")
         return time.monotonic() - since
 
     def stderr(self) -> str:
