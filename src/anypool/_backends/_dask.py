@@ -51,6 +51,7 @@ from typing import Any
 from .._errors._exceptions import BrokenPool, PoolClosed, SerializationError
 from .._local._atexit import register_for_exit
 from .._local._queue import TaskQueue
+from .._local._threads import start_thread
 from .._runtime import usable_cpus
 from .._task import Task
 from .._wire._remote import dumps_call, loads_outcome, run_payload
@@ -163,7 +164,7 @@ class DaskBackend(Backend):
     def _thread(self, target: Any, role: str) -> threading.Thread:
         name = f"anypool-dask-{role}-{self._topic[-8:]}"
         thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
+        start_thread(thread)
         return thread
 
     def _share_cluster(self, config: BackendConfig) -> None:

@@ -55,6 +55,7 @@ from .._errors._exceptions import PoolClosed, SerializationError, TaskTimeout
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
 from .._local._queue import TaskQueue
+from .._local._threads import start_thread
 from .._runtime import usable_cpus
 from .._task import Task
 from .._wire._remote import dumps_call, loads_outcome, run_payload
@@ -227,7 +228,7 @@ class RayBackend(Backend):
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="anypool-ray-dispatcher", daemon=True
         )
-        self._dispatcher.start()
+        start_thread(self._dispatcher)
         register_for_exit(self)
 
     def _share(self, config: BackendConfig) -> float:

@@ -54,6 +54,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors._exceptions import TaskTimeout
+from .._local._threads import start_thread
 from .._task import ChunkResult, fn_name
 from ._admission import SlotFuture
 
@@ -176,7 +177,7 @@ async def _in_thread(fn: Callable[[], object], name: str) -> None:
             pass
 
     thread = threading.Thread(target=target, name=name)
-    thread.start()
+    start_thread(thread)
     try:
         await asyncio.shield(done)
     except asyncio.CancelledError:
@@ -333,7 +334,7 @@ class AsyncMap(AsyncIterator[R]):
                 target=_run_finalizers, args=(finalizers, False), name="anypool-aio-map-end"
             )
             try:
-                thread.start()
+                start_thread(thread)
             except RuntimeError:  # interpreter shutdown: no new threads, nothing to block
                 _run_finalizers(finalizers, False)
 
@@ -536,7 +537,7 @@ def _run_in_helper_thread(call: Callable[..., Any], args: Any, kwargs: dict[str,
             outcome.append((False, exc))
 
     thread = threading.Thread(target=target, name="anypool-inline-coroutine")
-    thread.start()
+    start_thread(thread)
     thread.join()
     ok, value = outcome[0]
     if not ok:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._errors._exceptions import PoolClosed
+from .._local._threads import start_thread
 
 if TYPE_CHECKING:
     from ._map import _MapState
@@ -144,7 +145,7 @@ class PendingMaps:
             drain = _Drain(state, name, self._drain_done)
             self._drains.add(drain)
         state.begin()
-        drain.thread.start()
+        start_thread(drain.thread)
 
     def _drain_done(self, drain: _Drain) -> None:
         with self._lock:

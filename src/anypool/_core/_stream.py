@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._errors._exceptions import CapabilityError, PoolClosed, SerializationError, TaskTimeout
+from .._local._threads import start_thread
 from .._observe._progress import ProgressHook, progress_hook
 from .._task import fn_name
 
@@ -269,7 +270,7 @@ class _SocketEnd:
         self._done = False
         self._link = threading.Thread(target=self._run_link, name="anypool-stream-link")
         self._link.daemon = True
-        self._link.start()
+        start_thread(self._link)
         return True
 
     def flush(self, used: int) -> int:

@@ -17,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ._threads import start_thread
+
 __all__ = ["Deadlines", "Handle"]
 
 
@@ -60,7 +62,7 @@ class Deadlines:
                 # started before the entry goes in: a thread that cannot start (interpreter
                 # shutdown) raises here and leaves no entry that would never fire
                 thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                thread.start()
+                start_thread(thread)
                 self._thread = thread
             heapq.heappush(self._heap, (when, next(self._order), handle))
             self._wake.notify()

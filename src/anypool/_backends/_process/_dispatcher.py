@@ -69,6 +69,7 @@ from ..._errors._process import (
 from ..._local._atexit import closed_message, register_for_exit
 from ..._local._deadlines import Deadlines, Handle
 from ..._local._queue import TaskQueue
+from ..._local._threads import start_thread
 from ..._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from ..._task import ChunkResult, Task, chunk_outcomes
 from ..._wire import _shm
@@ -250,7 +251,9 @@ class ProcessBackend(Backend):
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="anypool-process-dispatcher", daemon=True
         )
-        _start_without_sigint(self._dispatcher, self._ctx.get_start_method())
+        # SIGINT blocked from birth (anypool._local._threads says why); _prepare_thread
+        # blocks it again after launching the resource tracker, which unblocks it
+        start_thread(self._dispatcher)
         register_for_exit(self)
 
     @staticmethod
@@ -959,30 +962,6 @@ def _new_starting_lock() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_starting_lock)
-
-
-def _start_without_sigint(thread: threading.Thread, start_method: str) -> None:
-    """Start ``thread`` with SIGINT blocked from its first instruction, and launch the
-    resource tracker here, in the caller's thread, first.
-
-    A Ctrl-C that the kernel delivers to a thread other than the main one only sets
-    Python's flag: a main thread blocked in ``future.result()`` is not woken, and the
-    program hangs (seen ~1 run in 10 with a Ctrl-C while workers start). The dispatcher
-    therefore never has SIGINT unblocked: it inherits the block from here, and the
-    resource tracker, whose launch unblocks SIGINT in the launching thread when done, is
-    launched from this thread, where SIGINT stays unblocked anyway."""
-    if not hasattr(signal, "pthread_sigmask"):
-        thread.start()
-        return
-    if start_method != "fork":
-        from multiprocessing import resource_tracker
-
-        resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _block_sigint() -> None:
