@@ -16,9 +16,10 @@ Room to read more input (``ReadAhead``): fewer than ``window`` chunks unfinished
 the backend, and what was read but not yet taken by the consumer (running, queued,
 or finished and waiting its turn) under MAX_READ_AHEAD items and MAX_READ_AHEAD_BYTES
 (estimated: items, then their results; a chunk is sized by the larger of an item and a
-result, so small inputs with large results do not pile up either). So endless generators work, memory stays flat, and in an ordered map a
-slow head item does not stall the workers: finished results wait in that bounded
-buffer while the workers go on with later items. An explicit ``window=`` is the old,
+result, so small inputs with large results do not pile up either). So endless
+generators work, memory stays flat, and in an ordered map a slow head item does not
+stall the workers: finished results wait in that bounded buffer while the workers go
+on with later items. An explicit ``window=`` is the old,
 strict bound: at most that many chunks read ahead, finished or not.
 
 Closing the iterator (or an exception reaching the consumer) cancels every chunk
