@@ -44,7 +44,7 @@ from .._errors._exceptions import BrokenPool, CapabilityError, PoolClosed, TaskT
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
 from .._local._queue import TaskQueue
-from .._local._threads import start_thread
+from .._local._threads import start_task_thread
 from .._runtime import free_threaded_build, gil_enabled, usable_cpus
 from .._scheduler._select import (
     AUTO_CANDIDATES,
@@ -402,7 +402,7 @@ class AutoBackend(Backend):
             self._probe = threading.Thread(
                 target=self._probe_loop, name=f"{self._prefix}-probe", daemon=True
             )
-            start_thread(self._probe)
+            start_task_thread(self._probe)  # it runs tasks (anypool._local._threads)
 
     def _forward(self, profile: _Profile, task: Task) -> None:
         side = profile.side

@@ -29,7 +29,7 @@ from typing import Any
 
 from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout
 from .._local._atexit import register_for_exit
-from .._local._threads import start_thread
+from .._local._threads import start_task_thread
 from .._task import ChunkResult, Task, run_chunk
 from ..abc import Backend, BackendConfig, Capabilities
 
@@ -136,7 +136,7 @@ class AsyncioBackend(Backend):
         self._queue: asyncio.Queue[Any] | None = None
         name = config.thread_name_prefix or "anypool-asyncio"
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        start_thread(self._thread)
+        start_task_thread(self._thread)  # it runs tasks (anypool._local._threads)
         self._started.wait()
         register_for_exit(self)
 

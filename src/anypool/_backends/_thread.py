@@ -25,7 +25,7 @@ from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
 from .._local._queue import make_queue
-from .._local._threads import start_thread
+from .._local._threads import start_task_thread
 from .._task import Task
 from ..abc import Backend, BackendConfig, Capabilities
 
@@ -108,7 +108,9 @@ class ThreadBackend(Backend):
         worker.thread = threading.Thread(target=self._work, args=(worker,), name=name, daemon=True)
         self._workers.add(worker)
         self._idle.append(None)
-        start_thread(worker.thread)
+        # tasks run here, and a process a task starts inherits the thread's signal mask:
+        # a subprocess must still get the terminal's Ctrl-C (anypool._local._threads)
+        start_task_thread(worker.thread)
 
     # -- the worker loop ----------------------------------------------------------------------
     # ``_idle`` holds a token per worker not running a task. A worker gives its token up when

@@ -54,7 +54,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors._exceptions import TaskTimeout
-from .._local._threads import start_thread
+from .._local._threads import start_task_thread, start_thread
 from .._task import ChunkResult, fn_name
 from ._admission import SlotFuture
 
@@ -537,7 +537,7 @@ def _run_in_helper_thread(call: Callable[..., Any], args: Any, kwargs: dict[str,
             outcome.append((False, exc))
 
     thread = threading.Thread(target=target, name="anypool-inline-coroutine")
-    start_thread(thread)
+    start_task_thread(thread)  # it runs a task (anypool._local._threads)
     thread.join()
     ok, value = outcome[0]
     if not ok:

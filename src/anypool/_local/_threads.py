@@ -4,8 +4,11 @@ The kernel gives a process-directed SIGINT to any thread that does not block it.
 to one of our threads, it only sets Python's flag: a main thread blocked in
 ``future.result()`` or ``pool.join()`` is not woken, and the program ignores Ctrl-C
 until something else wakes it (seen: ~1 Ctrl-C in 10 while process workers started).
-So every thread anypool starts blocks SIGINT from its first instruction: it inherits the
-mask of the thread that starts it, which blocks SIGINT just for the ``start()`` call.
+So the threads anypool starts for its own machinery (dispatchers, timers, drains) block
+SIGINT from their first instruction: each inherits the mask of the thread that starts it,
+which blocks SIGINT just for the ``start()`` call. Threads that run tasks do not: a
+process a task starts inherits its thread's mask, and a ``subprocess`` child must still
+get the terminal's Ctrl-C (the stdlib's worker threads do not block it either).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["start_thread"]
+__all__ = ["start_task_thread", "start_thread"]
 
 _CAN_MASK = hasattr(signal, "pthread_sigmask")
 
@@ -24,6 +27,20 @@ def start_thread(thread: threading.Thread) -> None:
         thread.start()
         return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_task_thread(thread: threading.Thread) -> None:
+    """``thread.start()`` for a thread that runs tasks: SIGINT unblocked in it whatever the
+    starting thread's mask (a thread backend's replacement worker is started by the timer
+    thread, which blocks it), so processes its tasks start get Ctrl-C."""
+    if not _CAN_MASK:
+        thread.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         thread.start()
     finally:
