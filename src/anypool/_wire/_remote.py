@@ -15,7 +15,7 @@ every pickling failure and can name it (``SerializationError`` on the side
 where it happened) instead of the engine hanging or failing obscurely —
 ``distributed.as_completed`` hangs on a result that cannot be pickled — and
 the engine only ever moves an opaque blob. A task's exception comes back as
-itself with the worker's traceback text attached as ``__cause__`` (``_serialization``'s
+itself with the worker's traceback text attached as ``__cause__`` (``_wire._pickle``'s
 ``wrap_exception``, shared with the process backend); one that cannot cross a
 process boundary is replaced by a SerializationError naming it.
 

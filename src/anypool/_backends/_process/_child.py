@@ -63,7 +63,7 @@ class WorkerSpec:
     def __init__(
         self,
         parent_pid: int,
-        initializer: Any,  # _serialization.Carried (not imported here: start-up cost)
+        initializer: Any,  # _wire._pickle.Carried (not imported here: start-up cost)
         max_tasks: int | None,
         max_memory: int | None,
     ) -> None:

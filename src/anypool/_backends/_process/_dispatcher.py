@@ -270,7 +270,7 @@ class ProcessBackend(Backend):
         if method == "forkserver":
             # workers forked from the server start with these already imported; ctypes is
             # for PR_SET_PDEATHSIG in every worker (~5 ms per worker start otherwise), and
-            # _serialization/_runtime unpickle the start-up payload (the parent's logging
+            # _wire._pickle/_runtime unpickle the start-up payload (the parent's logging
             # setup, the initializer: ~9 ms more per start, which a pool that replaces
             # killed workers pays each time)
             preload = [
