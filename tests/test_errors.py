@@ -1,4 +1,4 @@
-"""The exception hierarchy: the tree drawn in ``anypool._errors._exceptions``' docstring is the truth.
+"""The exception hierarchy: the tree in ``anypool._errors._exceptions``' docstring is the truth.
 
 Every anypool exception subclasses ``AnyPoolError`` and the stdlib exception that
 existing ``except`` clauses already catch, and pickles unchanged (they cross

@@ -38,7 +38,7 @@ def cube(x: int) -> tuple[int, int]:
     return x * x * x, whoami()
 
 
-# -- anypool.named_pool -----------------------------------------------------------------------------
+# -- anypool.named_pool ---------------------------------------------------------------------------
 def test_pool_creates_then_returns_the_same_pool():
     net = anypool.named_pool("net", backend="thread", workers=5)
     assert net.backend == "thread"
