@@ -44,3 +44,16 @@ def test_the_primitive_protocols_describe_what_the_factories_return(
         queue.put(1)
     assert queue.get() == 1
     assert issubclass(anypool.RemoteTraceback, Exception)
+
+
+@pytest.mark.parametrize(
+    ("habit", "name"),
+    [
+        ("max_workers", "workers"),
+        ("processes", "workers"),
+        ("maxtasksperchild", "max_tasks_per_worker"),
+    ],
+)
+def test_a_stdlib_option_name_is_pointed_at_anypools(habit: str, name: str) -> None:
+    with pytest.raises(TypeError, match=f"unknown option.*{habit}.*for {habit}= use {name}="):
+        anypool.Pool("thread", **{habit: 2})

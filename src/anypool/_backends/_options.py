@@ -51,7 +51,25 @@ def check_options(
     unknown = sorted(set(options) - backend_class.accepted_options)
     if unknown:
         accepted = ", ".join(sorted(backend_class.accepted_options)) or "none"
+        hints = "".join(
+            f"; for {name}= use {_STDLIB_NAMES[name]}=" for name in unknown if name in _STDLIB_NAMES
+        )
         raise TypeError(
             f"unknown option(s) for the {backend_class.name!r} backend: "
-            f"{', '.join(unknown)}; it accepts {accepted}"
+            f"{', '.join(unknown)}; it accepts {accepted}{hints}"
         )
+
+
+# The names users bring from concurrent.futures, multiprocessing and mpire, and Pool's own
+# spelling of each (docs/api.md): a stdlib habit gets told where its option went.
+_STDLIB_NAMES = {
+    "max_workers": "workers",
+    "processes": "workers",
+    "n_jobs": "workers",
+    "n_workers": "workers",
+    "max_tasks_per_child": "max_tasks_per_worker",
+    "maxtasksperchild": "max_tasks_per_worker",
+    "max_task_per_child": "max_tasks_per_worker",
+    "worker_lifespan": "max_tasks_per_worker",
+    "task_timeout": "timeout",
+}
