@@ -54,7 +54,10 @@ class Capabilities:
     supports_retries: bool = True
     """``retries=`` re-runs a task whose worker died."""
     supports_timeouts: bool = True
-    """``timeout=`` is honoured (stopping or abandoning the task, see kills_running_tasks)."""
+    """``timeout=`` is honoured (stopping or abandoning the task, see kills_running_tasks).
+    A backend that leaves it True must enforce ``task.timeout`` itself (fail the task with
+    ``anypool.TaskTimeout`` once it has run that long); set it False to have the engine
+    refuse ``timeout=`` with a ``CapabilityError`` instead."""
     runs_in_caller: bool = False
     """Tasks run synchronously in the submitting thread (``submit`` returns a finished future)."""
     # The per-worker options below are refused (CapabilityError) by a backend whose flag is
