@@ -23,24 +23,23 @@ _CAN_MASK = hasattr(signal, "pthread_sigmask")
 
 def start_thread(thread: threading.Thread) -> None:
     """``thread.start()``, the new thread with SIGINT blocked for its whole life."""
-    if not _CAN_MASK:
-        thread.start()
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    _start_with(thread, signal.SIG_BLOCK if _CAN_MASK else None)
 
 
 def start_task_thread(thread: threading.Thread) -> None:
     """``thread.start()`` for a thread that runs tasks: SIGINT unblocked in it whatever the
     starting thread's mask (a thread backend's replacement worker is started by the timer
     thread, which blocks it), so processes its tasks start get Ctrl-C."""
-    if not _CAN_MASK:
+    _start_with(thread, signal.SIG_UNBLOCK if _CAN_MASK else None)
+
+
+def _start_with(thread: threading.Thread, how: int | None) -> None:
+    """Start ``thread`` while this thread's SIGINT is blocked or unblocked (``how``), so the
+    new thread inherits that; this thread's mask is restored after. None: no masks here."""
+    if how is None:
         thread.start()
         return
-    previous = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(how, {signal.SIGINT})
     try:
         thread.start()
     finally:
