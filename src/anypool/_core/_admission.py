@@ -204,10 +204,8 @@ class Admission:
             task.future.free_slot()
 
     def track(self, future: Future[Any], callback: Callback | None) -> None:
-        """join() and callback books of a future with no other done-callback of ours."""
-        # the callback goes first, so that join() also waits for it
-        if callback is not None:
-            future.add_done_callback(outcome_caller(callback))
+        """join() and callback books of a timer's future (the statistics track it later)."""
+        self.add_callback(future, callback)  # first, so that join() also waits for it
         self._outstanding.add(future)
 
     @staticmethod
