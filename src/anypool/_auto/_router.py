@@ -48,6 +48,7 @@ from .._local._threads import start_task_thread
 from .._runtime import free_threaded_build, gil_enabled, usable_cpus
 from .._scheduler._select import (
     AUTO_CANDIDATES,
+    CHEAPER_WITHIN,
     CPU_BOUND,
     REQUIREMENTS,
     Candidate,
@@ -116,6 +117,13 @@ MAX_PROFILES = 256
 # A running first task whose run-queue share is above this is on a busy machine: its
 # partial reading is not trusted (see _overdue).
 _BUSY_SHARE = 0.1
+# CPU-bound map items shorter than this run in the caller (inline), not on the one worker
+# thread the model picks for them under the GIL: that thread computes no faster than the
+# caller, and each chunk it finishes is a GIL hand-off to the consumer (map(ident, range(
+# 200_000)): a thread took 1.3-1.8x inline on the 2-core VM). A thread wins only by
+# overlapping the items' computing with a consumer's own waits, which saves at most the
+# items' own time: little next to any per-item wait a consumer has at this size.
+INLINE_ITEM_S = 10e-6
 # A function's first task is looked at this long after it started: if it has computed all
 # along, worker processes are started then (see _peek), not after the sample, because
 # starting them takes ~300 ms on the 2-core VM (~200 ms for the forkserver to import its
@@ -842,6 +850,7 @@ class AutoBackend(Backend):
             problem = profile.sampler.problem
             measurements = replace(measurements, picklable=False, pickle_error=problem)
             decision = self._select(profile, measurements)
+        decision = self._in_caller(decision)
         reasons = decision.reasons
         if not self._sampling:
             reasons += (
@@ -849,6 +858,41 @@ class AutoBackend(Backend):
                 + ", ".join(unmet(PROBE_CAPABILITIES, profile.required, self._gil)),
             )
         return replace(decision, reasons=reasons, function=profile.name)
+
+    def _in_caller(self, decision: Decision) -> Decision:
+        """Inline instead of the thread the model chose for ``map`` chunks of tiny CPU-bound
+        items under the GIL, when the model has inline as fast (see INLINE_ITEM_S). Not
+        with prefer= (the user steered), nor where inline is excluded (require=, a
+        timeout)."""
+        m = decision.measurements
+        if (
+            not self._gil
+            or self._settings.prefer is not None
+            or decision.backend != "thread"
+            or m is None
+            or not m.chunked
+            or m.coroutine
+            or m.kind != "CPU-bound"
+            or m.per_task_s >= INLINE_ITEM_S
+        ):
+            return decision
+        estimates = {e.backend: e for e in decision.estimates}
+        inline, thread = estimates.get("inline"), estimates.get("thread")
+        if inline is None or inline.excluded is not None or thread is None:
+            return decision
+        if inline.items_per_s < CHEAPER_WITHIN * thread.items_per_s:
+            return decision
+        assert decision.snapshot is not None
+        head = f"{m.describe()}; {decision.snapshot.describe()} -> inline backend, 1 worker"
+        why = (
+            f"chose inline: CPU-bound map items of ~{format_seconds(m.per_task_s)} under "
+            "the GIL; a worker thread computes no faster than the caller, and each chunk "
+            "it finishes is a GIL hand-off to the consumer"
+        )
+        reasons = [head]
+        for reason in decision.reasons[1:]:
+            reasons.append(why if reason.startswith("chose thread:") else reason)
+        return replace(decision, backend="inline", workers=1, reasons=tuple(reasons))
 
     def _select(self, profile: _Profile, measurements: Measurements | None) -> Decision:
         assert self._snapshot is not None
