@@ -81,6 +81,14 @@ def run_chunk(fn: Callable[..., Any], items: Sequence[Any], star: bool) -> Chunk
             return ChunkResult(values, errors, time.perf_counter() - start)
 
 
+def runs_at_once(fn: object) -> bool:
+    """Whether calls of ``fn`` may run at once on one event loop: a coroutine function's
+    call (anypool._core._aio.CoroutineCall), which offers ``_anypool_coroutine(args,
+    kwargs)`` and ``_anypool_chunk_coroutine(items, star)``. A process worker runs such
+    tasks side by side (anypool._backends._process._loop), others one at a time."""
+    return hasattr(type(fn), "_anypool_coroutine")
+
+
 @dataclass(eq=False)
 class Task:
     """One call or one chunk of a ``map``, plus the options that govern how it runs.

@@ -397,6 +397,15 @@ class CoroutineCall:
             return chunk
         return run_on_thread_loop(_gather_chunk(self.fn, items, star, self.timeout))
 
+    def _anypool_coroutine(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The call's coroutine, its timeout included, for a worker that runs it on an
+        event loop of its own alongside others (a process worker: _backends._process._loop)."""
+        return _with_timeout(self.fn, args, kwargs, self.timeout)
+
+    def _anypool_chunk_coroutine(self, items: Sequence[Any], star: bool) -> Any:
+        """A map chunk's coroutine (as ``_anypool_run_chunk``) for such a worker."""
+        return _gather_chunk(self.fn, items, star, self.timeout)
+
     def __getattr__(self, name: str) -> Any:
         if name in ("__name__", "__qualname__"):  # names in statistics, timelines, errors
             return getattr(self.fn, name)

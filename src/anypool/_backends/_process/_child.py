@@ -45,7 +45,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["WorkerSpec", "worker_main"]
+__all__ = ["Frame", "Worker", "WorkerSpec", "worker_main"]
 
 # A message for the parent before it is framed: (task id, flags, pickled body, the body's
 # out-of-band buffers); Worker.send() writes the buffers into a segment and adds the header.
@@ -66,11 +66,13 @@ class WorkerSpec:
         initializer: Any,  # _wire._pickle.Carried (not imported here: start-up cost)
         max_tasks: int | None,
         max_memory: int | None,
+        concurrency: int | None = None,
     ) -> None:
         self.parent_pid = parent_pid
         self.initializer = initializer
         self.max_tasks = max_tasks
         self.max_memory = max_memory
+        self.concurrency = concurrency  # coroutines at once (_loop); None: measured
 
 
 # -- staying alive only as long as the parent ------------------------------------------------
@@ -262,7 +264,7 @@ def _unpicklable_function(error: BaseException) -> Callable[..., Any]:
     return raise_error
 
 
-class _Worker:
+class Worker:
     def __init__(self, conn: Any, spec: WorkerSpec) -> None:
         self.conn = conn
         self.spec = spec
@@ -297,7 +299,8 @@ class _Worker:
         return fn
 
     @staticmethod
-    def _load_args(fn: Any, payload: bytes, mapped: Any) -> tuple[Any, dict[str, Any]]:
+    def load_args(fn: Any, payload: bytes, mapped: Any) -> tuple[Any, dict[str, Any]]:
+        """The call's arguments; raises _ArgsFailed (nothing of the task ran)."""
         try:
             if isinstance(mapped, BaseException):  # the segment could not be mapped
                 raise mapped
@@ -313,24 +316,29 @@ class _Worker:
             ) from exc
         return args, kwargs
 
-    def run_one(self, message: tuple[Any, ...], mapped: Any) -> Frame:
-        """Run a task; ``mapped``: its segment (_shm.Mapped), None, or why it could not be
-        mapped. Its arguments are let go of on return (the segment's verdict follows)."""
+    def run_one(self, message: tuple[Any, ...], fn: Any, mapped: Any) -> Frame:
+        """Run a task of ``fn``; ``mapped``: its segment (_shm.Mapped), None, or why it could
+        not be mapped. Its arguments are let go of on return (the segment's verdict follows)."""
         from ..._task import run_chunk
 
-        task_id, fn_id, blob, chunk, star, payload = message[:6]
-        fn: Any = None
+        task_id, chunk, star, payload = message[0], message[3], message[4], message[5]
         try:
-            fn = self.function(fn_id, blob)
-            args, kwargs = self._load_args(fn, payload, mapped)
+            args, kwargs = self.load_args(fn, payload, mapped)
             value = run_chunk(fn, args, star) if chunk else fn(*args, **kwargs)
-        except _ArgsFailed as failed:  # nothing ran: the parent may retry the items alone
-            self.done += 1
-            failed.error.__cause__ = failed.__cause__
-            return _error_frame(task_id, self._retire_flag() | ARGS_FAILED, failed.error)
         except BaseException as exc:  # SystemExit too: it must fail the task, not end the worker
-            self.done += 1
-            return _error_frame(task_id, self._retire_flag(), exc)
+            return self.failed(task_id, exc)
+        return self.succeeded(task_id, fn, value, chunk)
+
+    def failed(self, task_id: int, exc: BaseException) -> Frame:
+        """The answer of a task that raised ``exc`` (_ArgsFailed: nothing of it ran, and
+        the parent may retry a chunk's items alone)."""
+        self.done += 1
+        if isinstance(exc, _ArgsFailed):
+            exc.error.__cause__ = exc.__cause__
+            return _error_frame(task_id, self._retire_flag() | ARGS_FAILED, exc.error)
+        return _error_frame(task_id, self._retire_flag(), exc)
+
+    def succeeded(self, task_id: int, fn: Any, value: Any, chunk: bool) -> Frame:
         if chunk:
             _wrap_item_errors(value)
         self.done += 1
@@ -409,11 +417,19 @@ class _Worker:
             message = pickle.loads(data)
             if message is None:
                 return
+            if len(message) == 1:
+                continue  # a cancel for a coroutine task that has answered already
             try:
                 mapped = self.receive(message)
             except (EOFError, OSError):
                 return
-            answer = self.run_one(message, mapped)
+            fn = self.function(message[1], message[2])
+            if hasattr(type(fn), "_anypool_coroutine"):  # anypool._task.runs_at_once
+                from ._loop import serve
+
+                serve(self, message, mapped, fn)  # coroutines, side by side, from now on
+                return
+            answer = self.run_one(message, fn, mapped)
             try:
                 self.send(answer, mapped)
             except OSError:
@@ -448,7 +464,7 @@ def worker_main(conn: Any, spec: WorkerSpec) -> None:
     """Entry point of a worker process."""
     _ignore_sigint()
     _die_with_parent(spec.parent_pid, conn)
-    worker = _Worker(conn, spec)
+    worker = Worker(conn, spec)
     if worker.initialize():
         worker.loop()
     conn.close()

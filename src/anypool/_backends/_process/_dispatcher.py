@@ -55,7 +55,7 @@ import os
 import signal
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -71,7 +71,8 @@ from ..._local._deadlines import Deadlines, Handle
 from ..._local._queue import TaskQueue
 from ..._local._threads import start_thread
 from ..._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
-from ..._task import ChunkResult, Task, chunk_outcomes
+from ..._scheduler._select import Decision, fixed_decision
+from ..._task import ChunkResult, Task, chunk_outcomes, runs_at_once
 from ..._wire import _shm
 from ..._wire._pickle import (
     FunctionCache,
@@ -82,9 +83,11 @@ from ..._wire._pickle import (
 )
 from ...abc import Backend, BackendConfig, Capabilities
 from ._child import WorkerSpec, worker_main
+from ._loop import MAX_CONCURRENCY
 from ._protocol import (
     ARGS_FAILED,
     ARGS_RELEASED,
+    CAPACITY,
     FN_CACHE_SIZE,
     HEADER,
     INIT_FAILED,
@@ -110,6 +113,9 @@ _PREFETCH_MAX_BYTES = 16 * 1024
 _PREFETCH_MAX_TASK_S = 0.005
 # Functions whose task durations are remembered for that; the oldest is forgotten first.
 _DURATIONS_KEPT = 256
+# A coroutine task that Pool.kill() cancelled has this long to answer (it is cancelled at
+# its next await); one that has not, does not yield, and its worker is stopped.
+_CANCEL_GRACE_S = 1.0
 # After SIGTERM, a stopped worker gets this long before SIGKILL.
 _TERM_GRACE_S = 0.5
 # Workers asked to exit at shutdown get this long before they are killed.
@@ -157,8 +163,14 @@ def _fn_name(task: Task) -> str:
     return getattr(task.fn, "__qualname__", None) or repr(task.fn)
 
 
-def _crash_error(task: Task, process: Any) -> WorkerCrashed:
+def _crash_error(task: Task, worker: _Worker) -> WorkerCrashed:
+    process = worker.process
     crash = describe_exit(process.pid, process.exitcode, f"running {_fn_name(task)}")
+    if worker.stop_reason:  # a coroutine on its loop would not yield: we stopped it
+        crash = (
+            f"worker process {process.pid} was stopped while running {_fn_name(task)}, "
+            f"because {worker.stop_reason} on the same event loop"
+        )
     tries = f" (attempt {task.attempts} of {task.retries + 1})" if task.retries else ""
     error = WorkerCrashed(f"{crash}{tries}; the pool replaced the worker and carries on")
     error.pid, error.exitcode = process.pid, process.exitcode
@@ -168,11 +180,22 @@ def _crash_error(task: Task, process: Any) -> WorkerCrashed:
 class _Worker:
     """The dispatcher's view of one worker process."""
 
-    def __init__(self, process: Any, conn: Any, label: str) -> None:
+    def __init__(self, process: Any, conn: Any, label: str, concurrency: int | None) -> None:
         self.process = process
         self.conn = conn
         self.label = label
-        self.inflight: deque[tuple[int, Task]] = deque()  # sent, unanswered; [0] is running
+        # sent, unanswered, in the order sent: the first one runs, or all of them if at_once
+        self.inflight: dict[int, Task] = {}
+        # its tasks are coroutine calls, running side by side on its event loop (_loop)
+        self.at_once = False
+        self.load = 0  # tasks in flight; coroutines in flight if at_once (a chunk's items)
+        self.concurrency = concurrency or 1  # coroutines it asks for (its CAPACITY messages)
+        self.busy: float | None = None  # how busy its loop was, as it last measured
+        self.cancels: list[int] = []  # running coroutine tasks Pool.kill() stopped: to send
+        # ... and those not answered yet: until they are, it gets no new work (a coroutine
+        # that does not yield to the cancel blocks its loop, and its worker will be stopped)
+        self.cancelling: set[int] = set()
+        self.stop_reason = ""  # why we stopped it while coroutines ran (their error says)
         self.sent = 0
         self.functions: OrderedDict[int, None] = OrderedDict()  # mirrors the worker's LRU
         self.ready = False  # said READY: its initializer ran, tasks now run for real
@@ -180,16 +203,20 @@ class _Worker:
         self.retiring = False  # resized away or retiring itself: gets no work, then exits
         self.announced_exit = False  # it said it exits: what is left in its pipe never ran
         self.doomed: set[int] = set()  # ids of waiting tasks Pool.kill() stopped
-        self.deadline: Handle | None = None  # the running task's timeout
+        self.deadlines: dict[int, Handle | None] = {}  # running tasks' timeouts, by id
         self.init_error: BaseException | None = None  # its initializer raised this
         # segments of the arguments sent to it (by task id until its verdict, then reused),
         # and of its results mapped here, whose verdicts go with the next task sent to it
         self.segments = _shm.Segments()
         self.results: list[tuple[int, _shm.Mapped]] = []
 
-    @property
-    def running(self) -> Task | None:
-        return self.inflight[0][1] if self.inflight else None
+    def running(self) -> list[Task]:
+        """The tasks it runs now: the first one sent, or every one if at_once."""
+        tasks = list(self.inflight.values())
+        return tasks if self.at_once else tasks[:1]
+
+    def runs(self, task: Task) -> bool:
+        return any(t is task for t in self.running())
 
     @property
     def accepts_work(self) -> bool:
@@ -197,7 +224,7 @@ class _Worker:
 
     def holds(self, task: Task) -> int | None:
         """The id under which ``task`` was sent to this worker, if it is in flight here."""
-        return next((task_id for task_id, t in self.inflight if t is task), None)
+        return next((task_id for task_id, t in self.inflight.items() if t is task), None)
 
 
 class ProcessBackend(Backend):
@@ -213,7 +240,7 @@ class ProcessBackend(Backend):
         recycles_workers=True,
         limits_worker_memory=True,
     )
-    accepted_options = frozenset({"mp_context"})
+    accepted_options = frozenset({"mp_context", "concurrency"})
 
     def __init__(self, config: BackendConfig) -> None:
         # a worker importing an unguarded script stops here: the dispatcher started below
@@ -221,6 +248,9 @@ class ProcessBackend(Backend):
         check_main_guard()
         super().__init__(config)
         self._ctx = self._context(config)
+        # coroutines each worker runs at once: fixed, or None (each worker measures)
+        self._concurrency = check_concurrency(config.options.get("concurrency"))
+        self._coroutines: tuple[int, float | None] | None = None  # last CAPACITY heard
         self._queue = TaskQueue(config.order)
         self._functions = FunctionCache()
         self._lock = threading.RLock()
@@ -361,7 +391,7 @@ class ProcessBackend(Backend):
         """Fail whatever a failed clean-up left unresolved; normally there is nothing."""
         with self._lock:
             self._closed = True
-            lost = [t for w in self._workers.values() for _, t in w.inflight]
+            lost = [t for w in self._workers.values() for t in w.inflight.values()]
             workers = list(self._workers.values())
         for task in self._queue.drain() + lost:
             task.fail(CancelledError("the pool shut down before the task finished"))
@@ -475,6 +505,7 @@ class ProcessBackend(Backend):
             self._spec_initializer,
             self.config.max_tasks_per_worker,
             self.config.max_worker_memory,
+            self._concurrency,
         )
         label = f"anypool-process-{next(self._labels)}"
         process = self._ctx.Process(target=worker_main, args=(child_conn, spec), name=label)
@@ -487,14 +518,31 @@ class ProcessBackend(Backend):
         finally:
             child_conn.close()
         with self._lock:
-            self._workers[id(process)] = _Worker(process, parent_conn, label)
+            self._workers[id(process)] = _Worker(process, parent_conn, label, self._concurrency)
 
     # -- sending work -------------------------------------------------------------------------
     def _can_take(self, worker: _Worker) -> bool:
         limit = self.config.max_tasks_per_worker
-        if not worker.accepts_work or (limit is not None and worker.sent >= limit):
-            return False
-        return len(worker.inflight) < 2
+        return worker.accepts_work and (limit is None or worker.sent < limit)
+
+    def _fits(self, worker: _Worker, task: Task, at_once: bool) -> bool:
+        """May ``task`` go to ``worker`` now? An idle worker takes anything; a coroutine
+        task joins others below the worker's concurrency; a plain one may wait in the pipe
+        behind another plain one (_may_wait_in_pipe); never a mix of the two."""
+        if not worker.inflight:
+            return True
+        if at_once or worker.at_once:
+            room = worker.load < worker.concurrency and not worker.cancelling
+            return at_once and worker.at_once and room
+        return len(worker.inflight) < 2 and self._may_wait_in_pipe(worker, task)
+
+    def _worker_for(self, task: Task) -> _Worker | None:
+        """The least loaded worker that may take ``task`` now. Holds the lock."""
+        at_once = runs_at_once(task.fn)
+        fitting = [
+            w for w in self._workers.values() if self._can_take(w) and self._fits(w, task, at_once)
+        ]
+        return min(fitting, key=lambda w: w.load, default=None)
 
     def _may_wait_in_pipe(self, worker: _Worker, task: Task) -> bool:
         """May ``task`` be sent to ``worker`` while it still runs another? Only if it is
@@ -522,18 +570,18 @@ class ProcessBackend(Backend):
 
     def _send_work(self) -> None:
         """Hand queued tasks to workers, least loaded first, until none has room."""
+        self._send_cancels()
         while True:
             # tasks may have arrived since the loop's spawn check: start workers for them
             # first, or they would be sent ahead into a busy worker's pipe and wait behind
             # its task (a deadlock if that task waits for them, e.g. on a Barrier)
             self._spawn_as_needed()
             with self._lock:
-                workers = sorted(self._workers.values(), key=lambda w: len(w.inflight))
-                worker = next((w for w in workers if self._can_take(w)), None)
-                task = self._queue.get_nowait() if worker is not None else None
-                if worker is None or task is None:
+                task = self._queue.get_nowait()
+                if task is None:
                     return
-                if worker.inflight and not self._may_wait_in_pipe(worker, task):
+                worker = self._worker_for(task)
+                if worker is None:
                     self._queue.push_front(task)  # waits here for the first free worker
                     return
             self._send(worker, task)
@@ -581,10 +629,12 @@ class ProcessBackend(Backend):
             if task.future.done():
                 return False  # killed between the queue and here
             data = self._message(worker, task, task_id)
-            worker.inflight.append((task_id, task))
+            if not worker.inflight:
+                worker.at_once = runs_at_once(task.fn)
+            worker.inflight[task_id] = task
+            worker.load += _weight(worker, task)
             worker.sent += 1
-            if len(worker.inflight) == 1:
-                self._start_clock(worker)
+            self._start_clock(worker)
         try:
             worker.conn.send_bytes(data)
             if fd is not None:
@@ -595,26 +645,36 @@ class ProcessBackend(Backend):
 
     # -- timeouts and kills -------------------------------------------------------------------
     def _start_clock(self, worker: _Worker) -> None:
-        """The worker starts its first unanswered task now (or once it is READY): arm that
-        task's timeout, or stop the worker if Pool.kill() doomed the task. Holds the lock."""
+        """The worker starts its unanswered tasks (the first, or all if at_once) now, or
+        once it is READY: arm their timeouts, or stop the worker if Pool.kill() doomed the
+        one it starts. Holds the lock."""
         if not worker.inflight or not worker.ready or worker.announced_exit:
             return
-        task_id, task = worker.inflight[0]
-        if task_id in worker.doomed:
-            self._terminate(worker)
-            return
-        task.started_at = time.monotonic()
-        if task.timeout is not None:
-            attempt = task.attempts
-            worker.deadline = self._deadlines.schedule(
-                task.started_at + task.timeout, lambda: self._expire(worker, task, attempt)
-            )
+        for task_id, task in list(worker.inflight.items())[: None if worker.at_once else 1]:
+            if task_id in worker.deadlines:
+                continue  # its clock runs already
+            if task_id in worker.doomed:
+                self._terminate(worker)
+                return
+            task.started_at = now = time.monotonic()
+            worker.deadlines[task_id] = self._deadline(worker, task, now)
+
+    def _deadline(self, worker: _Worker, task: Task, started: float) -> Handle | None:
+        if task.timeout is None:
+            return None
+        attempt = task.attempts
+        return self._deadlines.schedule(
+            started + task.timeout, lambda: self._expire(worker, task, attempt)
+        )
 
     def _expire(self, worker: _Worker, task: Task, attempt: int) -> None:
         with self._lock:
-            if worker.running is not task or task.attempts != attempt or task.future.done():
+            if not worker.runs(task) or task.attempts != attempt or task.future.done():
                 return
             worker.stopping = True  # decided under the lock: no other task is blamed
+            # (a coroutine past its timeout= was cancelled at COROUTINE_GRACE_S before this:
+            # it never yielded, so the others on its loop were stuck behind it anyway)
+            worker.stop_reason = f"{_fn_name(task)} did not give way after its timeout"
         task.fail(
             TaskTimeout(
                 f"task {_fn_name(task)} ran longer than its timeout of {task.timeout} s; its "
@@ -628,7 +688,9 @@ class ProcessBackend(Backend):
             worker = next((w for w in self._workers.values() if w.holds(task) is not None), None)
             if worker is None and task.future.done():
                 return False
-            if worker is not None and worker.running is task:
+            if worker is not None and worker.at_once:
+                self._cancel_coroutine(worker, task)
+            elif worker is not None and worker.runs(task):
                 worker.stopping = True
             elif worker is not None:
                 worker.doomed.add(worker.holds(task))  # type: ignore[arg-type]
@@ -637,6 +699,40 @@ class ProcessBackend(Backend):
         if worker is not None and worker.stopping:
             self._terminate(worker)
         return True
+
+    def _cancel_coroutine(self, worker: _Worker, task: Task) -> None:
+        """Cancel a coroutine task where it runs, at its next await (the dispatcher sends
+        the request: only its thread writes to the pipe); one that has not answered after
+        _CANCEL_GRACE_S does not yield, and its worker is stopped. Holds the lock."""
+        task_id = worker.holds(task)
+        assert task_id is not None
+        worker.cancels.append(task_id)
+        worker.cancelling.add(task_id)
+        self._wake()
+
+        def overdue() -> None:
+            with self._lock:
+                if task_id not in worker.inflight:
+                    return
+                worker.stop_reason = f"{_fn_name(task)} did not give way to Pool.kill()"
+            self._terminate(worker)
+
+        try:
+            self._deadlines.schedule(time.monotonic() + _CANCEL_GRACE_S, overdue)
+        except RuntimeError:  # no thread for the grace (interpreter shutdown): stop it now
+            overdue()
+
+    def _send_cancels(self) -> None:
+        with self._lock:
+            requests = [(w, w.cancels) for w in self._workers.values() if w.cancels]
+            for worker, _ in requests:
+                worker.cancels = []
+        for worker, task_ids in requests:
+            for task_id in task_ids:
+                try:
+                    worker.conn.send_bytes(dumps((task_id,), "a cancel request"))
+                except OSError:
+                    break  # it died; its sentinel fires and _on_exit settles the rest
 
     def _terminate(self, worker: _Worker) -> None:
         """SIGTERM now, SIGKILL after a grace period if it is still alive."""
@@ -669,6 +765,8 @@ class ProcessBackend(Backend):
         mapped = self._receive_segment(worker, data) if count else None
         if task_id == READY:
             self._on_ready(worker)
+        elif task_id == CAPACITY:
+            self._on_capacity(worker, self._load(worker, data, None, mapped))
         elif task_id == INIT_FAILED:
             self._on_init_failed(worker, self._load(worker, data, None, mapped)[1])
         else:
@@ -699,6 +797,15 @@ class ProcessBackend(Backend):
         except RuntimeError:  # no thread to wait with (interpreter shutdown): stop it now
             self._terminate(worker)
 
+    def _on_capacity(self, worker: _Worker, loaded: tuple[bool, Any]) -> None:
+        """The worker measured how many coroutines it keeps busy with (_loop.Concurrency);
+        the dispatcher's next step sends it more, or fewer as its tasks end."""
+        ok, body = loaded
+        if ok:
+            with self._lock:
+                worker.concurrency, worker.busy = body
+                self._coroutines = (worker.concurrency, worker.busy)
+
     def _on_ready(self, worker: _Worker) -> None:
         with self._lock:
             worker.ready = True
@@ -709,11 +816,12 @@ class ProcessBackend(Backend):
         self, worker: _Worker, task_id: int, flags: int, data: bytes, mapped: Any
     ) -> None:
         with self._lock:
-            sent_id, task = worker.inflight.popleft()
-            assert sent_id == task_id, "workers answer in the order tasks were sent"
+            task = worker.inflight.pop(task_id)
+            worker.cancelling.discard(task_id)
+            worker.load -= _weight(worker, task)
             worker.segments.verdict(task_id, bool(flags & ARGS_RELEASED))
             self._record_duration(task)
-            self._cancel_deadline(worker)
+            self._cancel_deadline(worker, task_id)
             if flags & RETIRING:
                 worker.retiring = worker.announced_exit = True
             self._start_clock(worker)
@@ -762,10 +870,11 @@ class ProcessBackend(Backend):
             )
             return False, _with_cause(TaskUnpicklingError(message), exc)
 
-    def _cancel_deadline(self, worker: _Worker) -> None:
-        if worker.deadline is not None:
-            worker.deadline.cancel()
-            worker.deadline = None
+    @staticmethod
+    def _cancel_deadline(worker: _Worker, task_id: int) -> None:
+        handle = worker.deadlines.pop(task_id, None)
+        if handle is not None:
+            handle.cancel()
 
     # -- deaths -------------------------------------------------------------------------------
     def _on_exit(self, worker: _Worker) -> None:
@@ -773,9 +882,10 @@ class ProcessBackend(Backend):
         worker.process.join()
         with self._lock:
             self._workers.pop(id(worker.process), None)
-            lost = [task for _, task in worker.inflight]
+            lost = list(worker.inflight.values())
+            for task_id in list(worker.deadlines):
+                self._cancel_deadline(worker, task_id)
             worker.inflight.clear()
-            self._cancel_deadline(worker)
         worker.conn.close()
         worker.segments.close()
         if worker.announced_exit or not worker.retiring:
@@ -785,11 +895,14 @@ class ProcessBackend(Backend):
             self._break(error, worker.init_error)
             for task in lost:
                 task.fail(error)
-        elif worker.stopping or worker.announced_exit:
+        elif worker.announced_exit or (worker.stopping and not worker.at_once):
             for task in lost:  # the task it was stopped for is resolved; the others never ran
                 self._recover(task, None)
         elif not worker.ready:
             self._on_startup_death(worker, lost)
+        elif worker.at_once:
+            for task in lost:  # all of them were running on its loop
+                self._recover(task, worker)
         elif lost:
             self._recover(lost[0], worker)
             for task in lost[1:]:
@@ -806,7 +919,7 @@ class ProcessBackend(Backend):
         elif task.attempts <= task.retries:
             self._requeue(task)
         else:
-            task.fail(_crash_error(task, died_running.process))
+            task.fail(_crash_error(task, died_running))
 
     def _on_startup_death(self, worker: _Worker, lost: list[Task]) -> None:
         """A worker died before its initializer finished: its tasks never ran."""
@@ -841,7 +954,7 @@ class ProcessBackend(Backend):
             if self.broken is None:
                 self.broken = error
             self._closed = True
-            lost = [t for w in self._workers.values() for _, t in w.inflight]
+            lost = [t for w in self._workers.values() for t in w.inflight.values()]
             workers = list(self._workers.values())
         for task in self._queue.drain() + lost:
             task.fail(error)
@@ -862,7 +975,7 @@ class ProcessBackend(Backend):
             if worker.process.exitcode is None:
                 _kill(worker.process)
                 worker.process.join()
-            for _, task in worker.inflight:
+            for task in worker.inflight.values():
                 task.fail(CancelledError("the pool shut down before the task finished"))
             worker.conn.close()
             worker.segments.close()
@@ -886,8 +999,8 @@ class ProcessBackend(Backend):
                 workers = []
             self._wake()
         for worker in workers:
-            if worker.running is not None:
-                worker.running.fail(CancelledError("the pool was shut down with kill_running=True"))
+            for task in worker.running():
+                task.fail(CancelledError("the pool was shut down with kill_running=True"))
             self._terminate(worker)
         if wait and self._dispatcher is not threading.current_thread():
             self._dispatcher_done.wait()
@@ -911,6 +1024,30 @@ class ProcessBackend(Backend):
                 task.cancel_pending()
         for task in reversed(kept):  # back in the order they were taken out
             self._queue.push_front(task)
+
+    def decision(self) -> Decision | None:
+        """None (explain() says the caller chose), or once coroutine tasks ran, that and how
+        many each worker runs at once."""
+        heard = self._coroutines
+        if heard is None and self._concurrency is None:
+            return None
+        base = fixed_decision(self.name, self.config.workers)
+        return dataclasses.replace(base, reasons=(base.reasons[0], self._concurrency_reason(heard)))
+
+    def _concurrency_reason(self, heard: tuple[int, float | None] | None) -> str:
+        if self._concurrency is not None:
+            return (
+                f"coroutine functions: each worker runs up to {self._concurrency} at once "
+                f"on its event loop (concurrency={self._concurrency}, set by the caller)"
+            )
+        limit, busy = heard  # type: ignore[misc]
+        measured = "" if busy is None else f"; in its last full window the loop was {busy:.0%} busy"
+        return (
+            f"coroutine functions: each worker runs up to {limit} at once on its event loop, "
+            f"measured (from 1, raised while the loop had idle time and every slot was used, "
+            f"lowered while it was saturated; at most {MAX_CONCURRENCY}{measured}); "
+            f"Pool('process', concurrency=N) fixes it"
+        )
 
     def workers_alive(self) -> int:
         with self._lock:
@@ -993,6 +1130,22 @@ class _ChunkParts:
         values = [o.values[0] for o in done]
         merged = ChunkResult(values, errors, sum(o.duration for o in done))
         self.chunk.settle(_merge_failed_items(merged, self.chunk.payload[3]))
+
+
+def _weight(worker: _Worker, task: Task) -> int:
+    """What ``task`` adds to the worker's load: 1, or its items if coroutines run at once."""
+    return task.n_items if worker.at_once and task.chunk else 1
+
+
+def check_concurrency(value: object) -> int | None:
+    """``Pool("process", concurrency=N)``: coroutines per worker, or None to measure."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"concurrency must be a positive int or None, got {value!r}")
+    if value < 1:
+        raise ValueError(f"concurrency must be at least 1 (coroutines per worker), got {value}")
+    return value
 
 
 def _verdicts(worker: _Worker) -> list[tuple[int, bool]]:

@@ -5,6 +5,7 @@
     parent ─► worker: one frame, the pickle of
         None (exit) | (task_id, fn_id, fn_blob | None, chunk, star, args_pickle, sizes,
                        verdicts: [(id of an earlier result, released)])
+                    | (task_id,): cancel that running coroutine task (Pool.kill)
     worker ─► parent: one frame, HEADER (task_id, flags, n) + n x SIZE + pickled body
     either way, when sizes/n are not empty, right after the frame:
         1 byte carrying one descriptor (SCM_RIGHTS): the shared-memory segment that holds
@@ -16,11 +17,17 @@ carries the descriptor is never read by it, and is read with ``recvmsg`` right a
 
 The header never fails to decode, so the parent always knows which task a message
 answers even when the body cannot be unpickled there. ``task_id`` is a task's id,
-``READY`` (the initializer ran; no body) or ``INIT_FAILED`` (body: the exception). Flags:
+``READY`` (the initializer ran; no body), ``INIT_FAILED`` (body: the exception) or
+``CAPACITY`` (body: (how many coroutines the worker now runs at once, the share of its
+time it was busy): see _loop.Concurrency). Flags:
 ``OK`` (the body is the result, else an exception), ``RETIRING`` (this worker exits after
 this message and will not read the task waiting in its pipe), ``ARGS_FAILED`` (the
 arguments could not be unpickled: nothing of the task ran), ``ARGS_RELEASED`` (nothing in
 the worker maps the segment of the task's arguments any more).
+
+Answers come in the order tasks end: in the order sent for plain functions (a worker
+runs them one at a time), in any order for coroutine functions, which a worker runs at
+once on its event loop (_loop).
 
 Segments are reused (anypool._wire._shm.Segments): the writer keeps a segment's descriptor
 until the reader's verdict on it, ``ARGS_RELEASED`` for a task's arguments, and the
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARGS_FAILED",
     "ARGS_RELEASED",
+    "CAPACITY",
     "FN_CACHE_SIZE",
     "HEADER",
     "INIT_FAILED",
@@ -60,6 +68,7 @@ HEADER = struct.Struct("<qBI")
 SIZE = struct.Struct("<Q")
 INIT_FAILED = -1
 READY = -2
+CAPACITY = -3
 OK = 1
 RETIRING = 2
 ARGS_FAILED = 4
