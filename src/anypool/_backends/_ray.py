@@ -36,6 +36,18 @@ those promises.
 With no ``address`` the first pool starts a local Ray with one CPU per usable CPU,
 listening on 127.0.0.1 only, and the last pool to shut down stops it; a Ray that
 the program started itself (``ray.init``) is used as it is and left running.
+
+``pool.stream(gen_fn)`` runs on Ray's own streaming generators (``num_returns="streaming"``);
+``stream_channel`` is the hook anypool._core._stream calls (not part of abc.Backend: its
+channel protocol is _core's private one)::
+
+    caller: RayStream ◄── batches (ObjectRefGenerator) ◄── Ray task run_stream
+      take: next(gen), ray.get              first [] (started), item batches, last _Outcome
+      stop: ray.cancel(gen) ─► GeneratorExit in run_stream ─► drive_stream stops its thread,
+            which closes gen_fn's generator (its finally runs) before the task ends
+    Ray pauses run_stream at a yield while ``objects`` batches are unconsumed
+    (_generator_backpressure_num_objects); drive_stream, on a thread beside it, runs at
+    most one batch ahead of it: a slow generator's items are yielded within _TICK_S.
 """
 
 from __future__ import annotations
@@ -44,10 +56,11 @@ import importlib
 import itertools
 import math
 import os
+import pickle
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -58,10 +71,11 @@ from .._local._queue import TaskQueue
 from .._local._threads import start_thread
 from .._runtime import usable_cpus
 from .._task import Task
+from .._wire._pickle import cloudpickle_dumps, wrap_exception
 from .._wire._remote import dumps_call, loads_outcome, run_payload
 from ..abc import Backend, BackendConfig, Capabilities
 
-__all__ = ["RayBackend", "backend_class"]
+__all__ = ["RayBackend", "RayStream", "backend_class", "run_stream"]
 
 # Typed as Any on purpose: ray's annotations are partial and change between releases,
 # and mypy --strict must pass whichever one CI installs.
@@ -70,6 +84,7 @@ ray: Any = importlib.import_module("ray")
 _OPTIONS = ("address", "init_kwargs", "remote_options", "cpus_per_task")
 
 _remote_fn: Any = None
+_stream_fn: Any = None
 # Pools using a Ray that anypool started; the last one to shut down stops it.
 _owned_users = 0
 _init_lock = threading.Lock()
@@ -144,6 +159,15 @@ def _remote_function(max_calls: int | None) -> Any:
     if _remote_fn is None:
         _remote_fn = ray.remote(run_payload)
     return _remote_fn
+
+
+def _stream_function(max_calls: int | None) -> Any:
+    global _stream_fn
+    if max_calls is not None:
+        return ray.remote(max_calls=max_calls)(run_stream)
+    if _stream_fn is None:
+        _stream_fn = ray.remote(run_stream)
+    return _stream_fn
 
 
 class _Runner:
@@ -293,7 +317,12 @@ class RayBackend(Backend):
     def _on_actors(self, task: Task) -> bool:
         """Runs on a threaded actor: there are actors, and nothing needs a plain Ray task
         (a timeout, to force-cancel it; retries, Ray's max_retries)."""
-        return bool(self._actors) and task.timeout is None and not task.retries
+        return (
+            bool(self._actors)
+            and task.timeout is None
+            and not task.retries
+            and not _is_stream(task)
+        )
 
     def _group(self, first: Task) -> list[Task]:
         """``first`` and the tasks queued behind it, each with a free slot of its own, up
@@ -327,6 +356,9 @@ class RayBackend(Backend):
         ref.future().add_done_callback(lambda f: self._finish_group(group, f))
 
     def _start(self, task: Task) -> None:
+        if _is_stream(task):
+            self._start_stream(task, task.args[0].stream)
+            return
         try:
             options = {**self._remote_options, "max_retries": task.retries}
             ref = self._fn.options(**options).remote(dumps_call(task))
@@ -351,6 +383,43 @@ class RayBackend(Backend):
             (task.settle if ok else task.fail)(value)
         else:
             task.fail(_engine_error(exc))
+
+    def _start_stream(self, task: Task, stream: RayStream) -> None:
+        try:
+            options = {
+                **self._remote_options,
+                "num_returns": "streaming",
+                "_generator_backpressure_num_objects": stream.objects,
+                "max_retries": 0,  # a re-run would deliver the items before the crash twice
+            }
+            fn = _stream_function(self.config.max_tasks_per_worker)
+            gen = fn.options(**options).remote(dumps_call(task), stream.end.token, stream.batch)
+        except BaseException as exc:
+            self._slots.release()
+            task.fail(exc)
+            return
+        handle = self._watch(task, gen) if task.timeout is not None else None
+        with self._lock:
+            self._running[task] = gen
+        stream.attach(task, gen)
+        gen.completed().future().add_done_callback(
+            lambda f: self._finish_stream(task, stream, f, handle)
+        )
+
+    def _finish_stream(
+        self, task: Task, stream: RayStream, future: Future[Any], handle: Handle | None
+    ) -> None:
+        if handle is not None:
+            handle.cancel()
+        self._done(task)
+        exc = future.exception()
+        stream.ended(None if exc is None else _engine_error(exc))
+
+    def stream_channel(self, buffer: int) -> RayStream:
+        """``pool.stream``'s hook (anypool._core._stream): the caller's end of a stream whose
+        ``end`` is the stream task's first argument; this backend runs such a task as a Ray
+        streaming generator."""
+        return RayStream(buffer)
 
     def _finish_group(self, group: list[Task], future: Future[Any]) -> None:
         exc = future.exception()
@@ -472,6 +541,296 @@ def _engine_error(exc: BaseException) -> BaseException:
         cancelled.__cause__ = exc
         return cancelled
     return exc
+
+
+# -- streams ------------------------------------------------------------------------------------
+# Items per batch (one Ray object) at most, as a process stream's socket messages; a batch the
+# producer left unfinished is yielded after _TICK_S.
+_BATCH_MAX = 256
+_TICK_S = 0.002
+_POLL_S = 0.05
+# The worker's ends of the streams running in this process, by token: run_stream makes one,
+# and the stream task's first argument, unpickled by run_payload, finds the same one.
+_worker_ends: dict[bytes, _WorkerEnd] = {}
+
+
+def _stream_layout(buffer: int) -> tuple[int, int]:
+    """(items per batch, batches Ray lets the worker run ahead). Undelivered items are at
+    most ``objects`` unconsumed batches, one batch being made (drive_stream waits for its
+    yield), and what is left of the batch the caller's iterator hands out: <= buffer."""
+    batch = max(1, min(_BATCH_MAX, buffer // 4))
+    return batch, max(1, (buffer - batch + 1) // batch)
+
+
+def _is_stream(task: Task) -> bool:
+    return bool(task.args) and isinstance(task.args[0], _StreamEnd)
+
+
+class _StreamEnd:
+    """The stream task's first argument. In the caller it names its RayStream; pickled to
+    the worker it becomes that worker's _WorkerEnd, which drive_stream feeds."""
+
+    def __init__(self, token: bytes, batch: int, stream: RayStream) -> None:
+        self.token = token
+        self.batch = batch
+        self.stream = stream
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_worker_end, (self.token, self.batch))
+
+
+def _worker_end(token: bytes, batch: int) -> _WorkerEnd:
+    end = _worker_ends.get(token)
+    if end is None:  # unpickled outside run_stream: nobody reads it, so it starts stopped
+        end = _WorkerEnd(batch)
+        end.stop()
+    return end
+
+
+class _Outcome:
+    """A stream's last object: run_payload's bytes for the task's outcome."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+
+class _WorkerEnd:
+    """drive_stream's end in a Ray worker (the producer protocol of anypool._core._stream):
+    its thread appends to ``pending``; run_stream's generator yields them in batches. The
+    producer runs at most one batch ahead of the yields Ray has let through."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.pending: list[Any] = []
+        self.stopping = False
+        self.attention = False  # == stopping: run_stream looks at pending by itself
+        self.error: BaseException | None = None  # an item that does not pickle (_dumps)
+        self._cond = threading.Condition(threading.Lock())
+        self._produced = self._handed = 0
+        self._finished = False
+
+    # the producer: drive_stream, on a thread of its own
+    def open(self) -> bool:
+        return not self.stopping
+
+    def flush(self, used: int) -> int:
+        with self._cond:
+            self._produced += used
+            self._cond.notify_all()
+            while not self.stopping and self._produced - self._handed >= self.batch:
+                self._cond.wait(_POLL_S)
+            return 0 if self.stopping else self.batch - (self._produced - self._handed)
+
+    def wake(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    # the Ray task's generator
+    def stop(self) -> None:
+        with self._cond:
+            self.stopping = self.attention = True
+            self._cond.notify_all()
+
+    def batches(self) -> Iterator[bytes]:
+        while self.error is None and (batch := self._next_batch()) is not None:
+            yield self._dumps(batch)
+            with self._cond:  # Ray let it through: the producer may go on
+                self._handed += len(batch)
+                self._cond.notify_all()
+
+    def _next_batch(self) -> list[Any] | None:
+        """Up to ``batch`` items: a full batch at once, a partial one after _TICK_S (the
+        producer is in a slow next()); None once the producer finished and all went."""
+        pending = self.pending
+        with self._cond:
+            while not pending and not self._finished:
+                self._cond.wait(_TICK_S)
+            if len(pending) < self.batch and not self._finished:
+                self._cond.wait(_TICK_S)
+        n = min(len(pending), self.batch)
+        if n == 0:
+            return None
+        batch = pending[:n]  # slice then delete: the producer appends past index n meanwhile
+        del pending[:n]
+        return batch
+
+    def outcome(self, blob: bytes) -> bytes:
+        """The task's outcome: drive_stream's, unless an item did not pickle (drive_stream
+        may have ended before that was found)."""
+        if self.error is None:
+            return blob
+        return cloudpickle_dumps((False, wrap_exception(self.error)))
+
+    def _dumps(self, batch: list[Any]) -> bytes:
+        """The batch pickled here, not by Ray, so that an item that does not pickle ends
+        the stream as on processes: the items before it, then a SerializationError (Ray's
+        own error would replace one item and leave the stream going)."""
+        try:
+            return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pass
+        for index, item in enumerate(batch):
+            try:
+                cloudpickle_dumps(item)  # lambdas, local classes: as Ray would have
+            except Exception as exc:
+                self.error = SerializationError(
+                    f"an item the generator yielded, a {type(item).__name__}, cannot be "
+                    f"pickled to reach the caller: {exc!r}; the items before it were sent"
+                )
+                self.error.__cause__ = exc
+                self.stop()  # drive_stream closes the generator and raises self.error
+                return cloudpickle_dumps(batch[:index])
+        return cloudpickle_dumps(batch)
+
+
+def _produce(payload: bytes, end: _WorkerEnd, outcome: list[bytes]) -> None:
+    try:
+        outcome.append(run_payload(payload))
+    finally:
+        end.finish()  # also when the call never reached drive_stream (it did not unpickle)
+
+
+def run_stream(payload: bytes, token: bytes, batch: int) -> Iterator[Any]:
+    """A stream's Ray task: runs its call (drive_stream) on a thread and yields ``[]`` (it
+    started), the items in batches, then ``_Outcome``. A GeneratorExit here (ray.cancel)
+    stops that thread, which closes gen_fn's generator, before the task ends."""
+    end = _worker_ends[token] = _WorkerEnd(batch)
+    outcome: list[bytes] = []
+    thread = threading.Thread(
+        target=_produce, args=(payload, end, outcome), name="anypool-ray-stream", daemon=True
+    )
+    try:
+        start_thread(thread)
+        yield []
+        yield from end.batches()
+    finally:
+        end.stop()  # a no-op once it finished
+        thread.join()
+        _worker_ends.pop(token, None)
+    yield _Outcome(end.outcome(outcome[0]))
+
+
+class RayStream:
+    """The caller's end of a stream on Ray, read by anypool._core._stream: ``take`` gives a
+    batch, ``[]`` when none came within the wait, None at the end (the task's future then
+    says how it ended). Ray counts what was consumed itself: no acks."""
+
+    def __init__(self, buffer: int) -> None:
+        self.batch, self.objects = _stream_layout(buffer)
+        self.end = _StreamEnd(os.urandom(16), self.batch, self)
+        self.started_at: float | None = None
+        self._lock = threading.Lock()
+        self._attached = threading.Event()
+        self._task: Task | None = None
+        self._gen: Any = None
+        self._stopped = self._ended = self._over = False
+        self._error: BaseException | None = None  # Ray's error in place of an item
+        self._received = 0
+
+    # the backend's side
+    def attach(self, task: Task, gen: Any) -> None:
+        with self._lock:
+            self._task, self._gen = task, gen
+            stopped = self._stopped
+        self._attached.set()
+        if stopped:  # closed while Ray started it
+            _cancel(gen)
+
+    def ended(self, error: BaseException | None) -> None:
+        """The Ray task ended. A stream the caller stopped ends well (as on the local
+        backends); one that failed fails its task; else the caller reads the outcome."""
+        with self._lock:
+            self._ended = True
+            stopped, task, lost = self._stopped, self._task, self._error
+        assert task is not None
+        failure = error if error is not None else lost
+        if stopped:
+            task.settle(self._received)
+        elif failure is not None:
+            task.fail(failure)
+
+    # the consumer's side
+    def take(self, wait: float) -> list[Any] | None:
+        if self._over:
+            return None
+        if not self._attached.wait(wait):
+            return []
+        gen = self._gen
+        if not ray.wait([gen], timeout=wait, fetch_local=True)[0]:
+            return []
+        try:
+            got = ray.get(next(gen))
+        except StopIteration:
+            self._over = True
+            return None
+        except Exception as exc:  # the task failed: crashed, cancelled, timed out
+            self._lost(exc)
+            return None
+        if isinstance(got, _Outcome):
+            self._over = True
+            self._settle(got.blob)
+            return None
+        if not got:  # run_stream started: item_timeout counts from now
+            self.started_at = time.monotonic()
+            return []
+        items = _loads(got)
+        self._received += len(items)
+        return items
+
+    def _lost(self, exc: Exception) -> None:
+        """The stream ended with Ray's error instead of its outcome. Its task fails with the
+        error Ray gives for the task (ended()); if that says nothing, with this one."""
+        with self._lock:
+            self._over = True
+            self._error = _engine_error(exc)
+            ended, task = self._ended, self._task
+        if ended and task is not None:
+            task.fail(self._error)
+
+    def _settle(self, blob: bytes) -> None:
+        assert self._task is not None
+        ok, value = loads_outcome(blob)
+        (self._task.settle if ok else self._task.fail)(value)
+
+    def stop(self) -> None:
+        """Stop the generator in the worker (any thread): ray.cancel, or, if its task has
+        ended already, settle the task with the items received."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            gen, ended, task = self._gen, self._ended, self._task
+        if gen is None:
+            return  # not started: attach() cancels it
+        if ended:
+            assert task is not None
+            task.settle(self._received)
+        else:
+            _cancel(gen)
+
+    def close(self) -> None:
+        pass
+
+
+def _loads(data: bytes) -> list[Any]:
+    try:
+        items: list[Any] = pickle.loads(data)
+    except Exception as exc:
+        raise SerializationError(
+            f"items the Ray worker streamed cannot be unpickled in this process: {exc!r}"
+        ) from exc
+    return items
+
+
+def _cancel(gen: Any) -> None:
+    try:
+        ray.cancel(gen)  # KeyboardInterrupt-free for a generator: GeneratorExit at its yield
+    except Exception:  # Ray is shutting down: the task goes with it
+        pass
 
 
 backend_class = RayBackend

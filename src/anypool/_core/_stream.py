@@ -20,9 +20,13 @@
           (StopIteration, the generator's exception, WorkerCrashed, TaskTimeout)
 
     inline: no worker; the consumer runs the generator itself, one item per next().
+    ray: the backend's own channel (Backend.stream_channel): Ray's streaming generators
+         carry drive_stream's batches (_EngineChannel; anypool._backends._ray).
 
-The stream is one ordinary task, so it needs nothing new from the backends or the
-process wire protocol: its statistics, timeline and ``Pool.kill`` are a task's. Why a
+The stream is one ordinary task, so it needs nothing new from the backends (Ray aside,
+whose workers cannot reach this process: its ``stream_channel`` lends Ray's streaming
+generators) or the process wire protocol: its statistics, timeline and ``Pool.kill`` are
+a task's. Why a
 socket and not ``pool.Queue()``: on processes that is a proxy to a manager process,
 two hops and a round trip per call (docs/design.md, "Streams").
 """
@@ -526,6 +530,36 @@ class _DirectChannel:
         pass
 
 
+class _EngineChannel:
+    """A backend's own streaming behind the channel protocol (Ray's streaming generators,
+    from its ``stream_channel`` hook): its ``take`` gives a batch, ``[]`` when nothing came
+    within the wait, None at the end; the engine counts what was consumed (no acks)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.end = stream.end
+
+    @property
+    def started_at(self) -> float | None:
+        started: float | None = self._stream.started_at
+        return started
+
+    def take(self, wait: float) -> Any:
+        got = self._stream.take(wait)
+        if got is None:
+            return _END
+        return got if got else _EMPTY
+
+    def ack(self, n: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        self._stream.stop()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 def _make_iterator(end: Any, gen_fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
     """The inline stream's task: creates the iterator (the consumer drives it)."""
     return _iterate(gen_fn(*args, **kwargs), gen_fn)
@@ -850,11 +884,17 @@ def _check_generator_fn(gen_fn: object, options: dict[str, object]) -> None:
 def _channel_for(pool: Pool, buffer: int) -> Any:
     caps = pool._backend.capabilities
     name = pool._backend.name
+    # a backend that streams through its engine (Ray) says so with this hook; it is not
+    # part of abc.Backend, since the channel it returns follows this module's protocol
+    engine_channel = getattr(pool._backend, "stream_channel", None)
+    if engine_channel is not None:
+        return _EngineChannel(engine_channel(buffer))
     if caps.remote:
         raise CapabilityError(
             f"the {name!r} backend has no streaming in anypool yet: its workers are on other "
-            "machines and cannot reach this process's stream socket; use a process or thread "
-            "pool, or return a list from a task"
+            "machines and cannot reach this process's stream socket, and the engine has no "
+            "streaming results of its own; use a ray, process or thread pool, or return a "
+            "list from a task"
         )
     if name != "auto" and caps.shares_memory:
         return _LocalChannel(buffer)
