@@ -5,6 +5,11 @@ Usage::
     python benchmarks/bench_auto.py                 # 3 rounds
     python benchmarks/bench_auto.py --rounds 5 --only tiny cpu
     python benchmarks/bench_auto.py --baseline-src /tmp/base/src   # adds "auto @baseline"
+    python benchmarks/bench_auto.py --auto-src early=/tmp/early/src  # adds "auto @early"
+    PYTHONPATH=/tmp/tree/src python benchmarks/bench_auto.py  # every other row: that tree
+
+On a shared checkout, copy the tree under test aside and run it through ``PYTHONPATH``
+(the children inherit it), so that others' edits in progress cannot reach the run.
 
 Each (workload, pool) pair runs in a fresh interpreter: the pool is opened, warmed
 with one short sleeping task (``time.sleep(0.01)``, as a program's first call might
@@ -144,11 +149,21 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(POOLS), default=sorted(POOLS))
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--baseline-src", help="an older anypool's src/: adds its auto rows")
+    parser.add_argument(
+        "--auto-src",
+        action="append",
+        default=[],
+        metavar="LABEL=SRC",
+        help="another anypool's src/ (a variant under test): adds 'auto @LABEL' rows",
+    )
     args = parser.parse_args()
-    pools = {w: dict(POOLS[w]) for w in args.only}
+    sources = dict(item.split("=", 1) for item in args.auto_src)
     if args.baseline_src:
-        for workload in pools:
-            pools[workload]["auto @baseline"] = "anypool.Pool()"
+        sources["baseline"] = args.baseline_src
+    pools = {w: dict(POOLS[w]) for w in args.only}
+    for workload in pools:
+        for label in sources:
+            pools[workload][f"auto @{label}"] = "anypool.Pool()"
     sys.path.insert(0, str(HERE))
     from _tasks import calibrate_spin
 
@@ -159,7 +174,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for workload in args.only:
             for label, make in pools[workload].items():
-                src = args.baseline_src if label.endswith("@baseline") else None
+                src = sources.get(label.partition(" @")[2]) if label.startswith("auto @") else None
                 result = run_one(workload, make, args.timeout, spin_n, src)
                 if "error" in result:
                     print(f"{workload} {label}: {result['error']}", file=sys.stderr)
