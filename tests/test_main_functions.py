@@ -117,6 +117,66 @@ def test_main_functions_share_the_workers_main_module(tmp_path: Path, method: st
     assert "<dynamic-code>" not in out["by_reference"] + out["by_value"]
 
 
+SESSION_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys, threading
+    import anypool
+
+    SESSION = None
+
+    class Session:  # as a real client: a lock (and sockets) that never pickle
+        def __init__(self):
+            self.lock = threading.Lock()
+
+    async def fetch(i):
+        global SESSION
+        if SESSION is None:
+            SESSION = Session()  # made on first use, in whichever process runs it
+        return i
+
+    def lookup(i):
+        return i if SESSION is None or SESSION.lock else -1
+
+    async def main(method):
+        await fetch(-1)  # the parent's warm-up call fills its own SESSION
+        async with anypool.Pool("process", 1, start_method=method) as pool:
+            return [await pool.submit(fetch, 1), pool.submit(lookup, 2).result()]
+
+    if __name__ == "__main__":
+        LOCK = threading.Lock()
+
+        def under_guard(x):  # only a copy could reach the worker, and it cannot be made
+            with LOCK:
+                return x
+
+        out = {"values": asyncio.run(main(sys.argv[1]))}
+        with anypool.Pool("process", 1, start_method=sys.argv[1]) as pool:
+            try:
+                out["guarded"] = pool.submit(under_guard, 3).result()
+            except Exception as error:
+                out["error"] = f"{type(error).__name__}: {error}"
+        print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.parametrize("method", START_METHODS)
+def test_a_global_the_parent_filled_does_not_stop_a_main_function(tmp_path: Path, method: str):
+    """A main-script function travels by reference; its copy by value (used only where the
+    worker's __main__ lacks it) took the parent's globals, and a client made on first use in
+    the parent (a lock inside) failed every submit with "cannot pickle '_thread.lock'"."""
+    done = run_script(tmp_path, SESSION_SCRIPT, method)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["values"] == [1, 2]
+    if method == "fork":  # the worker inherited the parent's __main__, under_guard included
+        assert out["guarded"] == 3
+        return
+    # a function the worker cannot find, whose copy cannot be made, says both
+    assert "has no under_guard" in out["error"], out["error"]
+    assert "cannot pickle '_thread.lock'" in out["error"], out["error"]
+
+
 def test_code_without_a_file_travels_by_value(tmp_path: Path) -> None:
     """``python -c`` code has no file a worker could import: its functions go by value."""
     code = textwrap.dedent(

@@ -174,11 +174,19 @@ def _const_digest(const: Any, digest: int) -> int:
     return zlib.crc32(repr(const).encode(), digest)
 
 
-def resolve_main(qualname: str, fingerprint: int, by_value: bytes) -> Any:
-    """In the worker: the main script's own object if its __main__ has it, else the copy."""
+def resolve_main(qualname: str, fingerprint: int, by_value: bytes | str) -> Any:
+    """In the worker: the main script's own object if its __main__ has it, else the copy
+    (a str: why the parent could make none)."""
     for found in _unwrapped(_lookup(sys.modules.get("__main__"), qualname)):
         if isinstance(found, (types.FunctionType, type)) and _fingerprint(found) == fingerprint:
             return found
+    if isinstance(by_value, str):
+        raise LookupError(
+            f"the worker's __main__ has no {qualname} as the parent defined it (defined under "
+            f"the main guard, in a notebook or with python -c, or redefined since), and no "
+            f"copy by value could be sent: {by_value}; define it at the top of the script "
+            f"or in a module"
+        )
     return pickle.loads(by_value)
 
 
@@ -225,7 +233,19 @@ def _reference_pickler(by_value: type) -> type:
 _CLASS_COPIES: weakref.WeakKeyDictionary[type, tuple[int, bytes]] = weakref.WeakKeyDictionary()
 
 
-def _class_copy(by_value: type, obj: Any, fingerprint: int) -> bytes:
+def _class_copy(by_value: type, obj: Any, fingerprint: int) -> bytes | str:
+    """The copy by value of a main-script object that travels by reference; a str (the
+    reason) when it does not pickle. The copy takes the globals the code uses as they are
+    now: a global the parent filled with a lock or a client (a session made on first use)
+    does not pickle, and the worker's own __main__, which the reference finds, never needed
+    the copy (multiprocessing would not have made one)."""
+    try:
+        return _copy(by_value, obj, fingerprint)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _copy(by_value: type, obj: Any, fingerprint: int) -> bytes:
     if not isinstance(obj, type) or _spawning():
         return _pickle_with(by_value, obj)
     cached = _CLASS_COPIES.get(obj)
