@@ -51,6 +51,7 @@ async def never_yields(seconds: float) -> None:
 
 
 async def note_in_finally(path: str, seconds: float) -> str:
+    Path(path + ".started").write_text("started")
     try:
         await asyncio.sleep(seconds)
     finally:
@@ -64,6 +65,13 @@ async def busy(n: int) -> int:
 
 def plain_square(x: int) -> int:
     return x * x
+
+
+def _wait_for_file(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.exists(), f"{path} was not written within {timeout} s"
 
 
 def _peaks(results: list[tuple[int, int]]) -> dict[int, int]:
@@ -185,19 +193,33 @@ def test_kill_cancels_a_running_coroutine_in_its_worker(make_pool, tmp_path):
     neighbour = pool.submit(echo_after, 3, 1.0)
     marker = tmp_path / "finally"
     victim = pool.submit(note_in_finally, str(marker), 30)
-    deadline = time.monotonic() + 10
-    while pool.statistics().tasks_running < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)  # started in the worker
+    _wait_for_file(Path(str(marker) + ".started"))  # running in the worker
     assert pool.kill(victim)
     with pytest.raises(cf.CancelledError):
         victim.result(timeout=5)
-    deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_file(marker)
     assert marker.read_text() == "finally ran"  # cancelled at its await, not killed
     assert neighbour.result(timeout=10) == 3
     assert pool.statistics().worker_restarts == 0
+
+
+def test_a_cancel_that_arrives_with_its_task_still_answers(make_pool, tmp_path):
+    """The kill reaches the worker in the same read as the task (the worker was still
+    starting): the asyncio task is cancelled before its first step, and must answer anyway
+    (it did not: the parent waited 1 s, then killed the worker)."""
+    for _ in range(3):
+        pool = make_pool("process", 1, concurrency=4)
+        marker = tmp_path / "never"
+        victim = pool.submit(note_in_finally, str(marker), 30)
+        deadline = time.monotonic() + 10
+        while not victim.running() and time.monotonic() < deadline:
+            time.sleep(0.001)  # sent to the worker, which is still starting up
+        assert pool.kill(victim)
+        with pytest.raises(cf.CancelledError):
+            victim.result(timeout=5)
+        assert pool.submit(echo_after, 1, 0).result(timeout=20) == 1
+        assert pool.statistics().worker_restarts == 0
+        pool.shutdown()
 
 
 def test_kill_of_a_coroutine_that_never_yields_stops_the_worker(make_pool):
@@ -219,7 +241,11 @@ def test_cancelling_the_awaiting_task_cancels_the_coroutine_in_the_worker(make_p
 
     async def body() -> None:
         waiter = asyncio.ensure_future(pool.submit(note_in_finally, str(marker), 30))
-        await asyncio.sleep(0.5)
+        started = Path(str(marker) + ".started")
+        for _ in range(500):
+            if started.exists():
+                break
+            await asyncio.sleep(0.02)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -277,3 +303,18 @@ def test_explain_names_a_fixed_concurrency(make_pool):
     pool = make_pool("process", 1, concurrency=12)
     assert "up to 12 at once" in " ".join(pool.explain().reasons)
     assert "set by the caller" in " ".join(pool.explain().reasons)
+
+
+def test_no_new_coroutine_joins_one_past_its_timeout_and_the_error_names_its_timeout(make_pool):
+    pool = make_pool("process", 1, concurrency=8)
+    stuck = pool.submit(never_yields, 3, timeout=0.3)
+    time.sleep(0.6)  # past its own timeout: cancelled, but it does not yield
+    later = [pool.submit(echo_after, i, 0.01) for i in range(4)]
+    with pytest.raises(anypool.TaskTimeout) as caught:
+        stuck.result(timeout=20)
+    message = str(caught.value)
+    assert "its timeout of 0.3 s" in message, message
+    assert "did not yield within 1 s" in message, message
+    # they waited for the worker's replacement instead of joining the blocked loop and
+    # failing with it
+    assert [f.result(timeout=20) for f in later] == list(range(4))

@@ -17,7 +17,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ChunkResult", "Task", "chunk_outcomes", "run_chunk"]
+__all__ = ["ChunkResult", "Task", "chunk_outcomes", "overran", "run_chunk", "runs_at_once"]
 
 _sequence = itertools.count()
 
@@ -87,6 +87,20 @@ def runs_at_once(fn: object) -> bool:
     kwargs)`` and ``_anypool_chunk_coroutine(items, star)``. A process worker runs such
     tasks side by side (anypool._backends._process._loop), others one at a time."""
     return hasattr(type(fn), "_anypool_coroutine")
+
+
+def overran(task: Task) -> str:
+    """How a deadline's error names the task and its timeout. A coroutine call's deadline
+    (anypool._core._aio.CoroutineCall) is its own ``timeout=``, which cancels it at its next
+    await, plus a grace for one that never yields: the error names both, not the sum."""
+    own = getattr(task.fn, "timeout", None) if runs_at_once(task.fn) else None
+    name = fn_name(task.fn)
+    if own is None or task.timeout is None:
+        return f"task {name} ran longer than its timeout of {task.timeout} s"
+    return (
+        f"coroutine {name} ran past its timeout of {own} s and did not yield within "
+        f"{task.timeout - own:g} s after it was cancelled (it blocks its event loop)"
+    )
 
 
 @dataclass(eq=False)

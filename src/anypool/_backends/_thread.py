@@ -26,7 +26,7 @@ from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
 from .._local._queue import make_queue
 from .._local._threads import start_task_thread
-from .._task import Task
+from .._task import Task, overran
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["ThreadBackend", "backend_class"]
@@ -225,12 +225,10 @@ class ThreadBackend(Backend):
             if not self._closed:
                 self._spawn()  # keep the pool at full strength
                 self._restarts += 1
-        name = getattr(task.fn, "__qualname__", None) or repr(task.fn)
         task.fail(
             TaskTimeout(
-                f"task {name} ran longer than its timeout of {task.timeout} s; a thread cannot "
-                "be killed, so it was abandoned: it keeps running in the background and a new "
-                "thread took its place"
+                f"{overran(task)}; a thread cannot be killed, so it was abandoned: it keeps "
+                "running in the background and a new thread took its place"
             )
         )
 

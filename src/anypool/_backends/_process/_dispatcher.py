@@ -72,7 +72,7 @@ from ..._local._queue import TaskQueue
 from ..._local._threads import start_thread
 from ..._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from ..._scheduler._select import Decision, fixed_decision
-from ..._task import ChunkResult, Task, chunk_outcomes, runs_at_once
+from ..._task import ChunkResult, Task, chunk_outcomes, overran, runs_at_once
 from ..._wire import _shm
 from ..._wire._pickle import (
     FunctionCache,
@@ -116,6 +116,8 @@ _DURATIONS_KEPT = 256
 # A coroutine task that Pool.kill() cancelled has this long to answer (it is cancelled at
 # its next await); one that has not, does not yield, and its worker is stopped.
 _CANCEL_GRACE_S = 1.0
+# A coroutine cancelled by its own timeout= answers within this in a healthy worker.
+_ANSWER_MARGIN_S = 0.05
 # After SIGTERM, a stopped worker gets this long before SIGKILL.
 _TERM_GRACE_S = 0.5
 # Workers asked to exit at shutdown get this long before they are killed.
@@ -658,6 +660,8 @@ class ProcessBackend(Backend):
                 return
             task.started_at = now = time.monotonic()
             worker.deadlines[task_id] = self._deadline(worker, task, now)
+            if worker.at_once:
+                self._watch_own_timeout(worker, task_id, task, now)
 
     def _deadline(self, worker: _Worker, task: Task, started: float) -> Handle | None:
         if task.timeout is None:
@@ -666,6 +670,21 @@ class ProcessBackend(Backend):
         return self._deadlines.schedule(
             started + task.timeout, lambda: self._expire(worker, task, attempt)
         )
+
+    def _watch_own_timeout(self, worker: _Worker, task_id: int, task: Task, now: float) -> None:
+        """A coroutine task still unanswered just past its own ``timeout=`` (which cancels it
+        in the worker) may be blocking that worker's loop: no new work goes there until it
+        answers (as with a Pool.kill cancel), so none is caught if the worker is stopped."""
+        own = getattr(task.fn, "timeout", None)
+        if own is None:
+            return
+
+        def overdue() -> None:
+            with self._lock:
+                if worker.inflight.get(task_id) is task:
+                    worker.cancelling.add(task_id)
+
+        self._deadlines.schedule(now + own + _ANSWER_MARGIN_S, overdue)
 
     def _expire(self, worker: _Worker, task: Task, attempt: int) -> None:
         with self._lock:
@@ -677,8 +696,8 @@ class ProcessBackend(Backend):
             worker.stop_reason = f"{_fn_name(task)} did not give way after its timeout"
         task.fail(
             TaskTimeout(
-                f"task {_fn_name(task)} ran longer than its timeout of {task.timeout} s; its "
-                f"worker process {worker.process.pid} was stopped and will be replaced"
+                f"{overran(task)}; its worker process {worker.process.pid} was stopped and "
+                f"will be replaced"
             )
         )
         self._terminate(worker)

@@ -165,8 +165,22 @@ class _Server:
             self._answer(worker.failed(task_id, exc), mapped)
             return
         job = self.loop.create_task(self._run(task_id, coroutine, fn, chunk, mapped))
+        job.add_done_callback(lambda done: self._cancelled_early(done, task_id, coroutine, mapped))
         self.running[task_id] = (job, len(args) if chunk else 1)
         self._load_changed()
+
+    def _cancelled_early(self, job: Any, task_id: int, coroutine: Any, mapped: Any) -> None:
+        """A cancel read in the same batch as its task cancels the asyncio task before its
+        first step: _run never runs, and must still answer (the parent waits for it)."""
+        if not job.cancelled() or task_id not in self.running:
+            return
+        import asyncio
+
+        coroutine.close()  # never started: nothing of it ran
+        self.running.pop(task_id)
+        self._load_changed()
+        error = asyncio.CancelledError("cancelled before it started")
+        self._answer(self.worker.failed(task_id, error), mapped)
 
     async def _run(self, task_id: int, coroutine: Any, fn: Any, chunk: bool, mapped: Any) -> None:
         try:
