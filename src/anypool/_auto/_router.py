@@ -126,9 +126,13 @@ _BUSY_SHARE = 0.1
 INLINE_ITEM_S = 10e-6
 # A function's first task is looked at this long after it started: if it has computed all
 # along, worker processes are started then (see _peek), not after the sample, because
-# starting them takes ~300 ms on the 2-core VM (~200 ms for the forkserver to import its
-# modules, ~60 ms for a worker to start), six times the sample. A task shorter than this
-# ends before the look, and its window decides as usual.
+# starting them takes several times the sample: a cold forkserver and first worker answer
+# in ~80 ms in an idle interpreter on the 2-core VM, and the first worker ran a task
+# 180-450 ms into a CPU-bound map (the dispatcher waits for the GIL, which the sampled task
+# holds, at each step of the start). A task shorter than this ends before the look, and
+# its window decides as usual. (Starting them at a pool's first task, whatever it is, had
+# the first worker running ~100 ms sooner, but cost a tiny map after it 2-3x: the
+# forkserver's imports then compete with the program. See benchmarks/RESULTS.md.)
 PEEK_S = 0.005
 
 
