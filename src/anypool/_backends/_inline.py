@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 
 from .._errors._exceptions import PoolClosed
+from .._local._loops import run_initializer
 from .._task import Task
 from ..abc import Backend, BackendConfig, Capabilities
 
@@ -63,7 +64,7 @@ class InlineBackend(Backend):
             if self._initialized or self.config.initializer is None:
                 return
             self._initialized = True
-        self.config.initializer(*self.config.initargs)
+        run_initializer(self.config.initializer, self.config.initargs)
 
     def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:
         self._closed = True

@@ -24,6 +24,7 @@ from concurrent.futures import CancelledError
 from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
+from .._local._loops import run_initializer
 from .._local._queue import make_queue
 from .._local._threads import start_task_thread
 from .._task import Task, overran
@@ -168,7 +169,7 @@ class ThreadBackend(Backend):
         if self.config.initializer is None:
             return True
         try:
-            self.config.initializer(*self.config.initargs)
+            run_initializer(self.config.initializer, self.config.initargs)
         except BaseException as exc:
             self._break(BrokenThreadPool(f"a thread initializer failed: {exc!r}"), exc)
             return False

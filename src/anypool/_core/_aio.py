@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 import threading
 import time
@@ -43,7 +42,6 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
-    Coroutine,
     Generator,
     Iterable,
     Iterator,
@@ -54,6 +52,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors._exceptions import TaskTimeout
+from .._local._loops import run_on_thread_loop
 from .._local._threads import start_task_thread, start_thread
 from .._task import ChunkResult, fn_name
 from ._admission import SlotFuture
@@ -470,65 +469,6 @@ async def _gather_chunk(
         else:
             values.append(outcome)
     return ChunkResult(values, errors, time.perf_counter() - start)
-
-
-# -- the event loop of a worker thread -------------------------------------------------------
-class _ThreadLoop:
-    """The event loop that one thread reuses for its coroutine tasks: ``asyncio.run``
-    makes and closes a loop per call (~100-600 µs on the 2-core VM; reusing one: ~40).
-    Each call ends as ``asyncio.run`` ends one: tasks the coroutine left behind are
-    cancelled. The loop closes when the thread's locals go (the thread exits)."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-
-    def run(self, coroutine: Coroutine[Any, Any, R]) -> R:
-        loop = self.loop
-        task = loop.create_task(coroutine)
-        try:
-            return loop.run_until_complete(task)
-        finally:
-            _cancel_leftovers(loop)
-
-    def __del__(self) -> None:
-        if self.pid != os.getpid():
-            # inherited through fork: its epoll instance and self-pipe are the parent's,
-            # and closing them here would unregister the parent's fds. Never closed.
-            _FORKED_AWAY.append(self)
-            return
-        loop = self.loop
-        if not loop.is_closed() and not loop.is_running():
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-
-_THREAD_LOOPS = threading.local()
-_FORKED_AWAY: list[_ThreadLoop] = []
-
-
-def run_on_thread_loop(coroutine: Coroutine[Any, Any, R]) -> R:
-    """Run ``coroutine`` to its end on this thread's reused event loop."""
-    holder: _ThreadLoop | None = getattr(_THREAD_LOOPS, "holder", None)
-    if holder is None or holder.pid != os.getpid() or holder.loop.is_closed():
-        if holder is not None and holder.pid != os.getpid():
-            _FORKED_AWAY.append(holder)
-        holder = _THREAD_LOOPS.holder = _ThreadLoop()
-    return holder.run(coroutine)
-
-
-def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
-    import asyncio
-
-    left = asyncio.all_tasks(loop)
-    if left:
-        for task in left:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
 
 
 def _loop_running_here() -> bool:

@@ -635,7 +635,7 @@ def carried_initializer(
 
 def start_worker(
     snapshot: dict[str, Any] | None, initializer: Callable[..., object] | None, initargs: Any
-) -> None:
+) -> object:
     """In a spawned or forkserver worker: the parent's logging setup, then the initializer."""
     if snapshot is not None:
         from .._runtime import apply_logging
@@ -645,7 +645,8 @@ def start_worker(
         except Exception:  # a copy of the parent's logging is a convenience: never fatal
             pass
     if initializer is not None:
-        initializer(*initargs)
+        return initializer(*initargs)  # a coroutine, for an async def one: the caller runs it
+    return None
 
 
 def _check_carried(what: str, value: Any) -> None:

@@ -356,8 +356,10 @@ class Worker:
     def initialize(self) -> bool:
         if self.spec.initializer is not None:
             try:
+                from ..._local._loops import run_initializer
+
                 initializer, initargs = self.spec.initializer.load()  # a Carried
-                initializer(*initargs)
+                run_initializer(initializer, initargs)  # an async def one on the tasks' loop
             except BaseException as exc:
                 _log_initializer_failure(exc)
                 self.send(_error_frame(INIT_FAILED, 0, exc))

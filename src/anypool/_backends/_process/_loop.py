@@ -107,10 +107,10 @@ class _Server:
     """The worker's loop once it runs coroutine tasks; see the module's diagram."""
 
     def __init__(self, worker: Worker, fixed: int | None) -> None:
-        import asyncio
+        from ..._local._loops import worker_loop
 
         self.worker = worker
-        self.loop = asyncio.new_event_loop()
+        self.loop = worker_loop()  # the one an initializer prepared, if any
         self.running: dict[int, tuple[asyncio.Task[None], int]] = {}  # id -> (task, weight)
         self.closing = False  # asked to exit, or retiring: take nothing new
         self.over = self.loop.create_future()
