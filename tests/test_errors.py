@@ -139,3 +139,38 @@ def test_every_exception_crosses_a_process_boundary_as_itself(make_pool):
         exc = future.exception(timeout=30)
         assert type(exc) is getattr(anypool, name)
         assert str(exc) == f"raised {name} in a worker"
+
+
+def _initializer_fails() -> None:
+    raise RuntimeError("no credentials")
+
+
+@pytest.mark.parametrize("backend", ["process", "thread"])
+def test_a_broken_pool_gives_each_future_its_own_error(make_pool, backend):
+    """One error object shared by every future of a broken pool collected each raise's
+    frames on its one traceback: 2,000 futures awaited in gather printed 163 KB."""
+    import traceback
+
+    pool = make_pool(backend, 1, initializer=_initializer_fails)
+    futures = []
+    for i in range(40):
+        try:
+            futures.append(pool.submit(abs, i))
+        except anypool.BrokenPool:
+            break  # broken already: submit raises it (a copy each time, too)
+    errors = []
+    for future in futures:
+        try:
+            future.result(timeout=30)
+        except anypool.BrokenPool as error:
+            errors.append(error)
+    for _ in range(5):
+        try:
+            pool.submit(abs, 1)
+        except anypool.BrokenPool as error:
+            errors.append(error)
+    assert len(errors) >= 6
+    assert len({id(error) for error in errors}) == len(errors)
+    assert all("no credentials" in str(error) for error in errors)
+    last = errors[-1]
+    assert len(traceback.format_exception(last)) < 40, "".join(traceback.format_exception(last))

@@ -40,7 +40,7 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._errors._exceptions import BrokenPool, CapabilityError, PoolClosed, TaskTimeout
+from .._errors._exceptions import BrokenPool, CapabilityError, PoolClosed, TaskTimeout, fresh_copy
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
 from .._local._queue import TaskQueue
@@ -349,7 +349,7 @@ class AutoBackend(Backend):
     def _submit_slow(self, task: Task) -> None:
         with self._lock:
             if self.broken is not None:
-                raise self.broken
+                raise fresh_copy(self.broken)
             if self._closed:
                 raise PoolClosed("cannot submit: the pool is shut down")
             profile = self._profile(task.fn)
@@ -371,7 +371,7 @@ class AutoBackend(Backend):
             self._decide(profile)
         with self._routing:  # decided: wait until the queued tasks have moved over
             if self.broken is not None:
-                raise self.broken
+                raise fresh_copy(self.broken)
             self._forward(profile, task)
 
     def _profile(self, fn: Callable[..., Any]) -> _Profile:
@@ -986,7 +986,7 @@ class AutoBackend(Backend):
                 self.broken = error
         self._queue.close()
         for task in self._queue.drain():
-            task.fail(error)
+            task.fail(fresh_copy(error))
 
     # -- introspection and control ----------------------------------------------------------
     def explain(self) -> Decision:

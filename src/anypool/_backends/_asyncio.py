@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
-from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout
+from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout, fresh_copy
 from .._local._atexit import register_for_exit
 from .._local._threads import start_task_thread
 from .._task import ChunkResult, Task, run_chunk
@@ -207,7 +207,7 @@ class AsyncioBackend(Backend):
     # -- the caller's side --------------------------------------------------------------------
     def submit(self, task: Task) -> None:
         if self.broken is not None:
-            raise self.broken
+            raise fresh_copy(self.broken)
         if self._closed:
             raise PoolClosed("cannot submit: the pool is shut down")
         priority = task.priority if self.config.order == "priority" else 0

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from concurrent.futures import CancelledError
 from typing import Any
 
-from .._errors._exceptions import BrokenPool, PoolClosed, SerializationError
+from .._errors._exceptions import BrokenPool, PoolClosed, SerializationError, fresh_copy
 from .._local._atexit import register_for_exit
 from .._local._queue import TaskQueue
 from .._local._threads import start_thread
@@ -229,7 +229,7 @@ class DaskBackend(Backend):
     def submit(self, task: Task) -> None:
         with self._lock:
             if self.broken is not None:
-                raise self.broken
+                raise fresh_copy(self.broken)
             if self._closed:
                 raise PoolClosed("cannot submit: the pool is shut down")
         try:

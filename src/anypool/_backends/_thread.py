@@ -21,7 +21,7 @@ import time
 from collections import deque
 from concurrent.futures import CancelledError
 
-from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout
+from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout, fresh_copy
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
 from .._local._loops import run_initializer
@@ -90,7 +90,7 @@ class ThreadBackend(Backend):
     def submit(self, task: Task) -> None:
         with self._lock:
             if self.broken is not None:
-                raise self.broken
+                raise fresh_copy(self.broken)
             if self._closed:
                 raise PoolClosed("cannot submit: the pool is shut down")
             self._queue.put(task)
@@ -241,7 +241,7 @@ class ThreadBackend(Backend):
                 self.broken = error
             self._workers = {w for w in self._workers if w.thread is not threading.current_thread()}
         for task in self._queue.drain():
-            task.fail(error)
+            task.fail(fresh_copy(error))
         self._queue.close()
 
     def shutdown(self, *, wait: bool, cancel_pending: bool, kill_running: bool) -> None:

@@ -59,7 +59,7 @@ from collections import OrderedDict
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
-from ..._errors._exceptions import PoolClosed, SerializationError, TaskTimeout
+from ..._errors._exceptions import PoolClosed, SerializationError, TaskTimeout, fresh_copy
 from ..._errors._process import (
     BrokenProcessPool,
     TaskUnpicklingError,
@@ -331,7 +331,7 @@ class ProcessBackend(Backend):
             return  # not one item pickles: nothing to run
         with self._lock:
             if self.broken is not None:
-                raise self.broken
+                raise fresh_copy(self.broken)
             if self._closed:
                 raise PoolClosed(closed_message())
             self._queue.put(task)
@@ -913,7 +913,7 @@ class ProcessBackend(Backend):
             error = BrokenProcessPool(f"a worker initializer failed: {worker.init_error!r}")
             self._break(error, worker.init_error)
             for task in lost:
-                task.fail(error)
+                task.fail(fresh_copy(error))
         elif worker.announced_exit or (worker.stopping and not worker.at_once):
             for task in lost:  # the task it was stopped for is resolved; the others never ran
                 self._recover(task, None)
@@ -976,7 +976,7 @@ class ProcessBackend(Backend):
             lost = [t for w in self._workers.values() for t in w.inflight.values()]
             workers = list(self._workers.values())
         for task in self._queue.drain() + lost:
-            task.fail(error)
+            task.fail(fresh_copy(error))
         for worker in workers:
             self._terminate(worker)
 
