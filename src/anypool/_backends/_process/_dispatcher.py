@@ -250,6 +250,7 @@ class ProcessBackend(Backend):
         check_main_guard()
         super().__init__(config)
         self._ctx = self._context(config)
+        _launch_resource_tracker_here(self._ctx)
         # coroutines each worker runs at once: fixed, or None (each worker measures)
         self._concurrency = check_concurrency(config.options.get("concurrency"))
         self._coroutines: tuple[int, float | None] | None = None  # last CAPACITY heard
@@ -1118,6 +1119,22 @@ def _new_starting_lock() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_starting_lock)
+
+
+def _launch_resource_tracker_here(ctx: Any) -> None:
+    """Launch multiprocessing's resource tracker from the main thread (~0.5 ms, once per
+    program), not from the dispatcher: launching it ends with SIGINT *unblocked* in the
+    launching thread, and a Ctrl-C that the kernel hands the dispatcher in the moment
+    before it blocks SIGINT again only sets Python's flag, leaving a main thread asleep in
+    ``result()`` for good (test_ctrl_c_while_workers_start[spawn], rarely, under load)."""
+    if (
+        ctx.get_start_method() == "fork"
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
 
 
 def _block_sigint() -> None:
