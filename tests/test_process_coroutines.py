@@ -318,3 +318,14 @@ def test_no_new_coroutine_joins_one_past_its_timeout_and_the_error_names_its_tim
     # they waited for the worker's replacement instead of joining the blocked loop and
     # failing with it
     assert [f.result(timeout=20) for f in later] == list(range(4))
+
+
+def test_auto_passes_concurrency_on_and_explains_it(make_pool):
+    pool = make_pool("auto", concurrency=6, require="isolates_crashes")  # processes, then
+    results = [f.result(timeout=60) for f in [pool.submit(counted_sleep, 0.3) for _ in range(30)]]
+    decision = pool.explain()
+    assert decision.backend == "process"
+    assert max(_peaks(results).values()) <= 6
+    assert "up to 6 at once" in " ".join(decision.reasons)
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        anypool.Pool("auto", concurrency=0)

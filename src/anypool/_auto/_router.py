@@ -302,11 +302,14 @@ class AutoBackend(Backend):
         limits_worker_memory=True,
         names_threads=True,
     )
-    accepted_options = frozenset({"mp_context"})
+    accepted_options = frozenset({"mp_context", "concurrency"})  # passed on to process workers
     is_router = True
 
     def __init__(self, config: BackendConfig) -> None:
+        from .._backends._process._dispatcher import check_concurrency
+
         options = dict(config.options)
+        check_concurrency(options.get("concurrency"))  # refused now, not at the first decision
         settings = options.pop(SETTINGS_KEY, None) or AutoSettings()
         super().__init__(replace(config, options=options))
         self._settings: AutoSettings = settings
@@ -993,8 +996,14 @@ class AutoBackend(Backend):
         with self._lock:
             latest = self._latest
             decided = tuple(p.decision for p in self._profiles.values() if p.decision)
+            side = self._sides.get("process")
         if latest is not None and latest.decision is not None:
-            return replace(latest.decision, functions=decided)
+            decision = replace(latest.decision, functions=decided)
+            # how many coroutines each process worker runs at once is measured there
+            note = getattr(side, "coroutine_note", lambda: None)()
+            if note and decision.backend == "process":
+                decision = replace(decision, reasons=(*decision.reasons, note))
+            return decision
         reason = (
             "not decided yet: backend='auto' samples the first tasks of each function "
             "submitted or mapped, then chooses a backend for it"

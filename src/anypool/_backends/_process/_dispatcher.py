@@ -1048,13 +1048,18 @@ class ProcessBackend(Backend):
     def decision(self) -> Decision | None:
         """None (explain() says the caller chose), or once coroutine tasks ran, that and how
         many each worker runs at once."""
+        note = self.coroutine_note()
+        if note is None:
+            return None
+        base = fixed_decision(self.name, self.config.workers)
+        return dataclasses.replace(base, reasons=(base.reasons[0], note))
+
+    def coroutine_note(self) -> str | None:
+        """How many coroutine tasks each worker runs at once, and why; None before any ran
+        (unless ``concurrency=`` fixed it). auto's explain() adds it too."""
         heard = self._coroutines
         if heard is None and self._concurrency is None:
             return None
-        base = fixed_decision(self.name, self.config.workers)
-        return dataclasses.replace(base, reasons=(base.reasons[0], self._concurrency_reason(heard)))
-
-    def _concurrency_reason(self, heard: tuple[int, float | None] | None) -> str:
         if self._concurrency is not None:
             return (
                 f"coroutine functions: each worker runs up to {self._concurrency} at once "
