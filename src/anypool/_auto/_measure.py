@@ -131,10 +131,10 @@ def _function_problem(fn: Callable[..., Any]) -> str | None:
     spawned worker may not have it), so a plain pickle by name that works here proves
     nothing (a closure defined under the main guard over a lock did)."""
     from .._errors._exceptions import SerializationError
-    from .._wire._pickle import _dumps_function
+    from .._wire._pickle import dumps_function_strictly
 
     try:
-        _dumps_function(fn)
+        dumps_function_strictly(fn)
     except SerializationError as exc:
         return f"{exc} (in the function)"
     return None

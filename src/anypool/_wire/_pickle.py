@@ -25,6 +25,7 @@ import functools
 import io
 import pickle
 import sys
+import threading
 import traceback
 import types
 import weakref
@@ -242,7 +243,13 @@ def _class_copy(by_value: type, obj: Any, fingerprint: int) -> bytes | str:
     try:
         return _copy(by_value, obj, fingerprint)
     except Exception as exc:
+        if getattr(_STRICT, "on", False):
+            raise
         return f"{type(exc).__name__}: {exc}"
+
+
+# dumps_function_strictly() sets this: a copy that cannot be made fails the pickling
+_STRICT = threading.local()
 
 
 def _copy(by_value: type, obj: Any, fingerprint: int) -> bytes:
@@ -453,6 +460,18 @@ def _dumps_function(fn: Callable[..., Any]) -> bytes:
             f"the function {_name(fn)} cannot be pickled to send it to a worker process: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def dumps_function_strictly(fn: Callable[..., Any]) -> bytes:
+    """As the process backend pickles ``fn``, except that a main-script function whose copy
+    by value cannot be made fails: ``backend="auto"`` asks whether a function surely reaches
+    a spawned worker before it sends it there, and a function defined under the main guard
+    reaches one only through that copy (whether it was is not known here)."""
+    _STRICT.on = True
+    try:
+        return _dumps_function(fn)
+    finally:
+        _STRICT.on = False
 
 
 class FunctionCache:
