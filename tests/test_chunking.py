@@ -5,6 +5,7 @@ aim at ~0.5 s chunks and about one per worker slot of a sized input."""
 from __future__ import annotations
 
 from anypool._scheduler._chunking import (
+    MAX_CHUNK,
     REMOTE_START,
     REMOTE_TARGET_CHUNK_S,
     TARGET_CHUNK_S,
@@ -42,3 +43,22 @@ def test_a_fixed_chunksize_is_kept_on_every_backend():
         chunker = make_chunker(3, workers=200, total=2000, remote=remote)
         chunker.observe(3, 30.0)
         assert chunker.next_size() == 3
+
+
+def test_the_cap_follows_a_worker_count_that_changes():
+    # auto reports 2 workers until it decides, then its choice's count: a cap read once
+    # kept chunks of 200,000 / (4 x 2) after auto chose inline (1 worker), where a fixed
+    # inline pool runs MAX_CHUNK
+    workers = [2]
+    chunker = make_chunker("auto", workers=lambda: workers[0], total=200_000)
+    for _ in range(6):
+        chunker.observe(1000, 1e-5)  # tiny items: the target allows more than any cap
+    assert chunker.next_size() == 25_000
+    workers[0] = 1
+    assert chunker.next_size() == MAX_CHUNK
+    workers[0] = 8
+    assert chunker.next_size() == 200_000 // 32
+    chunker.observe(1024, 0.01)  # ~10 us items: a 20 ms chunk is 2,048 items
+    assert chunker.next_size() == 2048
+    workers[0] = 1
+    assert chunker.next_size() == 2048  # the cap bounds the size, never sets it

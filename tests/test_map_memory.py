@@ -241,3 +241,81 @@ def test_inline_still_runs_one_chunk_per_consumed_item(make_pool):
     assert next(results) == 0
     assert len(pulled) == 1  # inline: nothing runs before the consumer asks for it
     results.close()
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_the_read_ahead_budget_leaves_no_sliver_chunks(ordered):
+    # Chunks of 1, 8, ... 4096, 32768 filled MAX_READ_AHEAD unevenly: what was left of it
+    # (down to 1 item) went out as a chunk of its own each time the consumer took a small
+    # one, and then every cycle (auto's tiny map: 25000, 25000, 15526, 1, 1, 8; each
+    # sliver a round trip and a gap). Now a chunk waits until about the size it wants fits.
+    from concurrent.futures import Future
+
+    from anypool._core._map import MapIterator, ReadAhead
+    from anypool._scheduler._chunking import MAX_CHUNK, AdaptiveChunks
+    from anypool._task import ChunkResult
+
+    sizes: list[int] = []
+
+    def done_at_once(chunk):
+        sizes.append(len(chunk))
+        future = Future()
+        future.set_result(ChunkResult(list(chunk), {}, 1e-8 * len(chunk)))  # tiny items
+        return future
+
+    total = 400_000
+    results = MapIterator(
+        done_at_once,
+        range(total),
+        chunker=AdaptiveChunks(1, total),
+        window=ReadAhead(3, workers=1),
+        ordered=ordered,
+        return_exceptions=False,
+    )
+    assert sorted(results) == list(range(total))
+    full = sizes.index(MAX_CHUNK)  # the ramp-up before it is the chunker's, not the budget's
+    slivers = [n for n in sizes[full:-1] if n < MAX_CHUNK // 2]
+    assert not slivers, sizes
+
+
+def test_chunks_that_run_in_submit_wait_for_the_consumer_after_sampled_ones():
+    # Auto sends its first chunks out while it samples, then chooses inline: those chunks
+    # are done, and taking them must not run more input first. Filling first kept one
+    # inline chunk run ahead of the consumer for the rest of the map.
+    from concurrent.futures import Future
+
+    from anypool._core._map import MapIterator, ReadAhead
+    from anypool._scheduler._chunking import AdaptiveChunks
+    from anypool._task import ChunkResult, Task
+
+    sampled = 4
+    counts = {"submitted": 0, "taken": 0, "calls": 0}
+    ahead_at_run: list[int] = []
+
+    def submit(chunk):
+        future: Future[ChunkResult] = Future()
+        if counts["calls"] < sampled:  # a probe's: finished elsewhere
+            future.set_result(ChunkResult(list(chunk), {}, 1e-8 * len(chunk)))
+        else:  # inline: runs here, now
+            ahead_at_run.append(counts["submitted"] - counts["taken"])
+            future.set_result(Task(identity, chunk, {}, Future(), chunk=True).run())
+        counts["calls"] += 1
+        counts["submitted"] += len(chunk)
+        return future
+
+    total = 100_000
+    results = MapIterator(
+        submit,
+        range(total),
+        chunker=AdaptiveChunks(2, total),
+        window=ReadAhead(5, workers=2),
+        ordered=True,
+        return_exceptions=False,
+    )
+    for expected, value in enumerate(results):
+        assert value == expected
+        counts["taken"] += 1
+    assert counts["taken"] == total
+    assert len(ahead_at_run) > 2
+    # the first one ran while sampled chunks were unconsumed; none after it
+    assert ahead_at_run[1:] == [0] * (len(ahead_at_run) - 1), ahead_at_run

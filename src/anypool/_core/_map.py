@@ -16,10 +16,11 @@ Room to read more input (``ReadAhead``): fewer than ``window`` chunks unfinished
 the backend, and what was read but not yet taken by the consumer (running, queued,
 or finished and waiting its turn) under MAX_READ_AHEAD items and MAX_READ_AHEAD_BYTES
 (estimated: items, then their results; a chunk is sized by the larger of an item and a
-result, so small inputs with large results do not pile up either). So endless
-generators work, memory stays flat, and in an ordered map a slow head item does not
-stall the workers: finished results wait in that bounded buffer while the workers go
-on with later items. An explicit ``window=`` is the old,
+result, so small inputs with large results do not pile up either). A chunk waits until
+about the size the chunker wants fits in what is left, rather than going out as a sliver
+of it. So endless generators work, memory stays flat, and in an ordered map a slow head
+item does not stall the workers: finished results wait in that bounded buffer while the
+workers go on with later items. An explicit ``window=`` is the old,
 strict bound: at most that many chunks read ahead, finished or not.
 
 Closing the iterator (or an exception reaching the consumer) cancels every chunk
@@ -409,7 +410,15 @@ class _MapState:
             return False  # wait until a chunk of about the size the chunker wants fits
         if len(self._inflight) < _read(limits.workers):
             return True  # every worker gets a chunk, however large its items
-        return self._ahead_items < limits.max_items and self._ahead_bytes < limits.max_bytes
+        if self._ahead_items >= limits.max_items or self._ahead_bytes >= limits.max_bytes:
+            return False
+        if not self._adaptive:
+            return True
+        # Wait until about the chunk the chunker wants fits in what is left of the budget:
+        # a sliver of it made 1-item chunks (a round trip each, then a gap) between full
+        # ones, every time the chunks in flight did not divide the budget evenly.
+        share, left = self._budget()
+        return left >= min(self._chunker.next_size(), share) // 2
 
     def _ramp_room(self, window: int) -> int:
         """Items an input without a length may still be read ahead: ``window`` times
@@ -425,17 +434,23 @@ class _MapState:
         size = self._chunker.next_size()
         if not self._adaptive:
             return size  # the caller chose the chunk size: only the number of chunks is bounded
+        share, left = self._budget()
+        cap = min(share, left, self._ramp_room(_read(self._limits.window)))
+        return max(1, min(size, cap))
+
+    def _budget(self) -> tuple[int, int]:
+        """(share, left) of the read-ahead budget, in items (by items and estimated bytes):
+        one chunk may take at most a (workers + 1)-th of it, so that every worker has a
+        chunk and one more waits; and never more than is left of it."""
         limits = self._limits
-        # one chunk may take at most a (workers + 1)-th of the budget, so that every worker
-        # has a chunk and one more waits; and never more than is left of it
-        share = _read(limits.workers) + 1
-        cap = min(limits.max_items // share, limits.max_items - self._ahead_items)
-        cap = min(cap, self._ramp_room(_read(limits.window)))
+        parts = _read(limits.workers) + 1
+        share = limits.max_items // parts
+        left = limits.max_items - self._ahead_items
         item_bytes = max(self._item_bytes, self._result_item_bytes)
         if item_bytes:
-            by_bytes = min(limits.max_bytes // share, limits.max_bytes - self._ahead_bytes)
-            cap = min(cap, by_bytes // item_bytes)
-        return max(1, min(size, cap))
+            share = min(share, limits.max_bytes // parts // item_bytes)
+            left = min(left, (limits.max_bytes - self._ahead_bytes) // item_bytes)
+        return share, left
 
     def _fill(self) -> None:
         while self._room():
@@ -505,6 +520,8 @@ class _MapState:
         """The next chunk to hand over (input or completion order), reading more input
         while there is room and it is not finished; None when nothing is left."""
         while True:
+            if (entry := self._finished_inline()) is not None:
+                return entry
             self._fill()
             with self._cond:
                 if not self._inflight:
@@ -515,6 +532,17 @@ class _MapState:
                 if not self._room():
                     # wait for a chunk to finish: the head, or any (room for more input)
                     self._cond.wait()
+
+    def _finished_inline(self) -> _Entry | None:
+        """Where chunks run inside submit (inline): a finished chunk, if one is ready, before
+        any input is read. Auto's chunks sent out while it sampled are done by the time it
+        chooses inline; filling first ran a chunk ahead of the consumer for the rest of the
+        map (the consumer then walked results the next chunk had pushed out of the CPU
+        cache, and the read-ahead budget held two chunks, not one)."""
+        if not self._ran_in_submit:
+            return None
+        with self._cond:
+            return self._take_finished()
 
     def _take_finished(self) -> _Entry | None:
         """A finished chunk ready to hand over, removed from the read-ahead; caller holds _cond."""
@@ -573,6 +601,8 @@ class _MapState:
     async def _anext_finished(self, waiter: AsyncWaiter) -> _Entry | None:
         """_next_finished() that awaits instead of blocking the thread."""
         while True:
+            if (entry := self._finished_inline()) is not None:
+                return entry
             self._fill()
             with self._cond:
                 if not self._inflight:

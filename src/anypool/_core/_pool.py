@@ -461,7 +461,8 @@ class Pool:
         iterator: MapIterator[R] = MapIterator(
             submit_chunk,
             items,
-            chunker=make_chunker(chunksize, width(), total, remote=self.capabilities.remote),
+            # width, not width(): read at each chunk, as auto's count changes once it decides
+            chunker=make_chunker(chunksize, width, total, remote=self.capabilities.remote),
             window=self._read_ahead(window, width),
             ordered=ordered,
             return_exceptions=return_exceptions,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import Any, Protocol
 
@@ -78,13 +78,16 @@ class AdaptiveChunks:
 
     ``total`` (when the input has a length) and ``workers`` cap the size so that
     every worker gets at least ~4 chunks, as ``multiprocessing.Pool.map`` does.
+    ``workers`` may be a callable, read at each chunk: the count can change while the
+    map runs (auto decides after sampling, a resize). Read once, auto's default of 2
+    before its decision kept chunks of total / 8 after it chose inline (1 worker).
     Without ``total``, the map bounds the read-ahead by what the consumer has taken
     (``_map._MapState._ramp_room``), which caps the chunks too.
     """
 
     def __init__(
         self,
-        workers: int,
+        workers: int | Callable[[], int],
         total: int | None = None,
         *,
         per_worker: int = 4,
@@ -93,28 +96,39 @@ class AdaptiveChunks:
     ) -> None:
         self.size = start
         self._target_s = target_s
-        self._cap = MAX_CHUNK
-        self._sized = total is not None
-        if total is not None:
-            self._cap = max(1, min(MAX_CHUNK, -(-total // (per_worker * max(1, workers)))))
+        self._workers = workers
+        self._total = total
+        self._per_worker = per_worker
         self._consumed = 0
 
+    def _cap(self) -> int:
+        if self._total is None:
+            return MAX_CHUNK
+        workers = self._workers() if callable(self._workers) else self._workers
+        return max(1, min(MAX_CHUNK, -(-self._total // (self._per_worker * max(1, workers)))))
+
     def next_size(self) -> int:
-        return max(1, min(self.size, self._cap))
+        return max(1, min(self.size, self._cap()))
 
     def observe(self, items: int, duration: float) -> None:
         if items <= 0:
             return
         per_item = duration / items
         ideal = MAX_CHUNK if per_item <= 0 else int(self._target_s / per_item)
-        self.size = max(1, min(ideal, self.size * GROWTH, self._cap))
+        # capped at read (next_size), not here: a cap that rises (auto chose fewer workers)
+        # then applies at the next chunk; for a fixed cap the sizes are the same
+        self.size = max(1, min(ideal, self.size * GROWTH, MAX_CHUNK))
 
     def consumed(self, items: int) -> None:
         self._consumed += items
 
 
 def make_chunker(
-    chunksize: int | str, workers: int, total: int | None, *, remote: bool = False
+    chunksize: int | str,
+    workers: int | Callable[[], int],
+    total: int | None,
+    *,
+    remote: bool = False,
 ) -> Chunker:
     if chunksize == "auto" and remote:  # see REMOTE_TARGET_CHUNK_S
         return AdaptiveChunks(
