@@ -115,12 +115,13 @@ class _Server:
         self.closing = False  # asked to exit, or retiring: take nothing new
         self.over = self.loop.create_future()
         self.concurrency = Concurrency(fixed)
+        self.load = 0  # the running tasks' weights
+        self.ticking = False  # a measure is scheduled (only while something runs)
 
     def serve(self, message: tuple[Any, ...], mapped: Any, fn: Any) -> None:
         loop = self.loop
         loop.add_reader(self.worker.conn.fileno(), self._readable)
         loop.call_soon(self._start, message, mapped, fn)
-        loop.call_later(WINDOW_S, self._measure)
         try:
             loop.run_until_complete(self.over)
         finally:
@@ -167,7 +168,7 @@ class _Server:
         job = self.loop.create_task(self._run(task_id, coroutine, fn, chunk, mapped))
         job.add_done_callback(lambda done: self._cancelled_early(done, task_id, coroutine, mapped))
         self.running[task_id] = (job, len(args) if chunk else 1)
-        self._load_changed()
+        self._load_changed(len(args) if chunk else 1)
 
     def _cancelled_early(self, job: Any, task_id: int, coroutine: Any, mapped: Any) -> None:
         """A cancel read in the same batch as its task cancels the asyncio task before its
@@ -177,8 +178,7 @@ class _Server:
         import asyncio
 
         coroutine.close()  # never started: nothing of it ran
-        self.running.pop(task_id)
-        self._load_changed()
+        self._load_changed(-self.running.pop(task_id)[1])
         error = asyncio.CancelledError("cancelled before it started")
         self._answer(self.worker.failed(task_id, error), mapped)
 
@@ -189,8 +189,7 @@ class _Server:
             frame = self.worker.failed(task_id, exc)
         else:
             frame = self.worker.succeeded(task_id, fn, value, chunk)
-        self.running.pop(task_id, None)
-        self._load_changed()
+        self._load_changed(-self.running.pop(task_id)[1])
         self._answer(frame, mapped)
 
     def _answer(self, frame: Frame, mapped: Any) -> None:
@@ -223,12 +222,17 @@ class _Server:
             self.loop.run_until_complete(asyncio.gather(*jobs, return_exceptions=True))
 
     # -- concurrency ------------------------------------------------------------------------
-    def _load_changed(self) -> None:
-        self.concurrency.load_changed(sum(weight for _, weight in self.running.values()))
+    def _load_changed(self, change: int) -> None:
+        self.load += change
+        self.concurrency.load_changed(self.load)
         if self.closing and not self.running:
             self._end()
+        elif self.running and not self.ticking:  # an idle worker does not wake to measure
+            self.ticking = True
+            self.loop.call_later(WINDOW_S, self._measure)
 
     def _measure(self) -> None:
+        self.ticking = False
         if self.over.done():
             return
         if self.concurrency.measure():
@@ -238,7 +242,9 @@ class _Server:
             except OSError:
                 self._end()
                 return
-        self.loop.call_later(WINDOW_S, self._measure)
+        if self.running:
+            self.ticking = True
+            self.loop.call_later(WINDOW_S, self._measure)
 
 
 def serve(worker: Worker, message: tuple[Any, ...], mapped: Any, fn: Any) -> None:
