@@ -653,6 +653,8 @@ class ProcessBackend(Backend):
         one it starts. Holds the lock."""
         if not worker.inflight or not worker.ready or worker.announced_exit:
             return
+        if len(worker.deadlines) >= (len(worker.inflight) if worker.at_once else 1):
+            return  # every task it runs has its clock running (no scan of 256 coroutines)
         for task_id, task in list(worker.inflight.items())[: None if worker.at_once else 1]:
             if task_id in worker.deadlines:
                 continue  # its clock runs already
