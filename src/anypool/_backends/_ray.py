@@ -71,7 +71,7 @@ from .._local._queue import TaskQueue
 from .._local._threads import start_thread
 from .._runtime import usable_cpus
 from .._task import Task
-from .._wire._pickle import cloudpickle_dumps, wrap_exception
+from .._wire._pickle import cloudpickle_dumps, split_at_unpicklable, wrap_exception
 from .._wire._remote import dumps_call, loads_outcome, run_payload
 from ..abc import Backend, BackendConfig, Capabilities
 
@@ -673,18 +673,12 @@ class _WorkerEnd:
             return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
         except Exception:
             pass
-        for index, item in enumerate(batch):
-            try:
-                cloudpickle_dumps(item)  # lambdas, local classes: as Ray would have
-            except Exception as exc:
-                self.error = SerializationError(
-                    f"an item the generator yielded, a {type(item).__name__}, cannot be "
-                    f"pickled to reach the caller: {exc!r}; the items before it were sent"
-                )
-                self.error.__cause__ = exc
-                self.stop()  # drive_stream closes the generator and raises self.error
-                return cloudpickle_dumps(batch[:index])
-        return cloudpickle_dumps(batch)
+        split = split_at_unpicklable(batch, cloudpickle_dumps)  # lambdas: as Ray would
+        if split is None:
+            return cloudpickle_dumps(batch)
+        good, self.error = split
+        self.stop()  # drive_stream closes the generator and raises self.error
+        return cloudpickle_dumps(good)
 
 
 def _produce(payload: bytes, end: _WorkerEnd, outcome: list[bytes]) -> None:

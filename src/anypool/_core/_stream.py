@@ -51,6 +51,7 @@ from .._errors._exceptions import CapabilityError, PoolClosed, SerializationErro
 from .._local._threads import start_thread
 from .._observe._progress import ProgressHook, progress_hook
 from .._task import fn_name
+from .._wire._pickle import split_at_unpicklable
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -317,19 +318,12 @@ class _SocketEnd:
             return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
         except Exception:
             pass
-        for index, item in enumerate(batch):
-            try:
-                pickle.dumps(item, pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                error = SerializationError(
-                    f"an item the generator yielded, a {type(item).__name__}, cannot be "
-                    f"pickled to reach the caller: {exc!r}; the items before it were sent"
-                )
-                error.__cause__ = exc
-                self.error = error
-                self._lost()
-                return pickle.dumps(batch[:index], pickle.HIGHEST_PROTOCOL)
-        raise SerializationError("a batch of streamed items cannot be pickled")  # pragma: no cover
+        split = split_at_unpicklable(batch, functools.partial(pickle.dumps, protocol=5))
+        if split is None:  # pragma: no cover  (every item alone pickles, together not)
+            raise SerializationError("a batch of streamed items cannot be pickled")
+        good, self.error = split
+        self._lost()
+        return pickle.dumps(good, pickle.HIGHEST_PROTOCOL)
 
     def _run_link(self) -> None:
         """Reads acks (the end of the socket is the consumer's stop), and sends a batch the

@@ -474,6 +474,25 @@ def dumps_function_strictly(fn: Callable[..., Any]) -> bytes:
         _STRICT.on = False
 
 
+def split_at_unpicklable(
+    batch: list[Any], dumps: Callable[[Any], bytes]
+) -> tuple[list[Any], SerializationError] | None:
+    """A stream's batch that ``dumps`` refuses as a whole: the items before the first one
+    it refuses, and the error the stream ends with (naming that item's type); None if
+    every item pickles alone."""
+    for index, item in enumerate(batch):
+        try:
+            dumps(item)
+        except Exception as exc:
+            error = SerializationError(
+                f"an item the generator yielded, a {type(item).__name__}, cannot be "
+                f"pickled to reach the caller: {exc!r}; the items before it were sent"
+            )
+            error.__cause__ = exc
+            return batch[:index], error
+    return None
+
+
 class FunctionCache:
     """Pickled functions by identity, each with a stable id workers can cache by.
 
