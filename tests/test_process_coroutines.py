@@ -329,3 +329,79 @@ def test_auto_passes_concurrency_on_and_explains_it(make_pool):
     assert "up to 6 at once" in " ".join(decision.reasons)
     with pytest.raises(ValueError, match="concurrency must be at least 1"):
         anypool.Pool("auto", concurrency=0)
+
+
+# -- the measured concurrency, with a fake clock -------------------------------------------------
+class _Clock:
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def monotonic(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+
+def _window(concurrency, clock: _Clock, *, load: int, busy: float, seconds: float = 0.05) -> bool:
+    concurrency.load_changed(load)
+    clock.wall += seconds
+    clock.cpu += busy * seconds
+    return concurrency.measure()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    from anypool._backends._process import _loop
+
+    fake = _Clock()
+    monkeypatch.setattr(_loop, "time", fake)
+    return fake
+
+
+def test_the_concurrency_grows_by_how_idle_a_full_loop_was(clock):
+    from anypool._backends._process._loop import MAX_CONCURRENCY, Concurrency
+
+    concurrency = Concurrency(None)
+    assert _window(concurrency, clock, load=1, busy=0.05)  # 5 % busy: x8 (the most per window)
+    assert concurrency.limit == 8
+    assert _window(concurrency, clock, load=8, busy=0.45)  # 0.9 / 0.45: x2
+    assert concurrency.limit == 16
+    assert not _window(concurrency, clock, load=16, busy=0.9)  # in the band: unchanged
+    for _ in range(10):
+        _window(concurrency, clock, load=concurrency.limit, busy=0.01)
+    assert concurrency.limit == MAX_CONCURRENCY
+
+
+def test_a_half_fed_loop_says_nothing_about_its_limit(clock):
+    from anypool._backends._process._loop import Concurrency
+
+    concurrency = Concurrency(None)
+    _window(concurrency, clock, load=1, busy=0.05)
+    assert not _window(concurrency, clock, load=2, busy=0.05)  # 2 of 8 slots used
+    assert concurrency.limit == 8
+
+
+def test_a_saturated_loop_gives_back_a_fifth(clock):
+    from anypool._backends._process._loop import Concurrency
+
+    concurrency = Concurrency(None)
+    _window(concurrency, clock, load=1, busy=0.05)
+    assert _window(concurrency, clock, load=8, busy=1.0)
+    assert concurrency.limit == 6
+    while concurrency.limit > 1:
+        _window(concurrency, clock, load=concurrency.limit, busy=1.0)
+    assert not _window(concurrency, clock, load=1, busy=1.0)  # never below 1
+    assert concurrency.limit == 1
+
+
+def test_a_fixed_concurrency_is_measured_but_never_changed(clock):
+    from anypool._backends._process._loop import Concurrency
+
+    concurrency = Concurrency(5)
+    assert _window(concurrency, clock, load=5, busy=0.01)  # the first measure is reported
+    assert concurrency.limit == 5
+    assert concurrency.busy == pytest.approx(0.01)
+    assert not _window(concurrency, clock, load=5, busy=0.01)
+    assert concurrency.limit == 5

@@ -97,7 +97,8 @@ class Concurrency:
         old = self.limit
         if busy < _GROW_BELOW:
             growth = min(_MAX_GROWTH, _TARGET_BUSY / max(busy, 0.01))
-            self.limit = min(MAX_CONCURRENCY, math.ceil(old * growth))
+            # (less a hair: 0.9 / 0.45 is 2.0000000000000004, and 16 must not become 17)
+            self.limit = min(MAX_CONCURRENCY, math.ceil(old * growth - 1e-9))
         elif busy > _SHRINK_ABOVE and old > 1:
             self.limit = max(1, math.floor(old * 0.8))
         return self.limit != old
