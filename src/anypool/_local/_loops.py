@@ -123,7 +123,9 @@ def worker_loop() -> asyncio.AbstractEventLoop:
 
     holder: _ThreadLoop | None = getattr(_THREAD_LOOPS, "holder", None)
     if holder is None or holder.pid != os.getpid() or holder.loop.is_closed():
-        # no public way to ask for the current loop without making one (3.10-3.13)
+        # no public way to ask for the current loop without making one (3.10-3.13). A loop
+        # the parent made current is never seen here: workers fork from the dispatcher
+        # thread, whose thread-local loop is unset (checked on 3.10 with a fork test)
         local = getattr(asyncio.get_event_loop_policy(), "_local", None)
         current = getattr(local, "_loop", None)
         usable = current is not None and not current.is_closed() and not current.is_running()
