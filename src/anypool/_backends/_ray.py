@@ -60,7 +60,7 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -359,17 +359,25 @@ class RayBackend(Backend):
         if _is_stream(task):
             self._start_stream(task, task.args[0].stream)
             return
+        options = {**self._remote_options, "max_retries": task.retries}
+        launched = self._launch(task, lambda: self._fn.options(**options).remote(dumps_call(task)))
+        if launched is not None:
+            ref, handle = launched
+            ref.future().add_done_callback(lambda f: self._finish(task, f, handle))
+
+    def _launch(self, task: Task, remote: Callable[[], Any]) -> tuple[Any, Handle | None] | None:
+        """Hand ``task`` to Ray (``remote()``), watch its timeout and count it running;
+        None if Ray refused it (the task failed and its slot is free again)."""
         try:
-            options = {**self._remote_options, "max_retries": task.retries}
-            ref = self._fn.options(**options).remote(dumps_call(task))
+            ref = remote()
         except BaseException as exc:
             self._slots.release()
             task.fail(exc)
-            return
+            return None
         handle = self._watch(task, ref) if task.timeout is not None else None
         with self._lock:
             self._running[task] = ref
-        ref.future().add_done_callback(lambda f: self._finish(task, f, handle))
+        return ref, handle
 
     def _finish(self, task: Task, future: Future[Any], handle: Handle | None) -> None:
         if handle is not None:
@@ -385,22 +393,21 @@ class RayBackend(Backend):
             task.fail(_engine_error(exc))
 
     def _start_stream(self, task: Task, stream: RayStream) -> None:
-        try:
-            options = {
-                **self._remote_options,
-                "num_returns": "streaming",
-                "_generator_backpressure_num_objects": stream.objects,
-                "max_retries": 0,  # a re-run would deliver the items before the crash twice
-            }
+        options = {
+            **self._remote_options,
+            "num_returns": "streaming",
+            "_generator_backpressure_num_objects": stream.objects,
+            "max_retries": 0,  # a re-run would deliver the items before the crash twice
+        }
+
+        def remote() -> Any:
             fn = _stream_function(self.config.max_tasks_per_worker)
-            gen = fn.options(**options).remote(dumps_call(task), stream.end.token, stream.batch)
-        except BaseException as exc:
-            self._slots.release()
-            task.fail(exc)
+            return fn.options(**options).remote(dumps_call(task), stream.end.token, stream.batch)
+
+        launched = self._launch(task, remote)
+        if launched is None:
             return
-        handle = self._watch(task, gen) if task.timeout is not None else None
-        with self._lock:
-            self._running[task] = gen
+        gen, handle = launched
         stream.attach(task, gen)
         gen.completed().future().add_done_callback(
             lambda f: self._finish_stream(task, stream, f, handle)
