@@ -271,6 +271,20 @@ def test_a_task_that_kills_its_actor_fails_clearly(make_pool: Any, ray_session: 
     assert list(pool.map(inc, range(20), chunksize=1)) == list(range(1, 21))
 
 
+def test_work_sent_while_ray_restarts_a_crashed_actor_runs(
+    make_pool: Any, ray_session: None
+) -> None:
+    """Tasks submitted the moment a crash is reported go to live actors, not to the dead
+    process that Ray is restarting (CI saw them fail with ActorUnavailableError under
+    load). Several rounds, each a burst large enough to reach every actor."""
+    pool = make_pool("ray", 40)
+    for _ in range(3):
+        with pytest.raises(anypool.WorkerCrashed):
+            pool.submit(crash_worker).result(timeout=60)
+        futures = [pool.submit(inc, k) for k in range(60)]
+        assert [f.result(timeout=60) for f in futures] == list(range(1, 61))
+
+
 _LOOPBACK_SCRIPT = """
 import json, os, threading, time, psutil, anypool, ray
 def where(seconds):

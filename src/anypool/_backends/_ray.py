@@ -182,12 +182,18 @@ class _Runner:
     def run_many(self, payloads: list[bytes]) -> list[bytes]:
         return list(self._pool.map(run_payload, payloads))
 
+    def ping(self) -> None:
+        """Answers once this incarnation of the actor is up (see RayBackend._revive)."""
+
 
 # Most tasks in one call to an actor. Grouping saves Ray's per-call cost (~0.5 ms of the
 # dispatcher's time: 2000 calls took 1.7 s for 2000 x 50 ms sleeps on 200 threads) but a
 # group's results come back together, when its slowest task ends: only tasks already
 # queued are grouped, and never more than this many.
 _GROUP = 16
+# A downed actor is pinged with this timeout, and again after this pause when the ping fails.
+_PING_S = 5.0
+_PING_PAUSE_S = 0.05
 
 
 def _check_values(options: Mapping[str, Any]) -> None:
@@ -248,7 +254,10 @@ class RayBackend(Backend):
         }
         self._fn = _remote_function(config.max_tasks_per_worker)
         self._actors = self._start_actors(config)
-        self._next_actor = itertools.cycle(self._actors)
+        self._next_actor = itertools.cycle(range(len(self._actors)))
+        # Actors seen dead (a call failed with RayActorError) and not yet answering again:
+        # no work goes to them until Ray has restarted them (see _suspect).
+        self._down: set[int] = set()
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="anypool-ray-dispatcher", daemon=True
         )
@@ -318,7 +327,7 @@ class RayBackend(Backend):
         """Runs on a threaded actor: there are actors, and nothing needs a plain Ray task
         (a timeout, to force-cancel it; retries, Ray's max_retries)."""
         return (
-            bool(self._actors)
+            len(self._down) < len(self._actors)
             and task.timeout is None
             and not task.retries
             and not _is_stream(task)
@@ -342,8 +351,13 @@ class RayBackend(Backend):
         return group
 
     def _start_group(self, group: list[Task]) -> None:
+        index = self._pick_actor()
+        if index is None:  # every actor went down since _on_actors: plain Ray tasks
+            for task in group:
+                self._start(task)
+            return
         try:
-            ref = next(self._next_actor).run_many.remote([dumps_call(t) for t in group])
+            ref = self._actors[index].run_many.remote([dumps_call(t) for t in group])
         except BaseException as exc:
             for task in group:
                 self._slots.release()
@@ -353,7 +367,16 @@ class RayBackend(Backend):
             for task in group:
                 self._running[task] = ref
                 self._on_actor.add(task)
-        ref.future().add_done_callback(lambda f: self._finish_group(group, f))
+        ref.future().add_done_callback(lambda f: self._finish_group(group, f, index))
+
+    def _pick_actor(self) -> int | None:
+        """The next actor in turn that is up; None if none is."""
+        with self._lock:
+            for _ in range(len(self._actors)):
+                index = next(self._next_actor)
+                if index not in self._down:
+                    return index
+        return None
 
     def _start(self, task: Task) -> None:
         if _is_stream(task):
@@ -428,8 +451,10 @@ class RayBackend(Backend):
         streaming generator."""
         return RayStream(buffer)
 
-    def _finish_group(self, group: list[Task], future: Future[Any]) -> None:
+    def _finish_group(self, group: list[Task], future: Future[Any], index: int) -> None:
         exc = future.exception()
+        if isinstance(exc, ray.exceptions.RayActorError):
+            self._suspect(index)  # before the tasks fail: work sent after that avoids it
         blobs = future.result() if exc is None else [None] * len(group)
         for task, blob in zip(group, blobs):
             self._done(task)
@@ -447,6 +472,43 @@ class RayBackend(Backend):
             self._on_actor.discard(task)
             self._idle.notify_all()
         self._slots.release()
+
+    # -- actors that died --------------------------------------------------------------------
+    # A task that kills its actor's process (os._exit, a segfault) fails with WorkerCrashed,
+    # with the other tasks of its actor's running calls, and Ray restarts the actor
+    # (max_restarts=-1). Until this driver learns of the death from Ray's control store, a
+    # call sent to the actor still goes to the dead process and fails too, with
+    # ActorUnavailableError ("may or may not have run"): seen under load, where the news came
+    # after the crashed call's own failure. So the first failure takes the actor out of turn,
+    # and a thread pings it until its new incarnation answers; meanwhile its share of the work
+    # goes to the other actors, or to plain Ray tasks if none is up.
+    #
+    #   _finish_group: RayActorError ─► _suspect(i): _down.add(i) ─► thread _revive(i)
+    #   _revive: actor.ping() until it answers ─► _down.discard(i)
+    def _suspect(self, index: int) -> None:
+        with self._lock:
+            if index in self._down or self._released or index >= len(self._actors):
+                return
+            self._down.add(index)
+            actor = self._actors[index]
+        start_thread(
+            threading.Thread(
+                target=self._revive, args=(index, actor), name="anypool-ray-revive", daemon=True
+            )
+        )
+
+    def _revive(self, index: int, actor: Any) -> None:
+        while not self._released:
+            try:
+                ray.get(actor.ping.remote(), timeout=_PING_S)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                time.sleep(_PING_PAUSE_S)  # dead, or restarting: Ray queues the ping
+                continue
+            except Exception:  # Ray itself is shutting down
+                return
+            with self._lock:
+                self._down.discard(index)
+            return
 
     # -- timeouts and killing ---------------------------------------------------------------
     def _watch(self, task: Task, ref: Any) -> Handle:
