@@ -136,8 +136,11 @@ def test_bench_prints_table_and_conclusion():
                 assert int(row["workers"]) == (2 if row["workload"] == "cpu" else 3)
     conclusion = [line for line in out.stdout.splitlines() if line.startswith("Conclusion: ")]
     assert len(conclusion) == 1
-    assert "IO-bound work" in conclusion[0]
-    assert "CPU-bound work" in conclusion[0]
+    # both workloads are judged; the wording depends on which backend won each (a counter
+    # of 20,000 is short enough that threads can win the cpu rows on a loaded machine:
+    # "Threads for both IO-bound and CPU-bound work", seen once in CI on 3.13)
+    assert "IO-bound" in conclusion[0], conclusion[0]
+    assert "CPU-bound work" in conclusion[0], conclusion[0]
 
 
 @pytest.mark.timeout(2 * RUN_TIMEOUT_S)

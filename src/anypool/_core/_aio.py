@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors._exceptions import TaskTimeout
 from .._local._loops import run_on_thread_loop
-from .._local._threads import start_task_thread, start_thread
+from .._local._threads import start_task_thread, start_thread, wait_slice
 from .._task import ChunkResult, fn_name
 from ._admission import SlotFuture
 
@@ -103,6 +103,34 @@ class AwaitableFuture(Future[R]):
     """
 
     _anypool_pool: Callable[[], Pool | None] | None = None
+
+    def result(self, timeout: float | None = None) -> R:
+        """As :meth:`concurrent.futures.Future.result`; a Ctrl-C always interrupts it."""
+        if not self.done():
+            timeout = self._wait_in_slices(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """As :meth:`concurrent.futures.Future.exception`; a Ctrl-C always interrupts it."""
+        if not self.done():
+            timeout = self._wait_in_slices(timeout)
+        return super().exception(timeout)
+
+    def _wait_in_slices(self, timeout: float | None) -> float | None:
+        """In the main thread, wait until done (or ``timeout``) waking every
+        MAIN_WAIT_SLICE_S (anypool._local._threads says why); returns what is left of
+        ``timeout`` for the stdlib's own wait, which then returns at once if done."""
+        slice_s = wait_slice()
+        if slice_s is None:
+            return timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while not self.done():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._condition.wait(slice_s if left is None else min(slice_s, left))
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def __await__(self) -> Generator[Any, None, R]:
         if not self.done():

@@ -53,6 +53,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from .._local._threads import wait_slice
 from .._scheduler._chunking import (
     MAX_READ_AHEAD,
     MAX_READ_AHEAD_BYTES,
@@ -530,8 +531,9 @@ class _MapState:
                 if entry is not None:
                     return entry
                 if not self._room():
-                    # wait for a chunk to finish: the head, or any (room for more input)
-                    self._cond.wait()
+                    # wait for a chunk to finish: the head, or any (room for more input);
+                    # in slices in the main thread, so that a Ctrl-C is never missed
+                    self._cond.wait(wait_slice())
 
     def _finished_inline(self) -> _Entry | None:
         """Where chunks run inside submit (inline): a finished chunk, if one is ready, before

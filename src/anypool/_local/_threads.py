@@ -16,9 +16,17 @@ from __future__ import annotations
 import signal
 import threading
 
-__all__ = ["start_task_thread", "start_thread"]
+__all__ = ["MAIN_WAIT_SLICE_S", "start_task_thread", "start_thread", "wait_slice"]
 
 _CAN_MASK = hasattr(signal, "pthread_sigmask")
+
+# Blocking the machinery threads' SIGINT is not enough on its own: a Ctrl-C that lands
+# between the main thread's last check for signals and its sleep on a lock (or that one of
+# the user's own threads takes) sets Python's flag and wakes nobody. A main thread that
+# waits for anypool therefore wakes at least this often, and the next wake-up raises the
+# KeyboardInterrupt (seen once in a CI run: Ctrl-C as the main thread entered result()
+# while the forkserver started, Python 3.13; the program ignored it for good).
+MAIN_WAIT_SLICE_S = 0.2
 
 
 def start_thread(thread: threading.Thread) -> None:
@@ -44,3 +52,10 @@ def _start_with(thread: threading.Thread, how: int | None) -> None:
         thread.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def wait_slice() -> float | None:
+    """The longest a wait for anypool may sleep before it looks for a Ctrl-C again:
+    MAIN_WAIT_SLICE_S in the main thread (which alone runs Python's signal handlers), None
+    (as long as it takes) in any other."""
+    return MAIN_WAIT_SLICE_S if threading.current_thread() is threading.main_thread() else None
