@@ -1,6 +1,6 @@
 """A Ctrl-C whose signal wakes nobody: Python's C handler runs in another thread (or just
 before the main thread falls asleep on a lock), sets the interpreter's flag, and the main
-thread, asleep in ``result()`` or a ``map``, is not interrupted. anypool's waits in the
+thread, asleep in ``result()``, ``join()`` or a ``map``, is not interrupted. anypool's waits in the
 main thread wake every MAIN_WAIT_SLICE_S, so the KeyboardInterrupt still comes (CI saw a
 program ignore Ctrl-C for good this way while the forkserver started, on 3.13).
 
@@ -40,6 +40,8 @@ try:
         future.result(timeout=20)
     elif mode == "exception":
         future.exception()
+    elif mode == "join":
+        pool.join()
     else:
         next(iter(pool.map(release.wait, [30])))
 except KeyboardInterrupt:
@@ -51,7 +53,7 @@ finally:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("mode", ["result", "result-timeout", "exception", "map"])
+@pytest.mark.parametrize("mode", ["result", "result-timeout", "exception", "join", "map"])
 def test_a_ctrl_c_handled_by_another_thread_still_interrupts_the_wait(mode: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, mode],

@@ -23,6 +23,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any
 
 from .._errors._exceptions import PoolClosed, PoolFull
+from .._local._threads import wait_for
 from .._sync._base import check_shareable
 from .._task import Task
 
@@ -149,8 +150,8 @@ class Outstanding:
                 self._idle.notify_all()
 
     def join(self, timeout: float | None) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._count, timeout)
+        with self._idle:  # in slices in the main thread: a Ctrl-C is never missed
+            return wait_for(self._idle, lambda: not self._count, timeout)
 
 
 def outcome_caller(callback: Callback) -> Callable[[Future[Any]], None]:

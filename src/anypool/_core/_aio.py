@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors._exceptions import TaskTimeout
 from .._local._loops import run_on_thread_loop
-from .._local._threads import start_task_thread, start_thread, wait_slice
+from .._local._threads import start_task_thread, start_thread, wait_for
 from .._task import ChunkResult, fn_name
 from ._admission import SlotFuture
 
@@ -117,19 +117,12 @@ class AwaitableFuture(Future[R]):
         return super().exception(timeout)
 
     def _wait_in_slices(self, timeout: float | None) -> float | None:
-        """In the main thread, wait until done (or ``timeout``) waking every
-        MAIN_WAIT_SLICE_S (anypool._local._threads says why); returns what is left of
-        ``timeout`` for the stdlib's own wait, which then returns at once if done."""
-        slice_s = wait_slice()
-        if slice_s is None:
-            return timeout
+        """Wait until done (or ``timeout``), in slices in the main thread (_local._threads
+        says why); returns what is left of ``timeout`` for the stdlib's own wait, which
+        then returns at once if done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._condition:
-            while not self.done():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._condition.wait(slice_s if left is None else min(slice_s, left))
+            wait_for(self._condition, self.done, timeout)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def __await__(self) -> Generator[Any, None, R]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
+from collections.abc import Callable
 
-__all__ = ["MAIN_WAIT_SLICE_S", "start_task_thread", "start_thread", "wait_slice"]
+__all__ = ["MAIN_WAIT_SLICE_S", "start_task_thread", "start_thread", "wait_for", "wait_slice"]
 
 _CAN_MASK = hasattr(signal, "pthread_sigmask")
 
@@ -59,3 +61,20 @@ def wait_slice() -> float | None:
     MAIN_WAIT_SLICE_S in the main thread (which alone runs Python's signal handlers), None
     (as long as it takes) in any other."""
     return MAIN_WAIT_SLICE_S if threading.current_thread() is threading.main_thread() else None
+
+
+def wait_for(
+    cond: threading.Condition, predicate: Callable[[], bool], timeout: float | None
+) -> bool:
+    """``cond.wait_for(predicate, timeout)`` (``cond`` held) that, in the main thread, wakes
+    every MAIN_WAIT_SLICE_S, so that a Ctrl-C which woke nobody is still raised."""
+    slice_s = wait_slice()
+    if slice_s is None:
+        return cond.wait_for(predicate, timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not (result := predicate()):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        cond.wait(slice_s if left is None else min(slice_s, left))
+    return result

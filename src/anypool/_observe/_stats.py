@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors._exceptions import BrokenPool, TaskTimeout
+from .._local._threads import wait_for
 from .._task import ChunkResult, Task
 from ._timeline import TimelineRecorder
 
@@ -225,7 +226,7 @@ class StatsRecorder:
         with self._idle:
             self._joiners += 1
             try:
-                return self._idle.wait_for(lambda: not self._inflight, timeout)
+                return wait_for(self._idle, lambda: not self._inflight, timeout)
             finally:
                 self._joiners -= 1
 
