@@ -438,10 +438,14 @@ def test_tiny_calls_are_batched_into_measurable_windows(
     make_pool: Callable[..., anypool.Pool],
 ) -> None:
     pool = make_pool()
-    first = pool.submit(nap, 0.2)  # keeps the probe busy while the tiny calls queue up
+    # keeps the probe busy until every tiny call is queued (a fixed nap(0.2) was shorter
+    # than 2000 submits once, on a loaded machine: the probe sampled them one at a time)
+    gate = threading.Event()
+    first = pool.submit(gate.wait, 10)
     futures = [pool.submit(tiny, i) for i in range(2000)]
+    gate.set()
     assert [f.result(timeout=10) for f in futures] == list(range(1, 2001))
-    assert first.result(timeout=10) == 0.2
+    assert first.result(timeout=10) is True
     m = pool.explain().for_function(tiny).measurements
     assert m is not None
     # at most MAX_SAMPLES windows, and once the first call's size is known the next
