@@ -333,14 +333,14 @@ class Sampler:
     def measurements(self, partial: Partial | None = None) -> Measurements | None:
         """What the samples showed; None before any item finished (and no partial one)."""
         samples, wall, cpu, preempted = self.samples, self.wall_s, self.cpu_s, self.preempted_s
+        gil = self.gil_s
         if partial is not None:
-            samples, wall = samples + 1, wall + partial[0]
-            cpu, preempted = cpu + min(partial[:2]), preempted + partial[2]
+            samples, wall = samples + 1, wall + partial.wall
+            cpu, preempted, gil = cpu + partial.cpu, preempted + partial.queued, gil + partial.gil
         if samples == 0:
             return None
         transfers = list(self._transfers)  # the probe thread may append meanwhile
         transfer = sum(transfers) / len(transfers) if transfers else None
-        gil = self.gil_s
         scale = self._typical_scale(samples, wall - preempted - gil)
         wall, cpu, preempted, gil = wall * scale, cpu * scale, preempted * scale, gil * scale
         off = max(0.0, wall - cpu)
@@ -388,8 +388,10 @@ def _one_at_a_time(w: Window) -> Window:
     return Window(n, w.wall * scale, w.cpu, w.queued * scale, w.gil * scale)
 
 
-# A running sample measured from outside: wall, CPU and run-queue seconds so far.
-Partial = tuple[float, float, float]
+# A running sample measured from outside (by the timer thread): a window of its one item
+# so far, with the same GIL estimate as a finished window's (a busy caller that keeps
+# taking the GIL from a long first task must not make it look half waiting).
+Partial = Window
 
 
 class RunQueueClock:

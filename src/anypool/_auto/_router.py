@@ -613,20 +613,17 @@ class AutoBackend(Backend):
         return deadlines.schedule(when, fn)
 
     def _partial(self, task: Task) -> Partial | None:
-        """Wall, CPU and run-queue seconds so far of ``task`` if it is the running window's
-        only task; lock held."""
+        """What ``task`` has measured so far if it is the running window's only task, read
+        from outside the probe thread; lock held."""
         current = self._current
         if current is None or current[0] is not task or self._probe is None:
             return None
         read_cpu = thread_cpu_clock(self._probe)
         if read_cpu is None:
             return None
-        start = current[1]
-        return (
-            time.perf_counter() - start.wall,
-            read_cpu() - start.cpu,
-            self._runqueue.read() - start.queued,
-        )
+        queued, slices = self._runqueue.read_both()
+        now = Clocks(time.perf_counter(), read_cpu(), time.process_time(), queued, slices)
+        return window(1, current[1], now, self._gil)
 
     def _warmable(self, profile: _Profile) -> str | None:
         """The backend to start ahead of ``profile``'s decision should its first task turn
@@ -664,8 +661,8 @@ class AutoBackend(Backend):
             partial = self._partial(task) if running and profile.side is None else None
         if name is None or partial is None or self._closed:
             return
-        wall, cpu, queued = partial
-        active = wall - queued
+        wall, cpu = partial.wall, partial.cpu
+        active = wall - partial.queued - partial.gil
         if active <= 0 or cpu < CPU_BOUND * active:
             # a loaded machine can hide a wait for a CPU still under way (schedstat counts
             # it when it ends): look again, at doubling times, while the budget lasts
@@ -695,13 +692,13 @@ class AutoBackend(Backend):
                 return  # decided, or the task ended: _sample goes on from its windows
             finished = profile.sampler.samples > 0
             partial = None if finished else self._partial(task)
-        if partial is not None and partial[0] < PROBE_MAX_WALL_S:
-            active = partial[0] - partial[2]
+        if partial is not None and partial.wall < PROBE_MAX_WALL_S:
+            active = partial.wall - partial.queued - partial.gil
             # A busy machine held it back: let it run longer. And while other programs
             # take the CPUs, a reading in mid-task misses the wait in the run queue that
             # is under way (schedstat counts a wait when it ends), which makes computing
             # look like waiting: then the task is let finish, up to PROBE_MAX_WALL_S.
-            if active < PROBE_BUDGET_S or partial[2] > _BUSY_SHARE * partial[0]:
+            if active < PROBE_BUDGET_S or partial.queued > _BUSY_SHARE * partial.wall:
                 wait = max(PROBE_BUDGET_S - active, PROBE_BUDGET_S / 2)
                 self._at(time.monotonic() + wait, lambda: self._overdue(profile, task))
                 return
