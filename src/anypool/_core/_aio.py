@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._errors._exceptions import TaskTimeout
 from .._local._loops import run_on_thread_loop
-from .._local._threads import start_task_thread, start_thread, wait_for
+from .._local._threads import deadline_in, start_task_thread, start_thread, time_left, wait_for
 from .._task import ChunkResult, fn_name
 from ._admission import SlotFuture
 
@@ -120,10 +120,10 @@ class AwaitableFuture(Future[R]):
         """Wait until done (or ``timeout``), in slices in the main thread (_local._threads
         says why); returns what is left of ``timeout`` for the stdlib's own wait, which
         then returns at once if done."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_in(timeout)
         with self._condition:
             wait_for(self._condition, self.done, timeout)
-        return None if deadline is None else max(0.0, deadline - time.monotonic())
+        return time_left(deadline)
 
     def __await__(self) -> Generator[Any, None, R]:
         if not self.done():

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 from .._auto import load_backend, steer_options
 from .._backends._options import check_options
 from .._errors._exceptions import CapabilityError, PoolClosed
+from .._local._threads import deadline_in, time_left
 from .._observe._progress import both, progress_hook
 from .._observe._stats import PoolStatistics
 from .._observe._timeline import Timeline
@@ -578,11 +578,10 @@ class Pool:
         if timeout is not None:
             check_delay("timeout", timeout, positive=False)
         # tasks still waiting for their timer (submit_after) first, then everything submitted
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_in(timeout)
         if not self._admission.join(timeout):
             return False
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self._observer.join(remaining)
+        return self._observer.join(time_left(deadline))
 
     def resize(self, workers: int) -> None:
         """Change the number of workers while the pool runs."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 from .._core._pool import Pool, backend_of, submit_task
 from .._errors._exceptions import PoolClosed
 from .._local._atexit import closed_message, interpreter_exiting
+from .._local._threads import deadline_in, time_left
 from .._task import ChunkResult, Task, chunk_outcomes
 
 __all__ = ["ThreadPoolExecutor"]
@@ -88,7 +88,7 @@ class PoolExecutor(cf.Executor):
             raise ValueError("chunksize must be >= 1.")
         if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
             raise ValueError("buffersize must be None or > 0.")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_in(timeout)
         chunks = _chunked(zip(*iterables), chunksize)
         window = itertools.islice(chunks, buffersize) if buffersize else chunks
         inflight = deque(self._submit_chunk(fn, chunk) for chunk in window)
@@ -110,8 +110,7 @@ class PoolExecutor(cf.Executor):
         try:
             while inflight:
                 future, size = inflight.popleft()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                cf.wait([future], timeout=remaining)
+                cf.wait([future], timeout=time_left(deadline))
                 if not future.done():
                     future.cancel()  # as the stdlib does: the item that timed out is dropped too
                     raise cf.TimeoutError()

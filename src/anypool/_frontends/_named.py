@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .._core._decorators import TaskFunction, TaskOptions
+from .._local._threads import deadline_in, time_left
 
 if TYPE_CHECKING:
     from .._core._pool import Pool
@@ -127,12 +127,8 @@ def join_all_named(timeout: float | None = None) -> bool:
     """``join_named`` on every named pool; False if ``timeout`` seconds passed first."""
     with _registry_lock:
         pools = [entry[0] for entry in _registry.values()]
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for each in pools:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not each.join(remaining):
-            return False
-    return True
+    deadline = deadline_in(timeout)
+    return all(each.join(time_left(deadline)) for each in pools)
 
 
 def shutdown_all(wait: bool = True) -> None:

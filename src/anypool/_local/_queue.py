@@ -13,11 +13,11 @@ from __future__ import annotations
 import heapq
 import queue
 import threading
-import time
 from collections import deque
 
 from .._task import Task
 from ..abc import Order
+from ._threads import deadline_in, time_left
 
 __all__ = ["SimpleFifo", "TaskQueue", "make_queue"]
 
@@ -56,13 +56,13 @@ class TaskQueue:
 
     def get(self, timeout: float | None = None) -> Task | None:
         """Next task, or None when closed and empty (or when ``timeout`` passes)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_in(timeout)
         with self._ready:
             while not len(self):
                 if self._closed:
                     return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                remaining = time_left(deadline)
+                if remaining == 0:
                     return None
                 self._waiting += 1
                 try:

@@ -18,7 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["MAIN_WAIT_SLICE_S", "start_task_thread", "start_thread", "wait_for", "wait_slice"]
+__all__ = [
+    "MAIN_WAIT_SLICE_S",
+    "deadline_in",
+    "start_task_thread",
+    "start_thread",
+    "time_left",
+    "wait_for",
+    "wait_slice",
+]
 
 _CAN_MASK = hasattr(signal, "pthread_sigmask")
 
@@ -56,6 +64,19 @@ def _start_with(thread: threading.Thread, how: int | None) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def deadline_in(timeout: float | None) -> float | None:
+    """The ``time.monotonic()`` reading at which a wait of ``timeout`` seconds ends (None:
+    never). A wait made of several waits (a loop, or one wait after another) counts down
+    from this with :func:`time_left`, so the whole stays within ``timeout``."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (from :func:`deadline_in`), never below 0; None:
+    no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def wait_slice() -> float | None:
     """The longest a wait for anypool may sleep before it looks for a Ctrl-C again:
     MAIN_WAIT_SLICE_S in the main thread (which alone runs Python's signal handlers), None
@@ -71,10 +92,10 @@ def wait_for(
     slice_s = wait_slice()
     if slice_s is None:
         return cond.wait_for(predicate, timeout)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = deadline_in(timeout)
     while not (result := predicate()):
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
+        left = time_left(deadline)
+        if left == 0:
             break
         cond.wait(slice_s if left is None else min(slice_s, left))
     return result

@@ -42,7 +42,6 @@ import queue
 import signal
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -55,6 +54,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar, cast
 
 from .._errors._exceptions import CapabilityError, PoolClosed
+from .._local._threads import deadline_in, time_left
 from .._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from ..abc import Order
 from ._base import (
@@ -334,10 +334,10 @@ class ConditionProxy(_Acquirer):
         # evaluated here, in the caller, like threading.Condition.wait_for: the predicate
         # reads the caller's state and need not pickle
         result = predicate()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_in(timeout)
         while not result:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = time_left(deadline)
+            if remaining == 0:
                 break
             self.wait(remaining)
             result = predicate()
