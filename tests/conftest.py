@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 import anypool
+from polling import wait_until
 
 # Shutdown of a healthy pool must finish within this bound (loky checks the same).
 SHUTDOWN_BOUND_S = 10.0
@@ -92,12 +93,7 @@ def live_threads() -> set[threading.Thread]:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = LEAK_GRACE_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from polling import wait_until
+
 EXIT_BOUND_S = 1.0
 LEFTOVER_BOUND_S = 5.0
 
@@ -70,15 +72,6 @@ def _marked(marker: str) -> list[psutil.Process]:
     return found
 
 
-def _wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("mode", ["await", "async_for", "body", "coroutines"])
 def test_ctrl_c_under_asyncio_run_exits_fast_and_clean(mode: str, tmp_path: Path) -> None:
@@ -99,7 +92,7 @@ def test_ctrl_c_under_asyncio_run_exits_fast_and_clean(mode: str, tmp_path: Path
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"
         # both workers started and took a task (the target's own process is the third)
-        assert _wait_until(lambda: len(_marked(marker)) >= 3, 30), "workers never started"
+        assert wait_until(lambda: len(_marked(marker)) >= 3, 30), "workers never started"
         time.sleep(0.3)
         since = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
@@ -113,7 +106,7 @@ def test_ctrl_c_under_asyncio_run_exits_fast_and_clean(mode: str, tmp_path: Path
         assert proc.returncode != 0
         assert "KeyboardInterrupt" in err, err
         assert "_process/_child" not in err, err  # no worker printed a traceback
-        assert _wait_until(lambda: not _marked(marker), LEFTOVER_BOUND_S), (
+        assert wait_until(lambda: not _marked(marker), LEFTOVER_BOUND_S), (
             f"processes left behind: {[p.cmdline() for p in _marked(marker)]}"
         )
     finally:

@@ -18,6 +18,7 @@ import pytest
 
 import anypool
 from anypool._core._stream import _channel_for
+from polling import wait_until
 
 BACKENDS = ["thread", "process", "inline", "asyncio", "auto"]
 WORKER_BACKENDS = ["thread", "process", "asyncio", "auto"]  # the generator runs elsewhere
@@ -89,15 +90,6 @@ async def agen() -> Any:
     yield 1
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_items_arrive_in_order(make_pool: MakePool, backend: str) -> None:
     pool = make_pool(backend, workers=2)
@@ -116,7 +108,7 @@ def test_worker_pauses_at_the_buffer(make_pool: MakePool, backend: str, buffer: 
     stream = pool.stream(counted, 2000, produced, buffer=buffer)
     taken = [next(stream) for _ in range(3)]
     assert taken == [0, 1, 2]
-    assert wait_until(lambda: produced.value >= buffer)  # it ran ahead up to the buffer...
+    assert wait_until(lambda: produced.value >= buffer, 5.0)  # it ran ahead up to the buffer...
     time.sleep(0.3)
     overshoot = produced.value - len(taken)
     assert overshoot <= buffer, f"{overshoot} items undelivered with buffer={buffer}"
@@ -140,7 +132,7 @@ def test_close_stops_the_generator_with_generator_exit(make_pool: MakePool, back
     stream = pool.stream(guarded, 1_000_000, finished, buffer=8)
     assert [next(stream) for _ in range(5)] == list(range(5))
     stream.close()
-    assert wait_until(lambda: finished.value != 0), "the generator's finally did not run"
+    assert wait_until(lambda: finished.value != 0, 5.0), "the generator's finally did not run"
     assert finished.value == 2  # GeneratorExit, not the end of the loop
     if backend != "inline":
         assert stream.future.result(5) < 1_000_000
@@ -155,7 +147,7 @@ def test_break_stops_the_generator(make_pool: MakePool, backend: str) -> None:
     for item in pool.stream(guarded, 1_000_000, finished, buffer=8):
         if item == 3:
             break  # the iterator is dropped here: garbage collection closes it
-    assert wait_until(lambda: finished.value == 2), "break did not stop the generator"
+    assert wait_until(lambda: finished.value == 2, 5.0), "break did not stop the generator"
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])
@@ -164,7 +156,7 @@ def test_with_block_closes(make_pool: MakePool, backend: str) -> None:
     finished = pool.Value("i", 0)
     with pool.stream(guarded, 1_000_000, finished) as stream:
         next(stream)
-    assert wait_until(lambda: finished.value == 2)
+    assert wait_until(lambda: finished.value == 2, 5.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -289,7 +281,7 @@ def test_async_for_break_closes(make_pool: MakePool) -> None:
                 break
 
     asyncio.run(main())
-    assert wait_until(lambda: finished.value == 2)
+    assert wait_until(lambda: finished.value == 2, 5.0)
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])
@@ -298,7 +290,7 @@ def test_statistics_and_timeline_count_the_stream(make_pool: MakePool, backend: 
     stream = pool.stream(numbers, 100)
     assert sum(stream) == sum(range(100))
     stream.future.result(5)
-    assert wait_until(lambda: pool.statistics().tasks_done == 1)
+    assert wait_until(lambda: pool.statistics().tasks_done == 1, 5.0)
     stats = pool.statistics()
     assert (stats.tasks_submitted, stats.tasks_failed) == (1, 0)
     (event,) = pool.timeline().events
@@ -361,7 +353,7 @@ def test_process_streams_without_unix_sockets(
     finished = pool.Value("i", 0)
     with pool.stream(guarded, 1_000_000, finished) as stream:
         next(stream)
-    assert wait_until(lambda: finished.value == 2)
+    assert wait_until(lambda: finished.value == 2, 5.0)
 
 
 def test_a_shut_pool_refuses_streams(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import anypool
+from polling import wait_until
 
 distributed = pytest.importorskip("distributed", reason="pip install 'anypool[dask]'")
 dask_config = pytest.importorskip("dask.config")
@@ -121,10 +122,7 @@ def no_configured_address() -> Any:
 
 
 def _wait_until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    assert wait_until(predicate, timeout), "condition not reached in time"
 
 
 # -- the Pool contract on a real cluster ---------------------------------------------------

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 import anypool
+from polling import wait_until
 
 ray = pytest.importorskip(
     "ray", reason="ray has no wheel for this Python/platform: pip install 'anypool[ray]'"
@@ -76,10 +77,7 @@ def _exited(pid: int) -> bool:
 
 
 def _wait_until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    assert wait_until(predicate, timeout), "condition not reached in time"
 
 
 def _first_pid(path: Path) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import anypool
+from polling import wait_until
 
 ray = pytest.importorskip(
     "ray", reason="ray has no wheel for this Python/platform: pip install 'anypool[ray]'"
@@ -82,15 +83,6 @@ def yields_a_lock(n: int) -> Iterator[Any]:
     yield n
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def finished(path: Path) -> Callable[[], bool]:
     return lambda: path.exists() and "finally" in path.read_text()
 
@@ -116,7 +108,7 @@ def test_worker_pauses_at_the_buffer(pool: anypool.Pool, tmp_path: Path, buffer:
     assert taken == [0, 1, 2]
     # it ran ahead: Ray's unit is a batch (up to buffer/4 items), so it stops a few items
     # short of the buffer (1, 45 and 1,021 undelivered here)...
-    assert wait_until(lambda: produced.stat().st_size - len(taken) >= buffer * 3 // 4)
+    assert wait_until(lambda: produced.stat().st_size - len(taken) >= buffer * 3 // 4, 20.0)
     time.sleep(1.0)
     overshoot = produced.stat().st_size - len(taken)
     assert overshoot <= buffer, f"{overshoot} items undelivered with buffer={buffer}"
@@ -129,7 +121,7 @@ def test_close_stops_the_generator_with_generator_exit(pool: anypool.Pool, tmp_p
     stream = pool.stream(guarded, 1_000_000, str(marker), buffer=8)
     assert [next(stream) for _ in range(5)] == list(range(5))
     stream.close()
-    assert wait_until(finished(marker)), "the generator's finally did not run"
+    assert wait_until(finished(marker), 20.0), "the generator's finally did not run"
     assert marker.read_text() == "exit finally"  # GeneratorExit, not the end of the loop
     assert 5 <= stream.future.result(30) < 1_000_000  # the items that reached the caller
     with pytest.raises(StopIteration):
@@ -141,7 +133,7 @@ def test_break_stops_the_generator(pool: anypool.Pool, tmp_path: Path) -> None:
     for item in pool.stream(guarded, 1_000_000, str(marker), buffer=8):
         if item == 3:
             break  # the iterator is dropped here: garbage collection closes it
-    assert wait_until(finished(marker)), "break did not stop the generator"
+    assert wait_until(finished(marker), 20.0), "break did not stop the generator"
     assert marker.read_text() == "exit finally"
 
 
@@ -212,7 +204,7 @@ def test_statistics_timeline_and_progress(make_pool: Any, ray_session: None) -> 
     assert sum(stream) == sum(range(1234))
     assert stream.future.result(30) == 1234
     assert "1234" in out.getvalue()
-    assert wait_until(lambda: pool.statistics().tasks_done == 1)
+    assert wait_until(lambda: pool.statistics().tasks_done == 1, 20.0)
     stats = pool.statistics()
     assert (stats.tasks_submitted, stats.tasks_failed) == (1, 0)
     (event,) = pool.timeline().events
