@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
+from concurrent.futures._base import FINISHED as _FINISHED
+from concurrent.futures._base import RUNNING as _RUNNING
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,10 +142,19 @@ class Task:
     def mark_started(self, worker: str) -> bool:
         """Move the future to RUNNING; False: it was cancelled (or failed), skip it."""
         future = self.future
-        try:  # every task's path: one lock, where asking first (running? done?) took three
-            started = future.set_running_or_notify_cancel()
-        except RuntimeError:  # already RUNNING (a retry) or resolved (failed meanwhile)
-            started = future.running()
+        # A task run again (a retry, or requeued from a dead worker) is RUNNING already, and
+        # one resolved meanwhile is FINISHED: set_running_or_notify_cancel() would log
+        # "Future ... in unexpected state" at CRITICAL before it raised. An unlocked read
+        # of the state tells those apart (once started or finished, a future stays so);
+        # every other task's path is still one lock, where asking first took three.
+        state = future._state
+        if state in (_RUNNING, _FINISHED):
+            started = state == _RUNNING
+        else:
+            try:
+                started = future.set_running_or_notify_cancel()
+            except RuntimeError:  # it finished between the read and here
+                started = future.running()
         if not started:
             _forget_callbacks(future)
             return False

@@ -5,11 +5,13 @@ shutdown that kills, and initializers that fail."""
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future
 
 import cheaptasks
@@ -27,6 +29,18 @@ from faultlib import (
 )
 
 import anypool
+
+
+@pytest.fixture(autouse=True)
+def _no_future_state_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every recovery here (a retry, a requeue from a dead or killed worker, a timeout) runs
+    a task again, or resolves it while it was queued; none may make concurrent.futures log
+    "Future ... in unexpected state" at CRITICAL, as starting a started future does."""
+    caplog.set_level(logging.CRITICAL, logger="concurrent.futures")
+    yield
+    records = caplog.get_records("setup") + caplog.get_records("call")
+    bad = [r.getMessage() for r in records if r.name == "concurrent.futures"]
+    assert bad == [], bad
 
 
 # -- exactly once --------------------------------------------------------------------------
@@ -235,6 +249,21 @@ def test_kill_a_task_waiting_behind_the_running_one(make_pool):
     with pytest.raises(CancelledError):
         doomed.result(timeout=5)
     assert pool.submit(square, 5).result(timeout=10) == 25
+
+
+@pytest.mark.usefixtures("prefetch_always")
+def test_tasks_requeued_from_a_killed_worker_run_once_and_quietly(make_pool):
+    # sent to the victim's worker behind it (RUNNING there), then requeued when kill()
+    # ends that worker: started again elsewhere, which must not look like a started future
+    # started twice (the autouse fixture checks the log)
+    pool = make_pool("process", 1)
+    victim = pool.submit(sleep_and_return, "victim", 30)
+    behind = [pool.submit(sleep_and_return, i, 0) for i in range(3)]
+    while not all(f.running() for f in behind[:1]):
+        time.sleep(0.01)
+    assert pool.kill(victim) is True
+    assert [f.result(timeout=10) for f in behind] == [0, 1, 2]
+    assert pool.statistics().tasks_done == 3
 
 
 # -- recycling -----------------------------------------------------------------------------
