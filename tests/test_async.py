@@ -11,6 +11,9 @@ import asyncio
 import concurrent.futures as cf
 import itertools
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -436,6 +439,47 @@ def test_a_worker_thread_reuses_its_loop_and_each_call_ends_as_asyncio_run_does(
     loops = [pool.submit(async_leave_a_task_behind, i).result() for i in range(3)]
     assert len(set(loops)) == 1  # one thread, one loop, reused
     assert _left_behind_cancelled.is_set()  # what a call left behind was cancelled at its end
+
+
+_LOOP_IN_A_CYCLE = textwrap.dedent(
+    """
+    import asyncio, gc
+    import anypool
+
+    async def fails(x):
+        await asyncio.sleep(0.01)
+        raise KeyError(x)
+
+    async def main():
+        async with anypool.Pool("thread", 2) as pool:
+            try:
+                await pool.submit(fails, 1)
+            except KeyError:
+                pass
+        gc.collect()  # the worker's loop, kept by the traceback's cycle, goes here
+        await asyncio.sleep(0.05)
+        print("done")
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_threads_loop_collected_inside_a_running_loop_goes_quietly(tmp_path):
+    # a coroutine that raised keeps its thread's loop in a reference cycle; the collector
+    # then finalizes that loop in the user's thread, where asyncio.run's loop is running
+    script = tmp_path / "cycle.py"
+    script.write_text(_LOOP_IN_A_CYCLE)
+    out = subprocess.run(
+        [sys.executable, "-W", "default", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["done"]
+    assert out.stderr == ""  # was: "Exception ignored in ... __del__" and a RuntimeWarning
 
 
 def test_a_forked_worker_does_not_reuse_its_parents_thread_loop(make_pool):

@@ -63,11 +63,19 @@ class _ThreadLoop:
             _FORKED_AWAY.append(self)
             return
         loop = self.loop
-        if not loop.is_closed() and not loop.is_running():
-            try:
+        if loop.is_closed() or loop.is_running():
+            return
+        import asyncio
+
+        try:
+            # The garbage collector can call this in any thread (a task's traceback kept the
+            # loop in a cycle), and in one that runs its own loop (asyncio.run in the
+            # user's main thread) no other loop may run: the async generators are then
+            # left to their own finalizers, and the loop is only closed.
+            if asyncio._get_running_loop() is None:
                 loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
+        finally:
+            loop.close()
 
 
 _THREAD_LOOPS = threading.local()
