@@ -42,6 +42,8 @@ class _ThreadLoop:
 
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop() if loop is None else loop
+        # kept for __del__, which may run at interpreter exit, when nothing can be imported
+        self._running_loop = asyncio._get_running_loop
         self.keep: set[asyncio.Task[Any]] = set()  # left running by an async initializer
         if threading.current_thread() is not threading.main_thread():
             # asyncio.get_event_loop() in a worker thread's code (a library's, a task's)
@@ -65,14 +67,12 @@ class _ThreadLoop:
         loop = self.loop
         if loop.is_closed() or loop.is_running():
             return
-        import asyncio
-
         try:
             # The garbage collector can call this in any thread (a task's traceback kept the
             # loop in a cycle), and in one that runs its own loop (asyncio.run in the
             # user's main thread) no other loop may run: the async generators are then
             # left to their own finalizers, and the loop is only closed.
-            if asyncio._get_running_loop() is None:
+            if self._running_loop() is None:
                 loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
