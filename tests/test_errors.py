@@ -30,7 +30,7 @@ EXPECTED = {
     "CapabilityError": ("AnyPoolError", (ValueError,)),
     "BackendUnavailable": ("AnyPoolError", (ImportError,)),
     "TaskTimeout": ("AnyPoolError", (TimeoutError,)),
-    "SerializationError": ("AnyPoolError", (pickle.PicklingError,)),
+    "SerializationError": ("AnyPoolError", (pickle.PicklingError, TypeError)),
     "BrokenPool": ("AnyPoolError", (cf.BrokenExecutor,)),
     "BrokenThreadPool": ("BrokenPool", (concurrent.futures.thread.BrokenThreadPool,)),
     "BrokenProcessPool": ("BrokenPool", (concurrent.futures.process.BrokenProcessPool,)),

@@ -262,6 +262,28 @@ def test_submit_exception_keeps_type(executor):
         executor.submit(divmod, 1, 0).result(timeout=30)
 
 
+@pytest.mark.parametrize("argument", ["lock", "event", "list with a lock"])
+def test_an_argument_that_cannot_pickle_fails_its_future_not_submit(make_executor, argument):
+    # the stdlib's submit returns and the future holds a TypeError: code that submits a
+    # list of calls and checks each future must not stop at the bad one
+    bad = {
+        "lock": threading.Lock(),
+        "event": threading.Event(),
+        "list with a lock": [1, threading.Lock()],
+    }[argument]
+    executor = make_executor("process", 1)
+    futures = [
+        executor.submit(mul, 2, 3),
+        executor.submit(capture, bad),
+        executor.submit(mul, 4, 5),
+    ]
+    assert futures[0].result(timeout=30) == 6
+    with pytest.raises(TypeError):  # what the stdlib raises there
+        futures[1].result(timeout=30)
+    assert isinstance(futures[1].exception(), anypool.SerializationError)
+    assert futures[2].result(timeout=30) == 20
+
+
 def test_wait_and_as_completed(executor):
     futures = [executor.submit(mul, i, i) for i in range(10)]
     done, _ = cf.wait(futures, timeout=30, return_when=cf.ALL_COMPLETED)

@@ -11,7 +11,8 @@ already catch, so code written for ``concurrent.futures`` keeps working::
         ├── BackendUnavailable ............. also ImportError (engine not installed)
         ├── TaskTimeout .................... also TimeoutError (per-task timeout hit; and
         │                                     concurrent.futures.TimeoutError on 3.10)
-        ├── SerializationError ............. also pickle.PicklingError (call/result does not pickle)
+        ├── SerializationError ............. also pickle.PicklingError and TypeError (call/result
+        │                                     does not pickle)
         └── BrokenPool ..................... also concurrent.futures.BrokenExecutor
             ├── BrokenThreadPool ........... also concurrent.futures.thread.BrokenThreadPool
             └── BrokenProcessPool .......... also concurrent.futures.process.BrokenProcessPool
@@ -84,8 +85,12 @@ else:  # concurrent.futures.TimeoutError became the builtin only in 3.11
         """A task ran past its ``timeout=`` and was stopped (or, on threads, abandoned)."""
 
 
-class SerializationError(AnyPoolError, pickle.PicklingError):
-    """A function, argument, result or exception could not cross a process boundary."""
+class SerializationError(AnyPoolError, pickle.PicklingError, TypeError):
+    """A function, argument, result or exception could not cross a process boundary.
+
+    Also a ``TypeError``: pickle itself raises one for most objects that cannot be
+    pickled ("cannot pickle '_thread.lock' object"), so code written for the stdlib's
+    executors catches it as that."""
 
 
 class BrokenPool(AnyPoolError, BrokenExecutor):

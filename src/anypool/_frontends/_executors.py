@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
 from .._core._pool import Pool, backend_of, submit_task
-from .._errors._exceptions import PoolClosed
+from .._errors._exceptions import PoolClosed, SerializationError
 from .._local._atexit import closed_message, interpreter_exiting
 from .._local._threads import deadline_in, time_left
 from .._task import ChunkResult, Task, chunk_outcomes
@@ -66,6 +66,11 @@ class PoolExecutor(cf.Executor):
         task = Task(fn, args, kwargs, Future())
         try:
             return submit_task(self._pool, task)
+        except SerializationError as exc:
+            # the stdlib's submit returns, and the future holds the pickling error: code
+            # that submits a list of calls and checks each future must not stop half-way
+            task.future.set_exception(exc)
+            return task.future
         except PoolClosed:
             # the stdlib's words, which code written for it greps for; at interpreter exit
             # its very exception too, a plain RuntimeError (its traceback is what is seen)
