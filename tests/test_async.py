@@ -297,24 +297,41 @@ def test_cancelling_the_awaiting_task_kills_a_running_process_task(run, make_poo
 
 
 def test_cancelling_the_awaiting_task_abandons_a_running_thread_task(run, make_pool):
-    # a thread cannot be stopped: the wait is abandoned, the task runs to its end
+    # a thread cannot be stopped: the call is abandoned (it runs on, its result is
+    # dropped), its future fails at once and a new thread takes its place, so neither the
+    # pool's next task nor the shutdown at the end of an `async with` waits for it
     pool = make_pool("thread", 1)
     gate = threading.Event()
+    ended = threading.Event()
 
     async def body() -> None:
-        running = pool.submit(_block, gate, "done")
+        running = pool.submit(_block_then_mark, gate, ended)
         await _until(running.running)
         waiting = asyncio.ensure_future(_await(running))
         await asyncio.sleep(0.05)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        assert running.running()
-        gate.set()
-        await _until(running.done)
-        assert running.result() == "done"
+        assert running.done()
+        with pytest.raises(cf.CancelledError):
+            running.result()
+        assert await pool.submit(square, 5) == 25  # one worker, and it is not the stuck one
+        started = time.monotonic()
+        await pool.__aexit__(None, None, None)  # what `async with` ends with
+        assert time.monotonic() - started < 2
+        assert not ended.is_set()  # the abandoned call was still running all along
 
-    run(body)
+    try:
+        run(body)
+    finally:
+        gate.set()  # let the abandoned call end before the leak check
+        assert ended.wait(10)
+
+
+def _block_then_mark(gate: threading.Event, ended: threading.Event) -> str:
+    gate.wait(30)
+    ended.set()
+    return "done"
 
 
 def _record(ran: list[int], gate: threading.Event, x: int) -> int:

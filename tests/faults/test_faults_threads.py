@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import CancelledError
 
 import pytest
 from faultlib import raise_if_odd
@@ -47,6 +48,26 @@ def test_thread_timeout_abandons_the_thread_and_keeps_full_strength(make_pool, r
     pair = [pool.submit(meet, barrier, i) for i in range(2)]
     assert [f.result(timeout=10) for f in pair] == [0, 1]
     assert not release.is_set()  # the stuck task really is still running
+
+
+def test_kill_abandons_a_running_thread_task_and_keeps_full_strength(make_pool, release):
+    pool = make_pool("thread", 2)
+    stuck = pool.submit(block, release, "stuck")
+    while not stuck.running():
+        time.sleep(0.01)
+    assert pool.kill(stuck) is True
+    assert stuck.done()
+    with pytest.raises(CancelledError, match="abandoned"):
+        stuck.result(timeout=0)
+    assert pool.kill(stuck) is False  # done already
+    barrier = threading.Barrier(2, timeout=10)  # both slots at once, as after a timeout
+    pair = [pool.submit(meet, barrier, i) for i in range(2)]
+    assert [f.result(timeout=10) for f in pair] == [0, 1]
+    assert pool.statistics().worker_restarts == 1
+    start = time.monotonic()
+    pool.shutdown(wait=True)  # does not wait for the abandoned call
+    assert time.monotonic() - start < 2
+    assert not release.is_set()
 
 
 def test_thread_pool_timeout_applies_to_every_task(make_pool, release):

@@ -7,6 +7,7 @@
               future.result() ◄── task.settle / fail ◄────┘
     Deadlines thread ── timeout ──► fail(TaskTimeout), abandon the stuck
                                     thread, start a replacement
+    Pool.kill(future) ─────────────► fail(CancelledError), the same
 
 Threads are started on demand, up to ``workers``. A thread cannot be killed in
 CPython: a timed-out task's thread is *abandoned* (it finishes on its own and
@@ -149,14 +150,11 @@ class ThreadBackend(Backend):
             ok, outcome = True, task.run()
         except BaseException as exc:
             ok, outcome = False, exc
-        if handle is None:  # no deadline: _expire() cannot abandon us meanwhile
+        if handle is not None:
+            handle.cancel()
+        with self._lock:  # _expire() and kill() check worker.task under this lock
             worker.task = None
             abandoned = worker.abandoned
-        else:
-            handle.cancel()
-            with self._lock:  # _expire() checks worker.task under this lock
-                worker.task = None
-                abandoned = worker.abandoned
         if not abandoned:  # an abandoned thread was replaced: it no longer counts
             self._idle.append(None)
         if ok:
@@ -218,20 +216,43 @@ class ThreadBackend(Backend):
         )
 
     def _expire(self, task: Task, worker: _Worker) -> None:
+        if self._leave_behind(task, worker):
+            task.fail(
+                TaskTimeout(
+                    f"{overran(task)}; a thread cannot be killed, so it was abandoned: it "
+                    "keeps running in the background and a new thread took its place"
+                )
+            )
+
+    def kill(self, task: Task) -> bool:
+        """A thread cannot be stopped: a running task is abandoned as after a timeout (its
+        future fails at once, the call finishes in the background and its result is
+        dropped, a new thread takes the worker's place), so that Pool.kill, and an
+        awaiting coroutine that is cancelled, need not wait for it, nor shutdown after."""
         with self._lock:
-            if worker.task is not task:
-                return  # finished just in time
+            worker = next((w for w in self._workers if w.task is task), None)
+        if worker is None or not self._leave_behind(task, worker):
+            return False
+        task.fail(
+            CancelledError(
+                "the task was killed while it ran; a thread cannot be stopped, so it was "
+                "abandoned: it keeps running in the background and its result is dropped"
+            )
+        )
+        return True
+
+    def _leave_behind(self, task: Task, worker: _Worker) -> bool:
+        """Abandon ``worker`` if it still runs ``task``, and start a thread in its place;
+        False if the task finished first."""
+        with self._lock:
+            if worker.task is not task or worker.abandoned:
+                return False  # finished just in time, or abandoned already
             worker.abandoned = True
             self._workers.discard(worker)
             if not self._closed:
                 self._spawn()  # keep the pool at full strength
                 self._restarts += 1
-        task.fail(
-            TaskTimeout(
-                f"{overran(task)}; a thread cannot be killed, so it was abandoned: it keeps "
-                "running in the background and a new thread took its place"
-            )
-        )
+        return True
 
     # -- lifecycle --------------------------------------------------------------------------
     def _break(self, error: BaseException, cause: BaseException) -> None:

@@ -524,7 +524,9 @@ class Pool:
         """Stop the task behind ``future``: cancel it if queued, stop it if running.
 
         Returns True if the task will not complete normally. Stopping a running task
-        needs a backend with ``capabilities.kills_running_tasks``.
+        needs a backend with ``capabilities.kills_running_tasks``; on threads, a running
+        task is abandoned instead (its future fails at once, the call finishes in the
+        background and its result is dropped, a new thread takes its place).
         """
         if future.cancel():
             return True
