@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import operator
 import time
@@ -371,9 +372,12 @@ def test_dropped_map_of_a_long_lived_pool_runs_in_the_background(backend, make_p
 
 def test_never_iterated_map_warns_about_failed_items(backend, tmp_path):
     warned = pytest.warns(RuntimeWarning, match=r"map\(record_or_fail\) was never iterated.*1 of")
-    with warned, anypool.Pool(backend, 2) as pool:
+    with warned as caught, anypool.Pool(backend, 2) as pool:
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
         pool.map(record_or_fail, _paths(tmp_path), range(5), itertools.repeat(2))
     assert sorted(recorded(tmp_path / "saved")) == [str(i) for i in range(5)]
+    # reported at the map call, the line to fix, not inside anypool
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
 
 
 def test_closed_map_does_not_run_at_shutdown(backend, tmp_path):

@@ -25,7 +25,7 @@ from concurrent.futures import CancelledError
 from .._errors._exceptions import BrokenThreadPool, PoolClosed, TaskTimeout, fresh_copy
 from .._local._atexit import register_for_exit
 from .._local._deadlines import Deadlines, Handle
-from .._local._loops import run_initializer
+from .._local._loops import close_thread_loop, run_initializer
 from .._local._queue import make_queue
 from .._local._threads import start_task_thread
 from .._task import Task, overran
@@ -120,16 +120,19 @@ class ThreadBackend(Backend):
     # that result often submits the next task at once, and that task must find this thread
     # idle, not start a new one (CPython's test_idle_thread_reuse).
     def _work(self, worker: _Worker) -> None:
-        if not self._initialize():
-            self._retire(worker)
-            return
-        while (task := self._next_task(worker)) is not None:
-            abandoned = self._run_one(worker, task)
-            # An idle worker must not keep its last task (function, arguments, result)
-            # alive while it waits for the next one: CPython issue 16284.
-            del task
-            if abandoned:  # a replacement took this slot while we were stuck
+        try:
+            if not self._initialize():
+                self._retire(worker)
                 return
+            while (task := self._next_task(worker)) is not None:
+                abandoned = self._run_one(worker, task)
+                # An idle worker must not keep its last task (function, arguments, result)
+                # alive while it waits for the next one: CPython issue 16284.
+                del task
+                if abandoned:  # a replacement took this slot while we were stuck
+                    return
+        finally:
+            close_thread_loop()  # the loop its coroutine tasks ran on, if any
 
     def _retire(self, worker: _Worker) -> None:
         with self._lock:

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._errors._exceptions import PoolClosed
@@ -49,6 +51,28 @@ _registries: weakref.WeakSet[PendingMaps] = weakref.WeakSet()
 _hooked = False
 _hook_lock = threading.Lock()
 _owner_pid = os.getpid()
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class _Label(str):
+    """A map's name in the warnings, carrying where the user's code made the map: a warning
+    raised later, from a drain thread or at shutdown, is reported at that line (the place
+    to fix), not inside anypool."""
+
+    origin: tuple[str, int] | None = None
+
+
+def _labelled(name: str) -> _Label:
+    """``name`` with the first caller outside anypool as its origin (~1 us, once per map)."""
+    label = _Label(name)
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    if frame is not None:
+        label.origin = (frame.f_code.co_filename, frame.f_lineno)
+    return label
 
 
 def _forget_after_fork() -> None:
@@ -85,9 +109,12 @@ class _Drain:
             # the pool stopped under it (Ctrl-C, kill): finish() has said so if it asked
             # this drain to stop; otherwise say it here, in the same words
             if not self.stop_requested:
-                _warn(_cut_short(self.name, "while it ran in the background"))
+                _warn(_cut_short(self.name, "while it ran in the background"), self.name)
         except Exception as exc:  # the input itself broke
-            _warn(f"{self.name} was never iterated; running it in the background failed: {exc!r}")
+            _warn(
+                f"{self.name} was never iterated; running it in the background failed: {exc!r}",
+                self.name,
+            )
         else:
             _report_failures(state, self.name, "in the background")
         finally:
@@ -101,8 +128,13 @@ class _Drain:
         return 0 if state is None else state.items_done
 
 
-def _warn(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
+def _warn(message: str, name: str) -> None:
+    """A RuntimeWarning about map ``name``, reported where the user made it, if known."""
+    origin = getattr(name, "origin", None)
+    if origin is None:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    else:
+        warnings.warn_explicit(message, RuntimeWarning, origin[0], origin[1])
 
 
 def _report_failures(state: _MapState, name: str, where: str) -> None:
@@ -111,7 +143,8 @@ def _report_failures(state: _MapState, name: str, where: str) -> None:
         _warn(
             f"{name} was never iterated; it ran to the end {where} and {len(failures)} of its "
             f"{state.items_done} items raised, the first: {failures[0]!r} (iterate the map, "
-            "or pass callback=, to see each item's outcome)"
+            "or pass callback=, to see each item's outcome)",
+            name,
         )
 
 
@@ -125,6 +158,7 @@ class PendingMaps:
 
     def add(self, iterator: object, state: _MapState, name: str = "a map") -> None:
         key = id(state)
+        name = _labelled(name)
         finalizer = weakref.finalize(iterator, self._orphaned, key, state, name)
         finalizer.atexit = False  # the exit hook below drains them, while backends still run
         with self._lock:
@@ -169,8 +203,9 @@ class PendingMaps:
         for state, name in states:
             state.begin()
             state.stop()
+            how = _how(wait)
             _warn(
-                f"{name} was never iterated and the pool was shut down {_how(wait)}: it did not run"
+                f"{name} was never iterated and the pool was shut down {how}: it did not run", name
             )
         with self._lock:
             drains = list(self._drains)
@@ -178,7 +213,9 @@ class PendingMaps:
             if drain.thread is threading.current_thread():
                 continue  # a one-shot map's own shutdown, at the end of its drain
             drain.stop_requested = True
-            _warn(_cut_short(drain.name, f"{_how(wait)} while it ran in the background"))
+            _warn(
+                _cut_short(drain.name, f"{_how(wait)} while it ran in the background"), drain.name
+            )
 
     def _join_drains(self) -> None:
         with self._lock:
@@ -210,7 +247,8 @@ def _warn_endless(name: str, items_done: int) -> None:
     _warn(
         f"the pool is waiting for {name}, which was never iterated, to run to the end of its "
         f"input ({items_done} items so far); an endless input never ends: iterate or "
-        "close() the map, or shut the pool down with cancel_futures=True"
+        "close() the map, or shut the pool down with cancel_futures=True",
+        name,
     )
 
 

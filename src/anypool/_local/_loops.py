@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["run_initializer", "run_on_thread_loop", "thread_loop", "worker_loop"]
+__all__ = [
+    "close_thread_loop",
+    "run_initializer",
+    "run_on_thread_loop",
+    "thread_loop",
+    "worker_loop",
+]
 
 R = TypeVar("R")
 
@@ -64,14 +70,23 @@ class _ThreadLoop:
             # and closing them here would unregister the parent's fds. Never closed.
             _FORKED_AWAY.append(self)
             return
+        try:
+            self.close()
+        except Exception:
+            # collected in a cycle (a task's traceback held the loop) together with the
+            # loop's own sockets, which the collector may have finalized first: nothing
+            # is left to close, and a destructor must not print
+            pass
+
+    def close(self) -> None:
+        """Close the loop as ``asyncio.run`` ends: async generators finalized first."""
         loop = self.loop
         if loop.is_closed() or loop.is_running():
             return
         try:
-            # The garbage collector can call this in any thread (a task's traceback kept the
-            # loop in a cycle), and in one that runs its own loop (asyncio.run in the
-            # user's main thread) no other loop may run: the async generators are then
-            # left to their own finalizers, and the loop is only closed.
+            # The garbage collector can run __del__ in any thread, also one that runs a
+            # loop of its own (asyncio.run in the user's main thread), where no other loop
+            # may run: the async generators are then left to their own finalizers.
             if self._running_loop() is None:
                 loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
@@ -89,6 +104,17 @@ def _holder() -> _ThreadLoop:
             _FORKED_AWAY.append(holder)
         holder = _THREAD_LOOPS.holder = _ThreadLoop()
     return holder
+
+
+def close_thread_loop() -> None:
+    """Close this thread's loop, if it has one: a pool's worker thread calls this as it
+    ends. Left to the thread's end, the loop would close only when its holder is freed,
+    and a task's traceback (a coroutine that raised) can keep it in a reference cycle
+    until the garbage collector runs, in whatever thread, after the loop's own sockets."""
+    holder: _ThreadLoop | None = getattr(_THREAD_LOOPS, "holder", None)
+    if holder is not None and holder.pid == os.getpid():
+        _THREAD_LOOPS.holder = None
+        holder.close()
 
 
 def thread_loop() -> asyncio.AbstractEventLoop:
