@@ -778,8 +778,9 @@ class Pool:
     def explain(self) -> Decision:
         """Which backend runs this pool's tasks and why, with the measured numbers.
 
-        For ``backend="auto"``: the decision made on the first tasks (or, before any
-        task, that it is pending). For a named backend: that the caller chose it.
+        For ``backend="auto"``, which decides per task function: the latest decision (or,
+        before any task, that it is pending); ``.functions`` lists every function's and
+        ``.for_function(fn)`` gives one. For a named backend: that the caller chose it.
         """
         return self._observer.explain()
 
