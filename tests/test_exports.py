@@ -113,6 +113,23 @@ def test_import_anypool_loads_only_the_exceptions():
     ]
 
 
+def _stdlib_modules_after(statement: str, names: tuple[str, ...]) -> list[str]:
+    found = f"sorted(set({names!r}) & set(sys.modules))"
+    script = f"import sys, json\n{statement}\nprint(json.dumps({found}))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(out.stdout)
+
+
+def test_a_process_worker_runs_a_task_without_dataclasses_or_inspect():
+    # what a worker imports to run its first task (anypool._task: Task, ChunkResult,
+    # run_chunk): dataclasses and inspect (with ast, dis) cost a spawned worker ~8 ms at
+    # every start, where concurrent.futures' worker imports none of them
+    statement = "import anypool._backends._process._child, anypool._task"
+    assert _stdlib_modules_after(statement, ("ast", "dataclasses", "dis", "inspect")) == []
+
+
 def test_a_lazy_name_is_the_same_object_as_in_its_module():
     from anypool._core._pool import Pool
 

@@ -16,21 +16,42 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from concurrent.futures._base import FINISHED as _FINISHED
 from concurrent.futures._base import RUNNING as _RUNNING
-from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ChunkResult", "Task", "chunk_outcomes", "overran", "run_chunk", "runs_at_once"]
 
-_sequence = itertools.count()
+_next_seq = itertools.count().__next__
 
 
-@dataclass
+# Task and ChunkResult are written out rather than made by @dataclass: every process
+# worker imports this module, and dataclasses (with inspect, ast and dis) would add ~8 ms
+# to each spawned worker's start, where the stdlib's worker imports none of them.
 class ChunkResult:
     """What a chunk returns: item values in order, with failed items' exceptions by index."""
 
-    values: list[Any]
-    errors: dict[int, BaseException]
-    duration: float  # seconds the chunk ran in the worker; drives adaptive chunking
+    __slots__ = ("duration", "errors", "values")
+
+    def __init__(
+        self, values: list[Any], errors: dict[int, BaseException], duration: float
+    ) -> None:
+        self.values = values
+        self.errors = errors
+        self.duration = duration  # seconds the chunk ran in the worker; drives chunking
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ChunkResult):
+            return NotImplemented
+        mine = (self.values, self.errors, self.duration)
+        return mine == (other.values, other.errors, other.duration)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        fields = f"values={self.values!r}, errors={self.errors!r}, duration={self.duration!r}"
+        return f"ChunkResult({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ChunkResult, (self.values, self.errors, self.duration)
 
 
 # Counts the chunks each thread has run itself: map asks whether the chunk it just
@@ -105,7 +126,6 @@ def overran(task: Task) -> str:
     )
 
 
-@dataclass(eq=False)
 class Task:
     """One call or one chunk of a ``map``, plus the options that govern how it runs.
 
@@ -113,20 +133,39 @@ class Task:
     :meth:`fail` make that idempotent, because a timeout and a late result can race.
     """
 
-    fn: Callable[..., Any]
-    args: Sequence[Any]
-    kwargs: dict[str, Any]
-    future: Future[Any]
-    chunk: bool = False  # args is a list of items and fn is applied to each
-    star: bool = False  # chunk items are argument tuples (map over several iterables)
-    timeout: float | None = None
-    retries: int = 0
-    priority: float = 0.0
-    seq: int = field(default_factory=_sequence.__next__)  # a C call: every task pays it
-    attempts: int = 0  # how many times a worker started it (retries count here)
-    started_at: float | None = None  # time.monotonic() when a worker took it
-    worker: str | None = None  # label of the worker that ran it last
-    payload: Any = None  # backend-private cache, e.g. the pickled call
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        future: Future[Any],
+        chunk: bool = False,
+        star: bool = False,
+        timeout: float | None = None,
+        retries: int = 0,
+        priority: float = 0.0,
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.future = future
+        self.chunk = chunk  # args is a list of items and fn is applied to each
+        self.star = star  # chunk items are argument tuples (map over several iterables)
+        self.timeout = timeout
+        self.retries = retries
+        self.priority = priority
+        self.seq: int = _next_seq()  # a C call: every task pays it
+        self.attempts = 0  # how many times a worker started it (retries count here)
+        self.started_at: float | None = None  # time.monotonic() when a worker took it
+        self.worker: str | None = None  # label of the worker that ran it last
+        self.payload: Any = None  # backend-private cache, e.g. the pickled call
+
+    def __repr__(self) -> str:
+        return (
+            f"Task(fn={self.fn!r}, chunk={self.chunk}, timeout={self.timeout}, "
+            f"retries={self.retries}, priority={self.priority}, seq={self.seq}, "
+            f"attempts={self.attempts}, worker={self.worker!r})"
+        )
 
     @property
     def n_items(self) -> int:
