@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import anypool
+from polling import wait_until
 
 LOCAL_BACKENDS = ["thread", "process", "inline"]
 Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
@@ -167,6 +168,29 @@ def test_coroutine_functions_run_on_every_local_backend(backend, run, make_pool)
 
     run(body)
     assert list(pool.map(async_square, range(4))) == [0, 1, 4, 9]
+
+
+def test_coroutine_functions_run_through_every_way_in(backend, make_pool, tmp_path):
+    # the decorators, submit_after and every ran the function and returned its coroutine,
+    # un-awaited (thread, inline) or unpicklable (process), where submit and map ran it
+    pool = make_pool(backend, 2)
+    decorated = pool.task(async_square)
+    assert decorated(3).result(timeout=30) == 9
+    if backend != "inline":  # which cannot enforce timeout=
+        assert pool.task(timeout=20)(async_square)(4).result(timeout=30) == 16
+    assert list(decorated.map([1, 2])) == [1, 4]
+    assert pool.submit_after(0.01, async_square, 5).result(timeout=30) == 25
+    ticks = tmp_path / "ticks"
+    every = pool.every(0.02, async_append, str(ticks))
+    assert wait_until(lambda: ticks.exists() and len(ticks.read_text()) >= 3, 30)
+    every.cancel()
+    assert every.exception is None
+
+
+async def async_append(path: str) -> None:
+    await asyncio.sleep(0)
+    with open(path, "a") as file:
+        file.write("x")
 
 
 def test_async_with_shuts_the_pool_down(backend, run):

@@ -314,6 +314,10 @@ class Pool:
         timeout, retries, priority = opts["timeout"], opts["retries"], opts["priority"]
         if timeout is not None or retries is not None or priority is not None:
             self._check_task_overrides(timeout, retries, priority)
+        if not opts.get("chunk") and self._runs_coroutines_for(fn):
+            # every way in (the decorators, submit_after, every) runs a coroutine function's
+            # coroutine, as submit does; map wraps its chunks itself
+            fn, timeout = wrap_coroutine_function(fn, self._timeout if timeout is None else timeout)
         # awaitable (``await pool.submit(...)``); it knows its pool, to kill its task when
         # the awaiting coroutine is cancelled
         future = self._future_type()
