@@ -317,6 +317,42 @@ def test_resize_grows_and_shrinks_at_run_time(make_pool, backend):
     assert pool.submit(abs, -1).result(timeout=30) == 1
 
 
+@pytest.mark.parametrize("order", ["fifo", "lifo", "priority"])
+def test_shrinking_an_idle_thread_pool_limits_the_next_tasks_at_once(make_pool, order):
+    # idle threads asleep in the queue took one more task each before they retired: after
+    # resize(1) the next 4 tasks ran 4 at once (a concurrency limit that did not hold)
+    pool = make_pool("thread", 4, order=order)
+    barrier = threading.Barrier(4, timeout=20)
+    assert sorted(f.result(timeout=30) for f in [pool.submit(barrier.wait) for _ in range(4)]) == [
+        0,
+        1,
+        2,
+        3,
+    ]  # four threads started, now idle
+    pool.resize(1)
+    counter = _Peak()
+    assert [f.result(timeout=30) for f in [pool.submit(counter.run) for _ in range(4)]] == [1] * 4
+    assert counter.peak == 1
+    assert wait_for_value(lambda: pool.statistics().workers_alive, 1) == 1
+
+
+class _Peak:
+    """Tasks that count how many of them run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.peak = 0
+
+    def run(self) -> int:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(0.05)
+        with self.lock:
+            self.now -= 1
+        return 1
+
+
 def test_resize_bad_input(make_pool):
     pool = make_pool("thread", 1)
     for bad in (0, -1, 1.5, True, "2"):

@@ -314,6 +314,11 @@ class ThreadBackend(Backend):
             # grow only as far as queued work needs; idle threads above the target retire
             for _ in range(min(workers - len(self._workers), len(self._queue) - len(self._idle))):
                 self._spawn()
+            surplus = min(len(self._workers) - workers, len(self._idle))
+        if surplus > 0:
+            # now: an idle thread asleep in get() would take one more task before it looked
+            # (a rate limit of 1 after resize(1) saw 4 tasks at once)
+            self._queue.wake(surplus)
 
 
 backend_class = ThreadBackend

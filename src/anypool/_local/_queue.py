@@ -32,6 +32,7 @@ class TaskQueue:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._waiting = 0  # getters blocked in wait(); put() notifies only when there are some
+        self._wakes = 0  # getters still to wake with None (see wake())
         self._closed = False
 
     def __len__(self) -> int:
@@ -58,7 +59,10 @@ class TaskQueue:
         """Next task, or None when closed and empty (or when ``timeout`` passes)."""
         deadline = deadline_in(timeout)
         with self._ready:
-            while not len(self):
+            while not len(self) or self._wakes:
+                if self._wakes:  # before any task: resize() wants a getter to look again
+                    self._wakes -= 1
+                    return None
                 if self._closed:
                     return None
                 remaining = time_left(deadline)
@@ -96,6 +100,14 @@ class TaskQueue:
             self._fifo.clear()
             return tasks
 
+    def wake(self, getters: int) -> None:
+        """Make up to ``getters`` waiting getters return None now, as if their timeout
+        passed: the pool shrank, and idle workers above its new size must retire at once,
+        not take one more task each (resize)."""
+        with self._ready:
+            self._wakes += getters
+            self._ready.notify_all()
+
     def close(self) -> None:
         """No more puts are expected: waiters get None once the queue is empty."""
         with self._ready:
@@ -104,6 +116,7 @@ class TaskQueue:
 
 
 _CLOSED = object()  # SimpleFifo's end marker: whoever gets it puts it back for the next getter
+_WAKE = object()  # SimpleFifo's wake-up (see TaskQueue.wake): its getter returns None
 
 
 class SimpleFifo:
@@ -121,11 +134,13 @@ class SimpleFifo:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = False
+        self._wakes = 0  # wake-ups queued and not taken yet: not tasks
+        self._wakes_lock = threading.Lock()  # rare: only resize() and its getters take it
         self.put = self._queue.put  # type: ignore[method-assign,assignment]  # no Python frame
 
     def __len__(self) -> int:
         # the marker, once queued, is not a task (momentarily out while a getter holds it)
-        return max(0, self._queue.qsize() - self._closed)
+        return max(0, self._queue.qsize() - self._closed - self._wakes)
 
     def put(self, task: Task) -> None:
         self._queue.put(task)
@@ -143,23 +158,42 @@ class SimpleFifo:
             item = self._queue.get_nowait()
         except queue.Empty:
             return None
-        if item is _CLOSED:
-            self._queue.put(item)
-            return None
-        return item  # type: ignore[return-value]
+        return self._task_or_end(item)
 
     def _task_or_end(self, item: object) -> Task | None:
         if item is _CLOSED:
             self._queue.put(item)
+            return None
+        if item is _WAKE:
+            with self._wakes_lock:
+                self._wakes -= 1
             return None
         return item  # type: ignore[return-value]
 
     def drain(self) -> list[Task]:
         """Remove and return every queued task."""
         tasks: list[Task] = []
-        while (task := self.get_nowait()) is not None:
-            tasks.append(task)
-        return tasks
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return tasks
+            if item is _CLOSED:
+                self._queue.put(item)
+                return tasks
+            if item is _WAKE:
+                with self._wakes_lock:
+                    self._wakes -= 1
+            else:
+                tasks.append(item)  # type: ignore[arg-type]
+
+    def wake(self, getters: int) -> None:
+        """TaskQueue.wake: a wake-up per getter, behind the tasks already queued (a getter
+        is idle only while the queue is empty, so it takes one at once)."""
+        for _ in range(getters):
+            with self._wakes_lock:
+                self._wakes += 1
+            self._queue.put(_WAKE)
 
     def close(self) -> None:
         """No more puts are expected: getters get None once the queue is empty."""
