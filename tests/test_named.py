@@ -65,6 +65,15 @@ def test_resize_then_ask_with_the_new_size():
     assert anypool.named_pool("net", workers=4) is net
 
 
+def test_resize_then_ask_again_with_the_creating_options():
+    # the code that made it asks again with its own options, after a resize elsewhere
+    net = anypool.named_pool("net", workers=2)
+    net.resize(4)
+    assert anypool.named_pool("net", workers=2) is net
+    with pytest.raises(ValueError, match=r"workers=3 \(it has 4\)"):
+        anypool.named_pool("net", workers=3)
+
+
 def test_shut_down_named_pool_is_created_afresh_with_its_options():
     first = anypool.named_pool("net", workers=3)
     first.shutdown()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import psutil
@@ -143,6 +144,7 @@ def test_os_exit_and_a_signal_are_reported_like_multiprocessing() -> None:
     crash = exited.exception()
     assert isinstance(crash, anypool.WorkerCrashed)
     assert (crash.exitcode, crash.pid is not None) == (7, True)
+    assert "while running hard_exit" in str(crash)  # the target, not anypool's wrapper
     killed = joined(kill_myself)
     assert killed.exitcode == -signal.SIGKILL
     with pytest.raises(anypool.WorkerCrashed, match=r"killed by signal 9 \(SIGKILL\)"):
@@ -174,14 +176,36 @@ def test_terminate_and_kill_stop_a_running_target(stop: str, signum: int) -> Non
     assert time.monotonic() - since < STOP_BOUND_S
     assert (process.is_alive(), process.exitcode) == (False, -signum)
     assert gone(pid)
+    with pytest.raises(CancelledError, match=rf"was stopped by {stop}\(\)"):
+        process.result()
+    assert f"stopped by {stop}()" in str(process.exception())
     getattr(process, stop)()  # a no-op once it has ended, as in multiprocessing
 
 
 def test_timeout_stops_the_target() -> None:
     process = joined(sleep, 60, timeout=0.3)
     assert process.exitcode == -signal.SIGTERM
-    with pytest.raises(anypool.TaskTimeout):
+    with pytest.raises(anypool.TaskTimeout, match="task sleep ran longer"):
         process.result()
+
+
+def test_a_subclass_is_named_by_its_run_in_messages() -> None:
+    process = Sleeper(timeout=0.3)
+    process.start()
+    process.join(timeout=60)
+    with pytest.raises(anypool.TaskTimeout, match=r"task Sleeper\.run ran longer"):
+        process.result()
+
+
+class Sleeper(anypool.Process):
+    def run(self) -> None:
+        time.sleep(60)
+
+
+@pytest.mark.parametrize("options", [{"timeout": -1}, {"timeout": 0}, {"retries": -1}])
+def test_bad_options_are_refused_at_construction(options: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        anypool.Process(target=sleep, args=(0,), **options)  # type: ignore[arg-type]
 
 
 def test_a_thread_cannot_be_terminated() -> None:

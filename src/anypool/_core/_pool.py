@@ -66,7 +66,7 @@ from ._timers import Periodic, Timers
 if TYPE_CHECKING:
     from ._stream import StreamIterator
 
-__all__ = ["Pool", "backend_of", "map", "submit_task"]
+__all__ = ["Pool", "backend_of", "check_positive", "check_retries", "map", "submit_task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,7 +80,7 @@ _CHUNKS_PER_WORKER = 2
 _SUBMIT_OPTIONS = ("timeout", "retries", "priority", "callback", "block")
 
 
-def _check_positive(name: str, value: float | None, *, integer: bool = False) -> None:
+def check_positive(name: str, value: float | None, *, integer: bool = False) -> None:
     if value is None:
         return
     kind = int if integer else (int, float)
@@ -89,7 +89,7 @@ def _check_positive(name: str, value: float | None, *, integer: bool = False) ->
         raise ValueError(f"{name} must be {wanted} or None, got {value!r}")
 
 
-def _check_retries(retries: int) -> None:
+def check_retries(retries: int) -> None:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an int >= 0, got {retries!r}")
 
@@ -186,12 +186,12 @@ class Pool:
         timeline: bool = False,
         **backend_options: Any,
     ) -> None:
-        _check_positive("workers", workers, integer=True)
-        _check_positive("max_pending", max_pending, integer=True)
-        _check_positive("timeout", timeout)
-        _check_positive("max_tasks_per_worker", max_tasks_per_worker, integer=True)
-        _check_positive("max_worker_memory", max_worker_memory, integer=True)
-        _check_retries(retries)
+        check_positive("workers", workers, integer=True)
+        check_positive("max_pending", max_pending, integer=True)
+        check_positive("timeout", timeout)
+        check_positive("max_tasks_per_worker", max_tasks_per_worker, integer=True)
+        check_positive("max_worker_memory", max_worker_memory, integer=True)
+        check_retries(retries)
         if order not in _ORDERS:
             raise ValueError(f"order must be one of {_ORDERS}, got {order!r}")
         if initializer is not None:
@@ -304,9 +304,9 @@ class Pool:
         self, timeout: float | None, retries: int | None, priority: float | None
     ) -> None:
         """Per-task options that override the pool's; skipped when none is given."""
-        _check_positive("timeout", timeout)
+        check_positive("timeout", timeout)
         if retries is not None:
-            _check_retries(retries)
+            check_retries(retries)
         self._check_capabilities(type(self._backend), timeout=timeout, priority=priority)
         check_priority(priority, self._backend.config.order)
 
@@ -436,7 +436,7 @@ class Pool:
         _check_callable(fn)
         if not iterables:
             raise TypeError("map() needs at least one iterable")
-        _check_positive("window", window, integer=True)
+        check_positive("window", window, integer=True)
         star = len(iterables) > 1
         items: Iterable[Any] = zip(*iterables) if star else iterables[0]
         opts = {"timeout": timeout, "retries": retries, "priority": priority}

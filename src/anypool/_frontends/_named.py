@@ -61,8 +61,14 @@ def _conflicts(pool: Pool, created: dict[str, Any], asked: dict[str, Any]) -> li
     return [
         f"{key}={value!r} (it has {current[key]!r})" if key in current else f"{key}={value!r}"
         for key, value in asked.items()
-        if key not in current or current[key] != value
+        if key not in current or (current[key] != value and not _resized_from(key, value, created))
     ]
+
+
+def _resized_from(key: str, value: object, created: dict[str, Any]) -> bool:
+    """The worker count it was created with, since resized (as the docs recommend): the
+    code that created it, asking again with its own options, still gets it."""
+    return key == "workers" and "workers" in created and created["workers"] == value
 
 
 def named_pool(
@@ -74,9 +80,10 @@ def named_pool(
 ) -> Pool:
     """The pool called ``name``, created on first use with these options.
 
-    Asking again with no options, or the same ones, returns the same pool;
-    asking with different ones is an error (shut it down first, or use
-    ``resize`` for the worker count). A named pool that was shut down is
+    Asking again with no options, or the same ones, returns the same pool
+    (after a ``resize``, ``workers=`` may be the size it was created with or
+    its size now); asking with different ones is an error (shut it down first,
+    or use ``resize`` for the worker count). A named pool that was shut down is
     created afresh. Named pools default to the thread backend.
     """
     _check_name(name)

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._errors._exceptions import CapabilityError, SerializationError, TaskTimeout
+from .._task import fn_name
 
 __all__ = ["Process"]
 
@@ -73,6 +74,10 @@ class Process:
         if target is not None and not callable(target):
             raise TypeError(f"target must be callable, got {type(target).__name__} {target!r}")
         from .._auto import load_backend
+        from .._core._pool import check_positive, check_retries
+
+        check_positive("timeout", timeout)  # here, as multiprocessing checks its arguments
+        check_retries(retries)
 
         load_backend(backend)  # an unknown or missing backend fails here, not at start()
         self._target = target
@@ -154,7 +159,8 @@ class Process:
 
             stop_at_exit(backend_of(self._pool))
         try:
-            self._future = self._pool.submit(_run_process, self, self._args, self._kwargs)
+            run = _RunProcess(self._what())
+            self._future = self._pool.submit(run, self, self._args, self._kwargs)
         except BaseException:
             self._pool.shutdown(wait=True, cancel_pending=True, kill_running=True)
             raise
@@ -166,6 +172,12 @@ class Process:
         if self._future.done():  # failed in this process: its frames are finished by now
             _drop_parent_frames(self._future)
         self._wait_for_worker()
+
+    def _what(self) -> str:
+        """How messages name what runs: the target, or the subclass's ``run``."""
+        if type(self).run is not Process.run or self._target is None:
+            return f"{type(self).__qualname__}.run"
+        return fn_name(self._target)
 
     def _wait_for_worker(self) -> None:
         if self._pool.backend != "process":
@@ -259,12 +271,26 @@ class Process:
         ``__cause__``), :class:`~anypool.TaskTimeout` or :class:`~anypool.WorkerCrashed`."""
         future = self._started("get the result of")
         with self._stop_on_interrupt():
-            return future.result(timeout)
+            try:
+                return future.result(timeout)
+            except CancelledError as exc:
+                raise self._stopped(exc) from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         future = self._started("get the exception of")
         with self._stop_on_interrupt():
-            return future.exception(timeout)
+            try:
+                error = future.exception(timeout)
+            except CancelledError as exc:  # cancelled before it ran
+                return self._stopped(exc)
+        return self._stopped(error) if isinstance(error, CancelledError) else error
+
+    def _stopped(self, error: CancelledError) -> CancelledError:
+        """What stopped it, in this API's words (the pool's say "killed by Pool.kill()")."""
+        if self._stop_signal is None:
+            return error
+        how = "kill()" if self._stop_signal == signal.SIGKILL else "terminate()"
+        return CancelledError(f"{self._name} was stopped by {how} while it ran")
 
     @contextmanager
     def _stop_on_interrupt(self) -> Iterator[None]:
@@ -307,6 +333,18 @@ def _run_process(process: Process, args: tuple[Any, ...], kwargs: dict[str, Any]
     (anypool._wire._shm) on the process backend."""
     process._args, process._kwargs = args, kwargs
     return process.run()
+
+
+class _RunProcess:
+    """:func:`_run_process`, named after what it runs: the pool's messages name a task by
+    its function ("worker process N exited ... while running work"), and
+    ``_run_process`` would mean nothing to the user."""
+
+    def __init__(self, what: str) -> None:
+        self.__qualname__ = what
+
+    def __call__(self, process: Process, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return _run_process(process, args, kwargs)
 
 
 def _drop_parent_frames(future: Future[Any]) -> None:
