@@ -166,6 +166,27 @@ def test_pool_value_and_array(make_pool: Callable[..., anypool.Pool], backend: s
     assert array[0] == 1.0
 
 
+def char_view(array: Any) -> tuple[list[bytes], bytes, bytes, int]:
+    return list(array), array.value, array.raw, len(array)
+
+
+@pytest.mark.parametrize("backend", ["thread", "inline", "process"])
+def test_a_char_array_is_multiprocessings(
+    make_pool: Callable[..., anypool.Pool], backend: str
+) -> None:
+    pool = make_pool(backend, workers=1)
+    ours, theirs = pool.Array("c", b"hello"), multiprocessing.Array("c", b"hello")
+    for array in (ours, theirs):
+        array[1:3] = b"EL"
+        array.value = b"hi"  # NUL-terminated: the rest stays
+    expected = ([b"h", b"i", b"\x00", b"l", b"o"], b"hi", b"hi\x00lo", 5)
+    assert char_view(theirs) == expected
+    assert pool.submit(char_view, ours).result(timeout=30) == expected
+    ours.raw = theirs.raw = b"abcde"
+    assert (ours[0], ours[1:3], ours.value) == (theirs[0], theirs[1:3], theirs.value)
+    assert list(pool.Array("c", 2)) == list(multiprocessing.Array("c", 2)) == [b"\x00"] * 2
+
+
 def test_pool_array_from_contents_and_ctypes(make_pool: Callable[..., anypool.Pool]) -> None:
     pool = make_pool("thread", workers=1)
     assert list(pool.Array(ctypes.c_int, [3, 1, 2])) == [3, 1, 2]
@@ -200,6 +221,28 @@ def test_process_value_after_shutdown(make_pool: Callable[..., anypool.Pool]) ->
     assert value.value == 7  # this process keeps its mapping
     with pytest.raises(PoolClosed):
         pool.Value("i", 0)
+
+
+def use_value(shared: Any) -> Any:
+    return shared.value
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_task_given_a_value_of_a_shut_down_pool(
+    make_pool: Callable[..., anypool.Pool], backend: str
+) -> None:
+    old = make_pool(backend, workers=1, start_method="fork" if backend == "process" else None)
+    value, array = old.Value("i", 7), old.Array("c", b"ab")
+    old.shutdown()
+    pool = make_pool(backend, workers=1)
+    if backend == "thread":  # memory of this process: it lives while anything holds it
+        assert pool.submit(use_value, value).result(timeout=30) == 7
+        return
+    for shared in (value, array):  # fails where it is used, and the pool carries on
+        error = pool.submit(use_value, shared).exception(timeout=30)
+        assert type(error) is PoolClosed, repr(error)
+        assert "belonged to a process pool that has been shut down" in str(error)
+    assert "pool that has been shut down" in pool.submit(repr, value).result(timeout=30)
 
 
 def test_backends_without_shared_memory_say_so(make_pool: Callable[..., anypool.Pool]) -> None:

@@ -11,6 +11,8 @@ import pickle
 import queue
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -103,6 +105,14 @@ def wait_for_turn(cond, box, index):
     return index
 
 
+def release(lock: Any) -> None:
+    lock.release()
+
+
+def is_locked(lock: Any) -> bool:
+    return bool(lock.locked())
+
+
 def drain(q):
     out = []
     while True:
@@ -156,6 +166,17 @@ def test_a_lock_held_here_is_seen_held_by_workers(make_pool, backend):
     assert pool.submit(try_acquire, lock).result(timeout=30) is True
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lock_locked_as_threading(make_pool: Callable[..., anypool.Pool], backend: str) -> None:
+    pool = make_pool(backend, 1)
+    lock: Any = pool.Lock()
+    assert lock.locked() is False
+    with lock:
+        assert lock.locked() is True
+        assert pool.submit(is_locked, lock).result(timeout=30) is True
+    assert pool.submit(is_locked, lock).result(timeout=30) is False
+
+
 # -- semaphores -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_semaphore_limits_concurrency(make_pool, backend, counter_file):
@@ -175,7 +196,7 @@ def test_semaphore_limits_concurrency(make_pool, backend, counter_file):
 def test_bounded_semaphore_refuses_extra_release(make_pool, backend):
     pool = make_pool(backend, 1)
     bounded = pool.BoundedSemaphore(1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^Semaphore released too many times$"):
         bounded.release()
     plain = pool.Semaphore(0)
     plain.release(2)  # an unbounded semaphore may grow
@@ -325,6 +346,57 @@ def test_process_primitives_pickle_at_any_time(make_pool):
 
 
 # -- misuse ---------------------------------------------------------------------------------------
+UNLOCKED = r"^release unlocked lock$"  # threading.Lock's words
+UNACQUIRED = r"^cannot release un-acquired lock$"  # threading.RLock's
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_releasing_a_lock_not_held_raises_threadings_runtime_error(
+    make_pool: Callable[..., anypool.Pool], backend: str
+) -> None:
+    pool = make_pool(backend, 1)
+    lock, rlock = pool.Lock(), pool.RLock()
+    with pytest.raises(RuntimeError, match=UNLOCKED):
+        lock.release()
+    with pytest.raises(RuntimeError, match=UNLOCKED), lock:
+        lock.release()  # so the with block's exit releases an unlocked lock
+    with pytest.raises(RuntimeError, match=UNACQUIRED):
+        rlock.release()
+    with rlock:  # held here: a worker may not release it
+        error = pool.submit(release, rlock).exception(timeout=30)
+    assert type(error) is RuntimeError
+    assert str(error) == "cannot release un-acquired lock"
+
+
+WAIT, NOTIFY = r"^cannot wait on un-acquired lock$", r"^cannot notify on un-acquired lock$"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("use", "over_rlock", "over_lock"),
+    [
+        (lambda c: c.wait(0.01), WAIT, WAIT),
+        (lambda c: c.wait_for(lambda: False, 0.01), WAIT, WAIT),
+        (lambda c: c.notify(), NOTIFY, NOTIFY),
+        (lambda c: c.notify_all(), NOTIFY, NOTIFY),
+        (lambda c: c.release(), UNACQUIRED, UNLOCKED),
+    ],
+    ids=["wait", "wait_for", "notify", "notify_all", "release"],
+)
+def test_a_condition_used_without_its_lock_raises_threadings_runtime_error(
+    make_pool: Callable[..., anypool.Pool],
+    backend: str,
+    use: Callable[[Any], object],
+    over_rlock: str,
+    over_lock: str,
+) -> None:
+    pool = make_pool(backend, 1)
+    with pytest.raises(RuntimeError, match=over_rlock):
+        use(pool.Condition())  # over an RLock, as threading's
+    with pytest.raises(RuntimeError, match=over_lock):
+        use(pool.Condition(pool.Lock()))
+
+
 @pytest.mark.parametrize(
     ("make", "name"),
     [

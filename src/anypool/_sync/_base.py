@@ -49,6 +49,7 @@ __all__ = [
     "QueueLike",
     "SemaphoreLike",
     "SharedArray",
+    "SharedString",
     "SharedValue",
     "ThreadPrimitives",
     "ValueLike",
@@ -237,9 +238,8 @@ class ThreadPrimitives:
         return SharedValue(filled(ctype(), init), threading.RLock())
 
     def Array(self, ctype: Any, size_or_init: int | Sequence[Any]) -> ArrayLike:
-        return SharedArray(
-            filled(array_type(ctype, size_or_init)(), size_or_init), threading.RLock()
-        )
+        cls = SharedString if ctype is ctypes.c_char else SharedArray
+        return cls(filled(array_type(ctype, size_or_init)(), size_or_init), threading.RLock())
 
     def close(self) -> None:
         pass  # nothing outlives the objects themselves
@@ -354,6 +354,38 @@ class SharedArray(_Guarded):
         return f"<anypool Array {self._obj._type_.__name__}{self[:]!r}>"
 
 
+class SharedString(SharedArray):
+    """``pool.Array('c', ...)``, as ``multiprocessing``'s: items are one-byte ``bytes`` (a slice
+    is ``bytes``), and ``.value`` (up to the first NUL) and ``.raw`` (every byte) read and
+    write the whole array under the lock."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Iterator[bytes]:
+        data: bytes = self[:]
+        return (data[i : i + 1] for i in range(len(data)))  # iterating bytes would give ints
+
+    @property
+    def value(self) -> bytes:
+        with self._raw:
+            return bytes(self._obj.value)
+
+    @value.setter
+    def value(self, new: bytes) -> None:
+        with self._raw:
+            self._obj.value = new
+
+    @property
+    def raw(self) -> bytes:
+        with self._raw:
+            return bytes(self._obj.raw)
+
+    @raw.setter
+    def raw(self, new: bytes) -> None:
+        with self._raw:
+            self._obj.raw = new
+
+
 # -- argument checks shared by every backend ---------------------------------------------------
 def _check_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
@@ -452,7 +484,7 @@ def check_shareable(args: Sequence[Any], kwargs: dict[str, Any], backend: str) -
                 f"process and cannot reach the {backend!r} backend's worker processes; "
                 f"create it with this pool's pool.{name}() instead"
             )
-        if type(value) in (SharedValue, SharedArray):  # not the process kind, a subclass
+        if type(value) in (SharedValue, SharedArray, SharedString):  # not the process kinds
             name = "Value" if isinstance(value, SharedValue) else "Array"
             raise SerializationError(
                 f"{where} is a {name} made by a thread or inline pool, whose memory only that "

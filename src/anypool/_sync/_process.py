@@ -25,7 +25,14 @@ counter), so they live in a manager process and are reached through proxies;
 a proxy pickles to the manager's address and the object's id, and workers
 reconnect with the authentication key they inherit from the parent. Our
 proxy classes turn a lost manager (the pool was shut down) into a
-:class:`~anypool.PoolClosed` that says so, instead of a bare socket error.
+:class:`~anypool.PoolClosed` that says so, instead of a bare socket error. A Value
+or Array whose memory is gone unpickles all the same, into one whose every use
+raises that :class:`~anypool.PoolClosed` (an argument that fails to unpickle would
+fail its task as a ``TaskUnpicklingError`` instead).
+
+Misuse raises what ``threading`` raises (``RuntimeError`` for a release of a lock
+not held, or a Condition used without its lock), not ``multiprocessing``'s
+``ValueError`` / ``AssertionError``.
 
 On Windows, where semaphores cannot be reopened by name, everything goes
 through the manager. This module imports :mod:`multiprocessing`: it is loaded
@@ -51,7 +58,7 @@ from multiprocessing import synchronize as mp_sync
 from multiprocessing.connection import Connection
 from multiprocessing.managers import BaseProxy, SyncManager
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NoReturn, cast
 
 from .._errors._exceptions import CapabilityError, PoolClosed
 from .._local._threads import deadline_in, time_left
@@ -66,6 +73,7 @@ from ._base import (
     QueueLike,
     SemaphoreLike,
     SharedArray,
+    SharedString,
     SharedValue,
     ValueLike,
     array_type,
@@ -119,6 +127,13 @@ class _Native:
         return f"<anypool process {self._kind} {self._obj!r}>"
 
 
+def _misuse(exc: ValueError | AssertionError) -> Exception:
+    """``threading``'s error for a release that ``multiprocessing`` refuses its own way."""
+    if isinstance(exc, AssertionError):  # an RLock this thread does not hold
+        return RuntimeError("cannot release un-acquired lock")
+    return RuntimeError("release unlocked lock")  # SemLock: "released too many times"
+
+
 class _NativeAcquirer(_Native):
     __slots__ = ()
 
@@ -128,19 +143,26 @@ class _NativeAcquirer(_Native):
             return bool(self._obj.acquire(blocking))
         return bool(self._obj.acquire(blocking, timeout))
 
+    def release(self) -> None:
+        try:
+            self._obj.release()
+        except (ValueError, AssertionError) as exc:
+            raise _misuse(exc) from None
+
     def __enter__(self) -> bool:
         return bool(self._obj.acquire())
 
     def __exit__(self, *exc_info: object) -> None:
-        self._obj.release()
+        self.release()
 
 
 class NativeLock(_NativeAcquirer):
     __slots__ = ()
     _kind = "Lock"
 
-    def release(self) -> None:
-        self._obj.release()
+    def locked(self) -> bool:
+        """As ``threading.Lock.locked()``: held by anyone, in any process."""
+        return bool(self._obj._semlock._is_zero())
 
 
 class NativeSemaphore(_NativeAcquirer):
@@ -149,27 +171,49 @@ class NativeSemaphore(_NativeAcquirer):
 
     def release(self, n: int = 1) -> None:
         for _ in range(n):
-            self._obj.release()
+            try:
+                self._obj.release()
+            except ValueError:  # a BoundedSemaphore's bound, in threading's words
+                raise ValueError("Semaphore released too many times") from None
 
 
 class NativeCondition(_NativeAcquirer):
     __slots__ = ()
     _kind = "Condition"
 
-    def release(self) -> None:
-        self._obj.release()
-
     def wait(self, timeout: float | None = None) -> bool:
+        self._check_owned("wait on")
         return bool(self._obj.wait(timeout))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
-        return self._obj.wait_for(predicate, timeout)
+        return _wait_for(self, predicate, timeout)
 
     def notify(self, n: int = 1) -> None:
+        self._check_owned("notify on")
         self._obj.notify(n)
 
     def notify_all(self) -> None:
+        self._check_owned("notify on")
         self._obj.notify_all()
+
+    def _check_owned(self, verb: str) -> None:
+        # multiprocessing asserts this (gone under python -O); threading raises RuntimeError
+        if not self._obj._lock._semlock._is_mine():
+            raise RuntimeError(f"cannot {verb} un-acquired lock")
+
+
+def _wait_for(condition: ConditionLike, predicate: Callable[[], Any], timeout: float | None) -> Any:
+    """``threading.Condition.wait_for`` over ``condition.wait``: the predicate runs in the
+    caller, so it reads the caller's state and need not pickle."""
+    result = predicate()
+    deadline = deadline_in(timeout)
+    while not result:
+        remaining = time_left(deadline)
+        if remaining == 0:
+            break
+        condition.wait(remaining)
+        result = predicate()
+    return result
 
 
 class NativeEvent(_Native):
@@ -237,8 +281,31 @@ def _rebuild_shared(
     cls: type[_SharedMemoryMixin], ctype: Any, length: int | None, name: str, lock: Any
 ) -> Any:
     kind = ctype if length is None else ctype * length
+    try:
+        mapping = _attach(name)
+    except PoolClosed as exc:
+        # raised here, it would fail the task before it runs, as an argument that does not
+        # unpickle (TaskUnpicklingError); the task gets the PoolClosed where it uses the value
+        return cls(_Gone(kind, str(exc)), lock, name)
     # the ctypes object keeps the mapping alive; the name is kept for pickling it again
-    return cls(kind.from_buffer(_attach(name)), lock, name)
+    return cls(kind.from_buffer(mapping), lock, name)
+
+
+class _Gone:
+    """Stands in for the ctypes object of a Value or Array whose pool has been shut down
+    (its shared memory is gone): reading or writing it raises PoolClosed."""
+
+    __slots__ = ("kind", "message")
+
+    def __init__(self, kind: Any, message: str) -> None:
+        self.kind = kind  # the ctypes type, to pickle it on
+        self.message = message
+
+    def _closed(self, *args: object) -> NoReturn:
+        raise PoolClosed(self.message)
+
+    value = raw = property(_closed, _closed)
+    __len__ = __getitem__ = __setitem__ = _closed
 
 
 class _SharedMemoryMixin:
@@ -253,12 +320,18 @@ class _SharedMemoryMixin:
         self._segment = segment  # the creator's: unlinked when the pool closes
 
     def __reduce__(self) -> tuple[Any, ...]:
-        kind = type(self._obj)
+        kind = self._obj.kind if isinstance(self._obj, _Gone) else type(self._obj)
         # an array type (c_int * 4) is made at run time and does not pickle by reference
         ctype, length = (
             (kind._type_, kind._length_) if issubclass(kind, ctypes.Array) else (kind, None)
         )
         return (_rebuild_shared, (type(self), ctype, length, self._name, self._lock))
+
+    def __repr__(self) -> str:
+        if isinstance(self._obj, _Gone):
+            what = "Value" if isinstance(self, SharedValue) else "Array"
+            return f"<anypool {what} of a process pool that has been shut down>"
+        return str(super().__repr__())
 
 
 class ProcessValue(_SharedMemoryMixin, SharedValue):
@@ -268,6 +341,10 @@ class ProcessValue(_SharedMemoryMixin, SharedValue):
 
 class ProcessArray(_SharedMemoryMixin, SharedArray):
     """``pool.Array()`` on processes, as :class:`ProcessValue`."""
+
+
+class ProcessString(_SharedMemoryMixin, SharedString):
+    """``pool.Array('c', ...)`` on processes, as :class:`ProcessValue`."""
 
 
 # -- manager-based primitives ---------------------------------------------------------------------
@@ -331,17 +408,7 @@ class ConditionProxy(_Acquirer):
         return bool(self._call("wait", timeout))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
-        # evaluated here, in the caller, like threading.Condition.wait_for: the predicate
-        # reads the caller's state and need not pickle
-        result = predicate()
-        deadline = deadline_in(timeout)
-        while not result:
-            remaining = time_left(deadline)
-            if remaining == 0:
-                break
-            self.wait(remaining)
-            result = predicate()
-        return result
+        return _wait_for(self, predicate, timeout)
 
     def notify(self, n: int = 1) -> None:
         self._call("notify", n)
@@ -534,7 +601,8 @@ class ProcessPrimitives:
         kind = array_type(ctype, size_or_init)
         segment = self._segment(kind)
         obj = filled(kind.from_buffer(segment.buf), size_or_init)
-        return ProcessArray(obj, lock, segment.name, segment)
+        cls = ProcessString if ctype is ctypes.c_char else ProcessArray
+        return cls(obj, lock, segment.name, segment)
 
     def _segment(self, ctype: Any) -> _Segment:
         """A new zeroed segment for one ``ctype``; close() unlinks it."""
