@@ -173,19 +173,11 @@ class SimpleFifo:
     def drain(self) -> list[Task]:
         """Remove and return every queued task."""
         tasks: list[Task] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return tasks
-            if item is _CLOSED:
-                self._queue.put(item)
-                return tasks
-            if item is _WAKE:
-                with self._wakes_lock:
-                    self._wakes -= 1
-            else:
-                tasks.append(item)  # type: ignore[arg-type]
+        for _ in range(self._queue.qsize()):  # what is queued now; markers come out as None
+            task = self.get_nowait()
+            if task is not None:
+                tasks.append(task)
+        return tasks
 
     def wake(self, getters: int) -> None:
         """TaskQueue.wake: a wake-up per getter, behind the tasks already queued (a getter
