@@ -376,6 +376,9 @@ reveal_type(ok)
 anypool.ThreadPoolExecutor(2).submit(square, "x")  # E1
 anypool.ProcessPoolExecutor(2).submit(square, "x")  # E2
 anypool.ThreadPoolExecutor(2).submit(square, 3, extra=1)  # E3
+chars = anypool.Pool("thread").Array("c", b"hi")
+text: bytes = chars.value + chars.raw  # a 'c' array has multiprocessing's value and raw
+anypool.Pool("thread").Array("i", 3).value  # E4: only a 'c' array has it
 """
 
 

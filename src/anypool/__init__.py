@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ._scheduler._select import RuntimeSnapshot as RuntimeSnapshot
     from ._sync._base import ArrayLike as ArrayLike
     from ._sync._base import BarrierLike as BarrierLike
+    from ._sync._base import CharArrayLike as CharArrayLike
     from ._sync._base import ConditionLike as ConditionLike
     from ._sync._base import EventLike as EventLike
     from ._sync._base import LockLike as LockLike
@@ -78,6 +79,7 @@ __all__ = [
     "BrokenThreadPool",
     "Candidate",
     "CapabilityError",
+    "CharArrayLike",
     "ConditionLike",
     "Decision",
     "Estimate",
@@ -159,6 +161,7 @@ _LAZY = {
     "ConditionLike": "._sync._base",
     "BarrierLike": "._sync._base",
     "ArrayLike": "._sync._base",
+    "CharArrayLike": "._sync._base",
     "register_backend": "._backends",
 }
 

@@ -36,6 +36,7 @@ from .._scheduler._select import Decision
 from .._sync._base import (
     ArrayLike,
     BarrierLike,
+    CharArrayLike,
     ConditionLike,
     EventLike,
     LockLike,
@@ -773,9 +774,14 @@ class Pool:
         """
         return self._coordination.Value(typecode, init)
 
+    @overload
+    def Array(self, typecode: Literal["c"], size_or_init: Any) -> CharArrayLike: ...
+    @overload
+    def Array(self, typecode: str | type, size_or_init: Any) -> ArrayLike: ...
     def Array(self, typecode: str | type, size_or_init: Any) -> ArrayLike:
         """A shared fixed-length array, as ``multiprocessing.Array(typecode, size_or_init)``:
-        ``len``, indexing, slicing, iteration and ``get_lock()``."""
+        ``len``, indexing, slicing, iteration and ``get_lock()``; typecode ``'c'`` also has
+        ``value`` and ``raw``, as multiprocessing's."""
         return self._coordination.Array(typecode, size_or_init)
 
     # -- what the pool says about itself (anypool._core._observe) ---------------------------

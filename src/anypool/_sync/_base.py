@@ -42,6 +42,7 @@ __all__ = [
     "TYPECODES",
     "ArrayLike",
     "BarrierLike",
+    "CharArrayLike",
     "ConditionLike",
     "EventLike",
     "LockLike",
@@ -176,6 +177,20 @@ class ArrayLike(SynchronizedLike, Protocol):
     def __getitem__(self, index: Any) -> Any: ...
     def __setitem__(self, index: Any, value: Any) -> None: ...
     def __iter__(self) -> Iterator[Any]: ...
+
+
+class CharArrayLike(ArrayLike, Protocol):
+    """An array of typecode ``'c'``, as ``multiprocessing.Array('c', ...)``: its bytes up to
+    the first NUL (``value``) and all of them (``raw``), both assignable."""
+
+    @property
+    def value(self) -> bytes: ...
+    @value.setter
+    def value(self, new: bytes) -> None: ...
+    @property
+    def raw(self) -> bytes: ...
+    @raw.setter
+    def raw(self, new: bytes) -> None: ...
 
 
 class Primitives(Protocol):
