@@ -456,6 +456,14 @@ def test_bad_primitive_arguments(make_pool, call, error, match):
         call(make_pool("thread", 1))
 
 
+def test_a_process_barrier_action_that_cannot_pickle_is_named(make_pool):
+    # it runs in the manager process: pickle's "Can't pickle local object" said nothing
+    # about why it must pickle or what to do
+    pool = make_pool("process", 1)
+    with pytest.raises(anypool.SerializationError, match="use a function defined at module"):
+        pool.Barrier(2, action=lambda: None)
+
+
 def test_no_primitives_after_shutdown(make_pool):
     pool = make_pool("thread", 1)
     pool.shutdown()

@@ -60,7 +60,7 @@ from multiprocessing.managers import BaseProxy, SyncManager
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar, NoReturn, cast
 
-from .._errors._exceptions import CapabilityError, PoolClosed
+from .._errors._exceptions import CapabilityError, PoolClosed, SerializationError
 from .._local._threads import deadline_in, time_left
 from .._runtime import MAIN_GUARD_EXIT, MAIN_GUARD_MESSAGE, check_main_guard, default_start_method
 from ..abc import Order
@@ -502,6 +502,20 @@ class QueueProxy(_Proxy):
         return bool(self._call("full"))
 
 
+def _check_action(action: Callable[[], object]) -> None:
+    """A Barrier action runs in the manager process, reached by pickling it by reference: a
+    lambda, closure or method of a local class cannot be, and pickle's own words
+    ("Can't pickle local object") do not say what to do."""
+    try:
+        pickle.dumps(action)
+    except Exception as exc:
+        raise SerializationError(
+            f"the Barrier action {getattr(action, '__qualname__', action)!r} cannot be sent "
+            "to the process that runs it (a process pool's Barrier runs its action in a "
+            "manager process): use a function defined at module level"
+        ) from exc
+
+
 class _AnypoolManager(SyncManager):
     """A SyncManager whose objects come back as our proxies."""
 
@@ -632,6 +646,8 @@ class ProcessPrimitives:
         self, parties: int, action: Callable[[], object] | None, timeout: float | None
     ) -> BarrierLike:
         # the action runs in the manager process, so it must pickle (by reference)
+        if action is not None:
+            _check_action(action)
         return cast(BarrierLike, self._managed("Barrier", parties, action, timeout))
 
     def Queue(self, maxsize: int, order: Order) -> QueueLike:
