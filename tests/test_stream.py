@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -95,8 +96,7 @@ def test_items_arrive_in_order(make_pool: MakePool, backend: str) -> None:
     pool = make_pool(backend, workers=2)
     stream = pool.stream(numbers, 5000, buffer=16)
     assert list(stream) == list(range(5000))
-    if backend != "inline":  # inline: the consumer ran the generator itself
-        assert stream.future.result(5) == 5000
+    assert stream.future.result(5) == 5000  # inline too: the items the consumer ran it for
     assert list(pool.stream(numbers, 0)) == []
 
 
@@ -134,8 +134,9 @@ def test_close_stops_the_generator_with_generator_exit(make_pool: MakePool, back
     stream.close()
     assert wait_until(lambda: finished.value != 0, 5.0), "the generator's finally did not run"
     assert finished.value == 2  # GeneratorExit, not the end of the loop
-    if backend != "inline":
-        assert stream.future.result(5) < 1_000_000
+    assert stream.future.result(5) < 1_000_000
+    if backend == "inline":  # the consumer ran the generator: exactly the items it took
+        assert stream.future.result() == 5
     with pytest.raises(StopIteration):
         next(stream)
 
@@ -169,6 +170,21 @@ def test_generator_error_comes_after_its_items(make_pool: MakePool, backend: str
 
 
 @pytest.mark.parametrize("backend", ["thread", "process", "inline"])
+def test_future_and_statistics_say_how_the_stream_ended(make_pool: MakePool, backend: str) -> None:
+    pool = make_pool(backend, workers=1)
+    ok = pool.stream(numbers, 5)
+    assert list(ok) == list(range(5))
+    failing = pool.stream(fails_after, 3)
+    with pytest.raises(KeyError):
+        list(failing)
+    assert ok.future.result(5) == 5  # inline gave the generator object
+    assert isinstance(failing.future.exception(5), KeyError)  # inline gave None
+    assert wait_until(lambda: pool.statistics().tasks_finished == 2, 5.0)
+    stats = pool.statistics()
+    assert (stats.tasks_done, stats.tasks_failed) == (1, 1)  # inline counted 2 done
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "inline"])
 def test_not_a_generator_function(make_pool: MakePool, backend: str) -> None:
     pool = make_pool(backend, workers=1)
     with pytest.raises(TypeError, match=r"generator function.*returned int"):
@@ -189,6 +205,25 @@ def test_item_timeout_names_itself(make_pool: MakePool, backend: str) -> None:
     assert got == [0, 1, 2]
     # a steady generator whose gaps stay under item_timeout runs to its end
     assert list(pool.stream(steady, 5, 0.02, item_timeout=1.0)) == list(range(5))
+
+
+@pytest.mark.parametrize("backend", ["thread", "process", "asyncio", "auto"])
+def test_item_timeout_fails_the_task_with_the_same_task_timeout(
+    make_pool: MakePool, backend: str
+) -> None:
+    pool = make_pool(backend, workers=1, timeline=True)
+    stall = 60.0 if backend == "process" else 1.2  # a process is killed: no waiting for it
+    stream = pool.stream(stalls_after, 3, stall, item_timeout=0.3)
+    with pytest.raises(anypool.TaskTimeout) as raised:
+        list(stream)
+    # not the CancelledError of Pool.kill, which the stream used to stop the task
+    assert stream.future.exception(5) is raised.value
+    assert wait_until(lambda: pool.statistics().tasks_finished == 1, 5.0)
+    stats = pool.statistics()
+    assert (stats.tasks_failed, stats.tasks_cancelled) == (1, 0)
+    (event,) = pool.timeline().events
+    assert event.outcome == "timeout"
+    assert list(pool.stream(numbers, 3)) == [0, 1, 2]  # a worker took the stopped one's place
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])
@@ -313,7 +348,7 @@ def test_auto_measures_each_generator_function_apart(make_pool: MakePool) -> Non
     assert list(pool.stream(steady, 3, 0.01)) == [0, 1, 2]
 
 
-@pytest.mark.parametrize("backend", ["thread", "process", "asyncio", "auto"])
+@pytest.mark.parametrize("backend", ["thread", "process", "asyncio", "auto", "inline"])
 def test_shutdown_stops_a_stream_nobody_reads(backend: str) -> None:
     pool = anypool.Pool(backend, workers=1)
     finished = pool.Value("i", 0)
@@ -325,6 +360,38 @@ def test_shutdown_stops_a_stream_nobody_reads(backend: str) -> None:
     assert finished.value == 2  # GeneratorExit in the worker
     with pytest.raises(anypool.PoolClosed, match="shut down"):
         list(stream)
+    assert stream.future.result(5) >= 1  # the task ended with the generator
+
+
+def test_inline_shutdown_while_another_thread_runs_the_generator(make_pool: MakePool) -> None:
+    inside, go = threading.Event(), threading.Event()
+    how: list[str] = []
+
+    def waits() -> Iterator[int]:
+        try:
+            yield 0
+            inside.set()
+            go.wait(5)
+            yield 1
+            yield 2
+        except GeneratorExit:
+            how.append("GeneratorExit")
+            raise
+
+    pool = make_pool("inline")
+    stream = pool.stream(waits)
+    assert next(stream) == 0
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(next(stream)))
+    reader.start()
+    assert inside.wait(5)
+    pool.shutdown()  # the generator is running in the reader: closed after its item
+    go.set()
+    reader.join(5)
+    assert (got, how) == ([1], ["GeneratorExit"])
+    assert stream.future.result(0) == 2
+    with pytest.raises(anypool.PoolClosed):
+        next(stream)
 
 
 def test_shutdown_stops_a_worker_blocked_on_a_full_socket() -> None:

@@ -6,6 +6,10 @@
 
 Breakpoints, ``print`` and profilers behave as in plain sequential code, and
 ``map`` stays lazy: the engine submits one item at a time, when it is consumed.
+
+A task whose function returns :data:`SETTLED_LATER` stays running: its caller settles it
+(``pool.stream``: the consumer runs the generator, one item per ``next()``, and the task
+resolves to the number of items, or fails with the generator's exception, at the end).
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from .._local._loops import run_initializer
 from .._task import Task
 from ..abc import Backend, BackendConfig, Capabilities
 
-__all__ = ["InlineBackend", "backend_class"]
+__all__ = ["SETTLED_LATER", "InlineBackend", "backend_class"]
+
+
+class _SettledLater:
+    def __repr__(self) -> str:
+        return "<anypool inline: settled later>"
+
+
+# What a task function returns to leave its future running: its caller settles the task.
+SETTLED_LATER = _SettledLater()
 
 
 class InlineBackend(Backend):
@@ -57,7 +70,8 @@ class InlineBackend(Backend):
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt / SystemExit belong to the caller
         else:
-            task.settle(value)
+            if value is not SETTLED_LATER:
+                task.settle(value)
 
     def _initialize_once(self) -> None:
         with self._lock:

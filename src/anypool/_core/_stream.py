@@ -19,16 +19,18 @@
         ▼ END, or the worker's side gone ─► the task's future says how it ended
           (StopIteration, the generator's exception, WorkerCrashed, TaskTimeout)
 
-    inline: no worker; the consumer runs the generator itself, one item per next().
+    inline: no worker; the consumer runs the generator itself, one item per next(), and
+            settles the task at the end (its function returns the inline backend's
+            SETTLED_LATER, which leaves it running until then).
     ray: the backend's own channel (Backend.stream_channel): Ray's streaming generators
          carry drive_stream's batches (_EngineChannel; anypool._backends._ray).
 
 The stream is one ordinary task, so it needs nothing new from the backends (Ray aside,
 whose workers cannot reach this process: its ``stream_channel`` lends Ray's streaming
-generators) or the process wire protocol: its statistics, timeline and ``Pool.kill`` are
-a task's. Why a
-socket and not ``pool.Queue()``: on processes that is a proxy to a manager process,
-two hops and a round trip per call (docs/design.md, "Streams").
+generators; and inline's SETTLED_LATER) or the process wire protocol: its statistics,
+timeline and ``Pool.kill`` are a task's. Why a socket and not ``pool.Queue()``: on
+processes that is a proxy to a manager process, two hops and a round trip per call
+(docs/design.md, "Streams").
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .._errors._exceptions import CapabilityError, PoolClosed, SerializationError, TaskTimeout
 from .._local._threads import start_thread
 from .._observe._progress import ProgressHook, progress_hook
-from .._task import fn_name
+from .._task import Task, fn_name
 from .._wire._pickle import split_at_unpicklable
 
 if TYPE_CHECKING:
@@ -492,33 +494,67 @@ class _SocketChannel:
 
 # -- inline: the consumer runs the generator ----------------------------------------------------
 class _DirectChannel:
-    """For backends whose tasks run in the caller: no worker, no buffer."""
+    """For backends whose tasks run in the caller: no worker, no buffer. The task only
+    makes the iterator (``_make_iterator``) and stays running; the consumer runs the
+    generator here, one item per ``take``, and settles the task at the end: the number
+    of items produced, or the generator's exception, as drive_stream's outcome is."""
 
     started_at: float | None = None
 
-    def __init__(self, future: Future[Any]) -> None:
-        self._future = future
-        self._iterator: Iterator[Any] | None = None
+    def __init__(self) -> None:
+        self.task: Task | None = None  # the stream's task, set before it is submitted
+        self.iterator: Iterator[Any] | None = None  # set by the task; None once it ended
+        self._produced = 0
+        self._stopping = threading.Event()  # stop() came, maybe from another thread
+        self._busy = threading.Lock()  # held while the generator runs
 
     def take(self, wait: float) -> Any:
-        if self._iterator is None:
-            self._iterator = self._future.result()
-        try:
-            return [next(self._iterator)]
-        except StopIteration:
-            return _END
+        with self._busy:
+            if self.iterator is None or self._stopping.is_set():
+                self._finish()
+                return _END  # ended, stopped, or the task failed before it made one
+            try:
+                item = next(self.iterator)
+            except StopIteration:
+                self._finish()
+                return _END
+            except BaseException as exc:
+                self._fail(exc)
+                raise
+            self._produced += 1
+            if self._stopping.is_set():  # stop() came from another thread meanwhile
+                self._finish()
+            return [item]
 
     def ack(self, n: int) -> None:
         pass
 
     def stop(self) -> None:
-        future = self._future
-        done = self._iterator is None and future.done() and not future.cancelled()
-        if done and future.exception() is None:
-            self._iterator = future.result()
-        close = getattr(self._iterator, "close", None)
-        if close is not None:
-            close()
+        """Close the generator (GeneratorExit at its yield), here or, when another thread
+        is inside it, in that thread's ``take`` once the item is made."""
+        self._stopping.set()
+        if self._busy.acquire(blocking=False):
+            try:
+                self._finish()
+            finally:
+                self._busy.release()
+
+    def _finish(self) -> None:
+        iterator, self.iterator = self.iterator, None
+        close = getattr(iterator, "close", None)
+        try:
+            if close is not None:
+                close()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        if self.task is not None:
+            self.task.settle(self._produced)  # a no-op once the task is resolved
+
+    def _fail(self, exc: BaseException) -> None:
+        self.iterator = None
+        if self.task is not None:
+            self.task.fail(exc)
 
     def close(self) -> None:
         pass
@@ -554,9 +590,15 @@ class _EngineChannel:
         self._stream.close()
 
 
-def _make_iterator(end: Any, gen_fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
-    """The inline stream's task: creates the iterator (the consumer drives it)."""
-    return _iterate(gen_fn(*args, **kwargs), gen_fn)
+def _make_iterator(
+    end: _DirectChannel, gen_fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]
+) -> Any:
+    """The inline stream's task: makes the iterator, which the consumer drives, and
+    leaves the task running: ``end`` settles it when the generator ends."""
+    from .._backends._inline import SETTLED_LATER
+
+    end.iterator = _iterate(gen_fn(*args, **kwargs), gen_fn)
+    return SETTLED_LATER
 
 
 class _StreamCall:
@@ -606,14 +648,14 @@ class StreamIterator(Generic[T]):
         future: Future[Any],
         *,
         name: str,
-        kill: Callable[[], object],
+        expire: Callable[[TaskTimeout], object],
         item_timeout: float | None,
         hook: ProgressHook | None,
     ) -> None:
         self._channel = channel
         self.future = future
         self._name = name
-        self._kill = kill
+        self._expire = expire
         self._item_timeout = item_timeout
         self._hook = hook
         self._items: Iterator[T] = iter(())
@@ -665,11 +707,12 @@ class StreamIterator(Generic[T]):
             since = max(waited_from, started)
             wait = since + self._item_timeout - time.monotonic()
             if wait <= 0:
-                self._kill()
-                raise TaskTimeout(
+                error = TaskTimeout(
                     f"stream {self._name} produced no item for {self._item_timeout} s "
                     f"(item_timeout={self._item_timeout}); the task was stopped"
                 )
+                self._expire(error)  # the task fails with it, then is stopped
+                raise error
             wait = min(wait, _POLL_S)
         got = self._channel.take(wait)
         if got is _LOST:
@@ -920,29 +963,40 @@ def open_stream(
         )
     hook = progress_hook(progress, (iter(()),))  # no total: a generator's length is unknown
     inline = caps.runs_in_caller
-    channel: Any = None if inline else _channel_for(pool, buffer)
-    end = None if channel is None else getattr(channel, "end", channel)
+    channel: Any = _DirectChannel() if inline else _channel_for(pool, buffer)
+    end = getattr(channel, "end", channel)
     call = _StreamCall(_make_iterator if inline else drive_stream, gen_fn)
     task = pool._task(call, (end, args, kwargs), {}, timeout=timeout, retries=0, priority=None)
+    if inline:
+        channel.task = task
     try:
         future = pool._submit_task(task)
     except BaseException:
-        if channel is not None:
-            channel.stop()
-            channel.close()
+        channel.stop()
+        channel.close()
         raise
-    if channel is None:
-        channel = _DirectChannel(future)
     if hook is not None:
         hook.start()
     stream: StreamIterator[Any] = StreamIterator(
         channel,
         future,
         name=f"stream({fn_name(gen_fn)})",
-        kill=functools.partial(pool.kill, future),
+        expire=functools.partial(_expire, pool, task),
         item_timeout=item_timeout,
         hook=hook,
     )
-    if not inline:  # an inline generator runs only inside next(): it holds up nothing
-        _register(pool, stream)
+    _register(pool, stream)  # inline too: shutdown closes the generator, settling its task
     return stream
+
+
+def _expire(pool: Pool, task: Task, error: TaskTimeout) -> None:
+    """``item_timeout`` ran out: the task fails with the consumer's TaskTimeout first (a
+    timeout in statistics and the timeline, as ``timeout=``'s), then the backend stops
+    it (kills the process, abandons the thread): Pool.kill would make it a cancel."""
+    if getattr(pool._backend, "stream_channel", None) is not None:
+        # Ray: its kill() refuses a task already resolved, and only a kill stops a stuck
+        # generator there (ray.cancel with force): killed first, so it reads as cancelled
+        pool.kill(task.future)
+        return
+    task.fail(error)
+    pool._backend.kill(task)
