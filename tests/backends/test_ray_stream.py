@@ -167,10 +167,13 @@ def test_an_item_that_does_not_pickle_fails_the_stream_after_the_items_before(
 def test_item_timeout_names_itself(pool: anypool.Pool) -> None:
     got: list[int] = []
     start = time.monotonic()
+    stream = pool.stream(stalls_after, 3, 30, item_timeout=0.5)
     with pytest.raises(anypool.TaskTimeout, match=r"item_timeout=0\.5"):
-        got.extend(pool.stream(stalls_after, 3, 30, item_timeout=0.5))
+        got.extend(stream)
     assert got == [0, 1, 2]
     assert time.monotonic() - start < 10
+    # the stream's task fails with that same timeout (a timeout, not Pool.kill's cancel)
+    assert isinstance(stream.future.exception(10), anypool.TaskTimeout)
 
 
 def test_timeout_bounds_the_whole_stream(pool: anypool.Pool) -> None:

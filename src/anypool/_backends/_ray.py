@@ -532,8 +532,10 @@ class RayBackend(Backend):
         with self._lock:
             ref = self._running.get(task)
             threaded = task in self._on_actor
-        if ref is None or threaded or task.future.done():
+        if ref is None or threaded:
             return False
+        # a no-op if the task has failed already: a stream's item_timeout fails it with its
+        # TaskTimeout first, then asks for the kill (only that stops a stuck generator)
         task.fail(CancelledError("the task was killed by Pool.kill() while it ran"))
         ray.cancel(ref, force=True)
         return True

@@ -993,10 +993,5 @@ def _expire(pool: Pool, task: Task, error: TaskTimeout) -> None:
     """``item_timeout`` ran out: the task fails with the consumer's TaskTimeout first (a
     timeout in statistics and the timeline, as ``timeout=``'s), then the backend stops
     it (kills the process, abandons the thread): Pool.kill would make it a cancel."""
-    if getattr(pool._backend, "stream_channel", None) is not None:
-        # Ray: its kill() refuses a task already resolved, and only a kill stops a stuck
-        # generator there (ray.cancel with force): killed first, so it reads as cancelled
-        pool.kill(task.future)
-        return
     task.fail(error)
     pool._backend.kill(task)
