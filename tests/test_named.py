@@ -83,6 +83,18 @@ def test_shut_down_named_pool_is_created_afresh_with_its_options():
     assert second.submit(square, 3).result(timeout=10) == 9
 
 
+def test_a_named_pools_own_decorator_follows_the_name_after_a_shutdown():
+    # vthread's recipe: net = named_pool("net"), then @net.task; closing the group and
+    # calling again made PoolClosed, where @anypool.task(pool="net") made it afresh
+    net = anypool.named_pool("net", workers=2)
+    squared = net.task(square)
+    assert squared(3).result(timeout=10) == 9
+    net.shutdown()
+    assert squared(4).result(timeout=10) == 16
+    assert squared.pool is anypool.named_pool("net") is not net
+    assert squared.pool.workers == 2
+
+
 @pytest.mark.parametrize("bad", ["", None, 3])
 def test_bad_pool_names(bad):
     with pytest.raises(TypeError, match="a pool name must be a non-empty str"):

@@ -248,6 +248,9 @@ class Pool:
         self._observer = Observer(self._backend, timeline=timeline)
         self._timers = Timers(_weak_submit(self))
         self._streams = False  # whether stream() was ever called: shutdown then stops them
+        # where @pool.task sends calls: this pool, or for a named pool its registry entry
+        # (set by anypool._frontends._named), so a group shut down is made afresh on use
+        self._task_target: Callable[[], Pool] | None = None
         # Released on garbage collection too: a pool dropped without shutdown() must not keep
         # its worker processes and pipes until the interpreter exits.
         self._finalizer = weakref.finalize(self, _release, self._backend, self._timers)
@@ -636,8 +639,10 @@ class Pool:
         options = TaskOptions(timeout, retries, priority, callback)
         options.check()
 
+        target = self._task_target or (lambda: self)
+
         def decorate(fn: Callable[P, R]) -> TaskFunction[P, R]:
-            return TaskFunction(fn, lambda: self, repr(self), options)
+            return TaskFunction(fn, target, repr(self), options)
 
         return decorate if fn is None else decorate(fn)
 

@@ -52,6 +52,7 @@ def _create(name: str, options: dict[str, Any]) -> Pool:
 
     pool = Pool(**options)
     register_for_exit(pool)
+    pool._task_target = functools.partial(_get, name)  # @pool.task follows the name
     _registry[name] = (pool, options)
     return pool
 
