@@ -126,6 +126,16 @@ def test_unconsumed_map_makes_no_bar(make_pool: Callable[..., anypool.Pool]) -> 
     assert options["file"].getvalue() == ""  # type: ignore[attr-defined]
 
 
+def test_a_misspelt_bar_option_is_refused_where_no_bar_is_drawn(
+    make_pool: Callable[..., anypool.Pool],
+) -> None:
+    # the tests' output is not a terminal: tqdm draws nothing and never saw the typo
+    pool = make_pool("thread", 2)
+    with pytest.raises(TypeError, match="tqdm options it does not have: bogus"):
+        pool.map(abs, [1], progress={"bogus": 1})
+    assert list(pool.map(abs, [-1], progress={"desc": "ok", "leave": False})) == [1]
+
+
 def test_bad_progress_value(make_pool: Callable[..., anypool.Pool]) -> None:
     with pytest.raises(TypeError, match="progress= must be True, False or a dict"):
         make_pool("thread", 1).map(double, range(3), progress="yes")  # type: ignore[arg-type]

@@ -80,7 +80,24 @@ def progress_hook(
         raise TypeError(
             f"progress= must be True, False or a dict of tqdm options, got {progress!r}"
         )
-    return ProgressHook(_import_tqdm(), options, _total(iterables))
+    tqdm_class = _import_tqdm()
+    _check_bar_options(tqdm_class, options)
+    return ProgressHook(tqdm_class, options, _total(iterables))
+
+
+def _check_bar_options(tqdm_class: Any, options: Mapping[str, Any]) -> None:
+    """A misspelt option fails now: tqdm says so only when it draws, and it does not draw
+    where the output is not a terminal, so a typo was silently dropped there."""
+    import inspect
+
+    parameters = inspect.signature(tqdm_class.__init__).parameters.values()
+    known = {p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD}
+    unknown = sorted(set(options) - known - {"self"})
+    if unknown:
+        raise TypeError(
+            f"progress= got tqdm options it does not have: {', '.join(unknown)} "
+            f"(tqdm's are: {', '.join(sorted(known - {'self', 'iterable'}))})"
+        )
 
 
 class ProgressHook:
