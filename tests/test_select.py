@@ -124,6 +124,18 @@ def test_waiting_work_that_computes_enough_goes_to_processes() -> None:
     assert choose_backend(snap(gil=False, cpus=2), m).backend == "thread"
 
 
+def test_waiting_work_that_computes_little_stays_on_threads() -> None:
+    # 8% CPU (the sleep call's own overhead at 0.5 ms): the estimates favoured 16
+    # processes a little, which a short workload paid to start for nothing
+    m = Measurements(4, 0.002, 0.00016, transfer_s=5e-6, chunked=True)  # a map
+    decision = choose_backend(snap(cpus=2), m)
+    assert decision.backend == "thread", str(decision)
+    assert decision.workers > 2
+    # the estimates alone would pick processes (~31k against ~25k items/s)
+    rates = {e.backend: e.items_per_s for e in decision.estimates}
+    assert rates["process"] > rates["thread"]
+
+
 def test_mixed_work_oversubscribes_processes() -> None:
     # half computing, half waiting: two processes per CPU would keep both CPUs busy if
     # their waits interleaved perfectly; in lockstep it takes more: the cap, 8 per CPU

@@ -62,6 +62,12 @@ AUTO_CANDIDATES = ("thread", "process", "inline")
 # time; the choice itself comes from the estimates, these thresholds only name it.
 CPU_BOUND = 0.8
 IO_BOUND = 0.2
+# Work that computes less than this share of its time stays on threads (docs/gil.md's
+# table): the estimates may still favour processes a little (8% of computing under the
+# GIL caps threads at one core's worth), but that gain only repays starting up to 16
+# processes on a long workload, and a short one paid their start for nothing (2 sleeps
+# of 0.5 ms took 0.15 s on processes, 1 ms in a loop).
+PROCESSES_FROM_SHARE = 0.10
 # Most threads auto sizes a pool to for waiting work. More overlap more waits, but each
 # thread costs a stack and a remote service may not welcome 1000 connections; pass
 # workers= to go higher. Threads start on demand, so a small workload never makes them all.
@@ -508,6 +514,14 @@ def _why_kind(
     return f"{m.kind}: running in parallel would not repay its overhead at this task size"
 
 
+def _mostly_waiting(m: Measurements, shortlist: list[Candidate]) -> list[Candidate]:
+    """Below PROCESSES_FROM_SHARE of computing, the backends that pickle are left out when
+    one that does not is allowed."""
+    if m.cpu_fraction >= PROCESSES_FROM_SHARE:
+        return shortlist
+    return [c for c in shortlist if not c.capabilities.needs_pickling] or shortlist
+
+
 def _waiting_coroutines(m: Measurements, shortlist: list[Candidate]) -> list[Candidate]:
     """IO-bound coroutines stay on event loops in this process when one is allowed. The
     estimates would send them to processes as soon as enough of them in flight could
@@ -645,7 +659,7 @@ def _measured(
     workers: int | None,
 ) -> Decision:
     estimates = {c.name: _estimate(c, snap, m, workers) for c in snap.candidates}
-    chosen, why = _pick(_waiting_coroutines(m, shortlist), estimates)
+    chosen, why = _pick(_mostly_waiting(m, _waiting_coroutines(m, shortlist)), estimates)
     count = estimates[chosen.name].workers
     head = f"{m.describe()}; {snap.describe()} -> {chosen.name} backend, {_workers(count)}"
     shown = [
