@@ -18,7 +18,15 @@ from concurrent.futures._base import FINISHED as _FINISHED
 from concurrent.futures._base import RUNNING as _RUNNING
 from typing import Any
 
-__all__ = ["ChunkResult", "Task", "chunk_outcomes", "overran", "run_chunk", "runs_at_once"]
+__all__ = [
+    "ChunkResult",
+    "Task",
+    "chunk_outcomes",
+    "overran",
+    "run_chunk",
+    "runs_at_once",
+    "seconds",
+]
 
 _next_seq = itertools.count().__next__
 
@@ -112,6 +120,12 @@ def runs_at_once(fn: object) -> bool:
     return hasattr(type(fn), "_anypool_coroutine")
 
 
+def seconds(value: float | None) -> str:
+    """A duration as messages print it: 0.9, not 0.8999999999999999 (a chunk's timeout is
+    the item's times its size)."""
+    return "None" if value is None else f"{value:g}"
+
+
 def overran(task: Task) -> str:
     """How a deadline's error names the task and its timeout. A coroutine call's deadline
     (anypool._core._aio.CoroutineCall) is its own ``timeout=``, which cancels it at its next
@@ -119,9 +133,9 @@ def overran(task: Task) -> str:
     own = getattr(task.fn, "timeout", None) if runs_at_once(task.fn) else None
     name = fn_name(task.fn)
     if own is None or task.timeout is None:
-        return f"task {name} ran longer than its timeout of {task.timeout} s"
+        return f"task {name} ran longer than its timeout of {seconds(task.timeout)} s"
     return (
-        f"coroutine {name} ran past its timeout of {own} s and did not yield within "
+        f"coroutine {name} ran past its timeout of {own:g} s and did not yield within "
         f"{task.timeout - own:g} s after it was cancelled (it blocks its event loop)"
     )
 

@@ -62,7 +62,7 @@ from .._scheduler._select import (
     parse_require,
     unmet,
 )
-from .._task import ChunkResult, Task
+from .._task import ChunkResult, Task, overran
 from ..abc import Backend, BackendConfig, Capabilities, Order
 from ._measure import (
     IDLE_SAMPLES,
@@ -718,9 +718,8 @@ class AutoBackend(Backend):
         # and the choice is made now so the queued tasks do not wait for it.
         task.fail(
             TaskTimeout(
-                f"task {task.fn!r} ran longer than its timeout of {task.timeout} s while "
-                "backend='auto' sampled it on a thread, which cannot be stopped; it was "
-                "abandoned and keeps running in the background"
+                f"{overran(task)} while backend='auto' sampled it on a thread, which cannot "
+                "be stopped; it was abandoned and keeps running in the background"
             )
         )
         if profile.side is None:

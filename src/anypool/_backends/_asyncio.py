@@ -30,7 +30,7 @@ from typing import Any
 from .._errors._exceptions import BrokenPool, PoolClosed, TaskTimeout, fresh_copy
 from .._local._atexit import register_for_exit
 from .._local._threads import start_task_thread
-from .._task import ChunkResult, Task, run_chunk
+from .._task import ChunkResult, Task, overran, run_chunk
 from ..abc import Backend, BackendConfig, Capabilities
 
 __all__ = ["AsyncioBackend", "backend_class"]
@@ -191,7 +191,7 @@ class AsyncioBackend(Backend):
             if not job.cancelled():
                 task.fail(exc)  # the task raised TimeoutError itself
             else:
-                task.fail(TaskTimeout(f"task {task.fn!r} ran past its timeout of {task.timeout} s"))
+                task.fail(TaskTimeout(overran(task)))
         except asyncio.CancelledError:
             task.fail(CancelledError("the pool was shut down with kill_running=True"))
         except BaseException as exc:

@@ -70,7 +70,7 @@ from .._local._deadlines import Deadlines, Handle
 from .._local._queue import TaskQueue
 from .._local._threads import start_thread
 from .._runtime import usable_cpus
-from .._task import Task
+from .._task import Task, overran
 from .._wire._pickle import cloudpickle_dumps, split_at_unpicklable, wrap_exception
 from .._wire._remote import dumps_call, loads_outcome, run_payload
 from ..abc import Backend, BackendConfig, Capabilities
@@ -521,11 +521,7 @@ class RayBackend(Backend):
         )
 
     def _expire(self, task: Task, ref: Any) -> None:
-        task.fail(
-            TaskTimeout(
-                f"task {task.fn!r} ran longer than its timeout of {task.timeout} s and was stopped"
-            )
-        )
+        task.fail(TaskTimeout(f"{overran(task)} and was stopped"))
         ray.cancel(ref, force=True)
 
     def kill(self, task: Task) -> bool:

@@ -465,7 +465,7 @@ async def _with_timeout(
         await job
     except asyncio.CancelledError:
         pass
-    raise TaskTimeout(f"coroutine {fn_name(fn)} ran past its timeout of {timeout} s (cancelled)")
+    raise TaskTimeout(f"coroutine {fn_name(fn)} ran past its timeout of {timeout:g} s (cancelled)")
 
 
 async def _gather_chunk(
