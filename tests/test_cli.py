@@ -90,6 +90,21 @@ def test_info_reports_this_interpreter():
         assert (name in ready_part) == ok, backends_line
 
 
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    # `anypool info --json | head -c 10`: head exits first; no BrokenPipeError traceback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anypool", "info", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err, err.decode()
+    assert b"BrokenPipe" not in err, err.decode()
+    assert proc.returncode == 141
+
+
 def test_info_json_has_the_facts():
     out = run_cli("info", "--json")
     assert out.returncode == 0, out.stderr

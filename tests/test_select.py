@@ -331,7 +331,16 @@ def test_fixed_decision_says_the_user_chose() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "text"), [(2.5e-6, "2.5 us"), (0.04, "40 ms"), (1.23, "1.2 s")]
+    ("seconds", "text"),
+    [
+        (2.5e-6, "2.5 us"),
+        (5.9e-4, "590 us"),
+        (0.04, "40 ms"),
+        (0.37, "370 ms"),
+        (1.23, "1.2 s"),
+        (95.0, "95 s"),
+        (250.0, "250 s"),
+    ],
 )
 def test_format_seconds(seconds: float, text: str) -> None:
     assert format_seconds(seconds) == text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -223,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         status: int = args.handler(args)
+        sys.stdout.flush()  # here, where a reader that went away is handled below
     except UsageError as exc:
         print(f"anypool {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -232,4 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"anypool {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     return status
+
+
+def _reader_gone() -> int:
+    """The program reading our output stopped early (``anypool info --json | head``): not
+    an error of ours. Python's advice: point stdout at devnull, so that the flush at exit
+    does not raise again, and exit as a process killed by SIGPIPE would."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141

@@ -479,12 +479,16 @@ def _rate(items_per_s: float) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    """A short human duration: 2.5 us, 40 ms, 1.2 s."""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.2g} us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2g} ms"
-    return f"{seconds:.2g} s"
+    """A short human duration: 2.5 us, 590 us, 40 ms, 1.2 s, 95 s (two significant
+    digits, never in exponent notation: ``:.2g`` wrote 590 us as 5.9e+02 us)."""
+    for scale, unit in ((1e-3, "us"), (1.0, "ms")):
+        if seconds < scale:
+            return f"{_two_digits(seconds / scale * 1e3)} {unit}"
+    return f"{_two_digits(seconds)} s"
+
+
+def _two_digits(value: float) -> str:
+    return f"{value:.2g}" if value < 99.5 else f"{value:.0f}"  # 99.7: "1e+02" otherwise
 
 
 def _why_kind(
