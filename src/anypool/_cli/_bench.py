@@ -33,7 +33,14 @@ from typing import Any
 
 from .._core._pool import Pool
 from ._info import RuntimeInfo, collect_info
-from ._verdict import SEQUENTIAL, Conclusion, Measurement, conclude, speedups_of
+from ._verdict import (
+    SEQUENTIAL,
+    Conclusion,
+    Measurement,
+    conclude,
+    speedups_of,
+    workers_phrase,
+)
 
 __all__ = [
     "DEFAULT_BACKENDS",
@@ -319,7 +326,7 @@ def _measure(
 ) -> list[Measurement]:
     started = {}
     for backend in backends:
-        sized = "sized by auto" if backend == AUTO else f"{workload.workers} workers"
+        sized = "sized by auto" if backend == AUTO else workers_phrase(workload.workers)
         note(f"starting {backend} pool ({sized})")
         started[backend] = pools.get(backend, workload)
     runs: dict[str, list[float]] = {mode: [] for mode in (SEQUENTIAL, *backends)}
@@ -332,7 +339,7 @@ def _measure(
     for backend in backends:
         pool, startup = started[backend]
         chose = pool.explain() if backend == AUTO else None
-        what = f"{chose.backend}, {chose.workers} workers" if chose is not None else None
+        what = f"{chose.backend}, {workers_phrase(chose.workers)}" if chose is not None else None
         out.append(
             Measurement(workload.name, backend, pool.workers, tuple(runs[backend]), startup, what)
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._verdict import workers_phrase
+
 if TYPE_CHECKING:
     from ._bench import BenchReport
     from ._info import RuntimeInfo
@@ -67,7 +69,8 @@ def _table(report: BenchReport) -> list[str]:
     rows = [header]
     for m in report.measurements:
         startup = "-" if m.startup_s is None else f"{m.startup_s:.3f}"
-        speedup = f"{report.speedup(m.workload, m.mode):.2f}x"
+        factor = report.speedup(m.workload, m.mode)
+        speedup = f"{factor:.2f}x" if factor >= 0.1 else f"{factor:.2g}x"  # not "0.00x"
         rows.append((m.workload, m.mode, str(m.workers), f"{m.best_s:.3f}", speedup, startup))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     out = []
@@ -86,7 +89,9 @@ def format_bench(report: BenchReport) -> str:
         f"{rt.usable_cpus} usable CPUs{load}, start method {rt.default_start_method}",
         "",
     ]
-    lines += [f"  {w.name:<6} {w.description}, {w.workers} workers" for w in report.workloads]
+    lines += [
+        f"  {w.name:<6} {w.description}, {workers_phrase(w.workers)}" for w in report.workloads
+    ]
     lines += ["", *_table(report), ""]
     rounds = report.config.repeat
     lines.append(

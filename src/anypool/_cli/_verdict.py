@@ -28,6 +28,9 @@ SEQUENTIAL = "sequential"
 # A mode "helps" when it beats the plain loop by this factor. Below it the gain is
 # within what a shared 2-core machine's noise and pool overhead can produce.
 HELPS = 1.25
+# Processes at under half a plain loop's speed lost to their own start and hand-offs,
+# which a busy machine does not explain: the tasks were too short for them.
+TOO_SHORT = 0.5
 # A cheaper backend within this fraction of the fastest one is recommended instead:
 # threads start in microseconds and share memory, so a few percent is not worth a process.
 CHEAPER_WITHIN = 0.9
@@ -96,6 +99,17 @@ def words(mode: str | None) -> str:
     return {"thread": "threads", "process": "processes"}.get(mode, f"the {mode} backend")
 
 
+def workers_phrase(count: int) -> str:
+    """``1 worker``, ``2 workers``."""
+    return f"{count} worker" + ("" if count == 1 else "s")
+
+
+def speedup(value: float) -> str:
+    """A speed-up as the verdict prints it: x1.93, x0.42; two significant digits below
+    x0.1 (x0.0031, not x0.00, which reads as nothing at all)."""
+    return f"x{value:.2f}" if value >= 0.1 else f"x{value:.2g}"
+
+
 class _Machine(NamedTuple):
     gil_enabled: bool
     usable_cpus: int
@@ -109,15 +123,15 @@ class _Machine(NamedTuple):
 def _no_cpu_gain(process: float, machine: _Machine) -> str:
     """Why processes did not speed up the counter, from what is known about the machine."""
     if machine.usable_cpus < 2:
-        return f"processes did not help (x{process:.2f}): only 1 CPU is usable here"
-    if machine.busy():
+        return f"processes did not help ({speedup(process)}): only 1 CPU is usable here"
+    if machine.busy() and process >= TOO_SHORT:
         return (
-            f"processes did not help (x{process:.2f}): the machine was busy (load average "
+            f"processes did not help ({speedup(process)}): the machine was busy (load average "
             f"{machine.load_before:.1f} on {machine.usable_cpus} CPUs before the bench); "
             "rerun it when the machine is idle"
         )
     return (
-        f"processes did not help (x{process:.2f}): the tasks may be too short to "
+        f"processes did not help ({speedup(process)}): the tasks may be too short to "
         "outweigh their overhead; try a larger --counter"
     )
 
@@ -128,16 +142,16 @@ def _cpu_reasons(sp: Mapping[str, float], machine: _Machine) -> list[str]:
     thread, process = sp.get("thread"), sp.get("process")
     if thread is not None and thread < HELPS and gil_enabled:
         out.append(
-            f"threads counted no faster than one loop (x{thread:.2f}): with the GIL enabled "
+            f"threads counted no faster than one loop ({speedup(thread)}): with the GIL enabled "
             "only one thread runs Python bytecode at a time"
         )
     if thread is not None and thread >= HELPS and not gil_enabled:
         out.append(
-            f"threads counted in parallel (x{thread:.2f}): this free-threaded build "
+            f"threads counted in parallel ({speedup(thread)}): this free-threaded build "
             "runs with the GIL disabled"
         )
     if process is not None and process >= HELPS:
-        out.append(f"processes counted in parallel (x{process:.2f}): each has its own GIL")
+        out.append(f"processes counted in parallel ({speedup(process)}): each has its own GIL")
     elif process is not None:
         out.append(_no_cpu_gain(process, machine))
     return out
@@ -148,7 +162,7 @@ def _io_reasons(sp: Mapping[str, float], measurements: Sequence[Measurement]) ->
     thread, process = sp.get("thread"), sp.get("process")
     if thread is not None and thread >= HELPS:
         out.append(
-            f"threads overlapped the waits (x{thread:.2f}): a waiting thread releases the GIL"
+            f"threads overlapped the waits ({speedup(thread)}): a waiting thread releases the GIL"
         )
     startups = {m.mode: m.startup_s for m in measurements if m.startup_s is not None}
     if (
@@ -159,7 +173,7 @@ def _io_reasons(sp: Mapping[str, float], measurements: Sequence[Measurement]) ->
         and "process" in startups
     ):
         out.append(
-            f"processes overlapped them too (x{process:.2f}) but took "
+            f"processes overlapped them too ({speedup(process)}) but took "
             f"{startups['process']:.2f} s to start against {startups['thread']:.3f} s "
             "for threads"
         )
@@ -171,11 +185,11 @@ def _mixed_reasons(sp: Mapping[str, float], gil_enabled: bool) -> list[str]:
     thread, process = sp.get("thread"), sp.get("process")
     if thread is not None and thread >= HELPS and gil_enabled:
         out.append(
-            f"threads overlapped the waits (x{thread:.2f}) but, under the GIL, "
+            f"threads overlapped the waits ({speedup(thread)}) but, under the GIL, "
             "counted one at a time"
         )
     if process is not None and process >= HELPS and (thread is None or process > thread):
-        out.append(f"processes overlapped the waits and counted in parallel (x{process:.2f})")
+        out.append(f"processes overlapped the waits and counted in parallel ({speedup(process)})")
     return out
 
 
@@ -185,7 +199,7 @@ def _verdict(workload: str, measurements: Sequence[Measurement], machine: _Machi
     if choice is None:
         first = f"nothing beat the plain loop by x{HELPS:g} or more: keep it sequential"
     else:
-        first = f"use {words(choice)}: x{sp[choice]:.2f} against the plain loop"
+        first = f"use {words(choice)}: {speedup(sp[choice])} against the plain loop"
     rows = [m for m in measurements if m.workload == workload]
     extra = {
         "cpu": lambda: _cpu_reasons(sp, machine),
@@ -204,8 +218,8 @@ def _auto_reasons(sp: Mapping[str, float], rows: Sequence[Measurement]) -> list[
     best = max(fixed, key=lambda m: fixed[m])
     chose = f" chose {auto.note}" if auto.note else ""
     return [
-        f"auto{chose}: x{sp['auto']:.2f}, {sp['auto'] / fixed[best]:.0%} of the best fixed "
-        f"backend ({words(best)}, x{fixed[best]:.2f})"
+        f"auto{chose}: {speedup(sp['auto'])}, {sp['auto'] / fixed[best]:.0%} of the best fixed "
+        f"backend ({words(best)}, {speedup(fixed[best])})"
     ]
 
 
